@@ -1,0 +1,1 @@
+"""The `harmeval` command line: a gRPC client of the three services."""

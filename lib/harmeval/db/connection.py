@@ -1,0 +1,105 @@
+"""Where the database is, opening the pool, and applying migrations at start-up."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+
+from psycopg_pool import AsyncConnectionPool
+
+from harmeval.db.repository import Repository
+from harmeval.settings import CommonSettings
+
+logger = logging.getLogger(__name__)
+
+# Any number fits: all harmeval processes take this lock so concurrent start-ups
+# apply migrations exactly once.
+_MIGRATION_LOCK_ID = 0x6861726D
+
+
+def embedded_pgdata(data_dir: Path) -> Path:
+    return (data_dir / "postgres").resolve()
+
+
+def start_embedded_postgres(data_dir: Path) -> str:
+    """Starts (or joins) the private PostgreSQL under data_dir and returns its URL.
+
+    The server outlives this process (cleanup_mode=None) so the three services and the CLI
+    share one; `harmeval down` stops it.
+    """
+    import pgserver  # imported lazily: only the embedded default needs it
+
+    pgdata = embedded_pgdata(data_dir)
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(pgdata, cleanup_mode=None)
+    return str(server.get_uri())
+
+
+def stop_embedded_postgres(data_dir: Path) -> bool:
+    """Stops the private PostgreSQL if it runs; returns whether it was running."""
+    from pgserver._commands import pg_ctl
+
+    pgdata = embedded_pgdata(data_dir)
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    import os
+
+    user = "pgserver" if os.geteuid() == 0 else None
+    pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user=user)
+    return True
+
+
+def resolve_database_url(settings: CommonSettings) -> str:
+    return settings.database_url or start_embedded_postgres(settings.data_dir)
+
+
+def migration_files() -> list[tuple[str, str]]:
+    """(version, sql) in order; the version is the file name without `.sql`."""
+    folder = resources.files("harmeval.db").joinpath("migrations")
+    files = sorted(
+        (f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name
+    )
+    return [(f.name.removesuffix(".sql"), f.read_text(encoding="utf-8")) for f in files]
+
+
+async def migrate(pool: AsyncConnectionPool) -> list[str]:
+    """Applies migrations not applied yet, each in its own transaction; returns their versions."""
+    applied: list[str] = []
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_ID,))
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        cur = await conn.execute("SELECT version FROM schema_migrations")
+        done = {row[0] for row in await cur.fetchall()}
+        for version, sql in migration_files():
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql.encode())
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version) VALUES (%s)", (version,)
+                )
+            applied.append(version)
+    if applied:
+        logger.info("applied migrations %s", ", ".join(applied))
+    return applied
+
+
+@asynccontextmanager
+async def open_database(settings: CommonSettings) -> AsyncIterator[Repository]:
+    """Opens the pool, brings the schema up to date, and closes the pool on exit."""
+    url = resolve_database_url(settings)
+    pool = AsyncConnectionPool(
+        url, min_size=1, max_size=settings.db_pool_max_size, open=False, kwargs={"autocommit": True}
+    )
+    await pool.open(wait=True, timeout=30)
+    try:
+        await migrate(pool)
+        yield Repository(pool)
+    finally:
+        await pool.close()

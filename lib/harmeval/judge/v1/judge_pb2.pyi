@@ -1,0 +1,75 @@
+from harmeval.common.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class JudgeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    JUDGE_KIND_UNSPECIFIED: _ClassVar[JudgeKind]
+    JUDGE_KIND_POINTWISE: _ClassVar[JudgeKind]
+    JUDGE_KIND_LISTWISE: _ClassVar[JudgeKind]
+JUDGE_KIND_UNSPECIFIED: JudgeKind
+JUDGE_KIND_POINTWISE: JudgeKind
+JUDGE_KIND_LISTWISE: JudgeKind
+
+class Answer(_message.Message):
+    __slots__ = ("generation_id", "text")
+    GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    generation_id: int
+    text: str
+    def __init__(self, generation_id: _Optional[int] = ..., text: _Optional[str] = ...) -> None: ...
+
+class JudgeRequest(_message.Message):
+    __slots__ = ("judge", "prompt", "answers")
+    JUDGE_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    judge: str
+    prompt: _common_pb2.Prompt
+    answers: _containers.RepeatedCompositeFieldContainer[Answer]
+    def __init__(self, judge: _Optional[str] = ..., prompt: _Optional[_Union[_common_pb2.Prompt, _Mapping]] = ..., answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ...) -> None: ...
+
+class JudgeResponse(_message.Message):
+    __slots__ = ("judgments",)
+    JUDGMENTS_FIELD_NUMBER: _ClassVar[int]
+    judgments: _containers.RepeatedCompositeFieldContainer[_common_pb2.Judgment]
+    def __init__(self, judgments: _Optional[_Iterable[_Union[_common_pb2.Judgment, _Mapping]]] = ...) -> None: ...
+
+class ListJudgesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class JudgeInfo(_message.Message):
+    __slots__ = ("name", "family", "kind", "protocol", "max_answers", "settings")
+    class SettingsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FAMILY_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    MAX_ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    family: str
+    kind: JudgeKind
+    protocol: str
+    max_answers: int
+    settings: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., family: _Optional[str] = ..., kind: _Optional[_Union[JudgeKind, str]] = ..., protocol: _Optional[str] = ..., max_answers: _Optional[int] = ..., settings: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ListJudgesResponse(_message.Message):
+    __slots__ = ("judges",)
+    JUDGES_FIELD_NUMBER: _ClassVar[int]
+    judges: _containers.RepeatedCompositeFieldContainer[JudgeInfo]
+    def __init__(self, judges: _Optional[_Iterable[_Union[JudgeInfo, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,132 @@
+"""The one server skeleton all three services use.
+
+`create_server()` binds and registers everything but does not start, so tests can bind
+`127.0.0.1:0`; `serve()` is the process entry point: health NOT_SERVING until the servicer's
+heavy resources are ready, SIGTERM drains in-flight RPCs, resources close in `finally`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from harmeval.log import configure_logging
+from harmeval.observability import MetricsInterceptor
+from harmeval.settings import CommonSettings
+
+logger = logging.getLogger(__name__)
+
+
+class Servicer(Protocol):
+    """A service implementation whose heavy resources open in `startup`."""
+
+    async def startup(self, stack: AsyncExitStack) -> None: ...
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What the skeleton needs to know about one service."""
+
+    # Short name: "generator", "judge", "metrics" (metric names and logs).
+    name: str
+    descriptor: ServiceDescriptor
+    add_to_server: Callable[[Any, grpc.aio.Server], None]
+
+
+@dataclass
+class RunningServer:
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    spec: ServiceSpec
+
+    async def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        # "" is the whole server; Kubernetes probes ask for it.
+        for name in ("", self.spec.descriptor.full_name):
+            await self.health.set(name, status)
+
+
+async def create_server(
+    spec: ServiceSpec, servicer: Servicer, address: str, settings: CommonSettings
+) -> RunningServer:
+    limit = settings.max_message_bytes
+    server = grpc.aio.server(
+        interceptors=[MetricsInterceptor(spec.name)],
+        options=[
+            ("grpc.max_send_message_length", limit),
+            ("grpc.max_receive_message_length", limit),
+        ],
+    )
+    spec.add_to_server(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (
+            spec.descriptor.full_name,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise RuntimeError(f"cannot bind {spec.name} service to {address}")
+    running = RunningServer(server, port, health_servicer, spec)
+    await running.set_serving(False)
+    return running
+
+
+async def serve(
+    spec: ServiceSpec, servicer: Servicer, address: str, prometheus_port: int, settings: Any
+) -> None:
+    """Runs one service until SIGTERM/SIGINT."""
+    configure_logging(settings.log_level, settings.log_format)
+    start_http_server(prometheus_port, addr=address.rsplit(":", 1)[0].strip("[]") or "0.0.0.0")
+    running = await create_server(spec, servicer, address, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await running.server.start()
+    logger.info("%s service listening on %s (port %d)", spec.name, address, running.port)
+    async with AsyncExitStack() as stack:
+        try:
+            await servicer.startup(stack)
+            await running.set_serving(True)
+            logger.info("%s service ready", spec.name)
+            await stop.wait()
+        finally:
+            logger.info("%s service draining (grace %.0fs)", spec.name, settings.grace_seconds)
+            # Flip health first so load balancers stop sending new work while we drain.
+            with contextlib.suppress(Exception):
+                await running.set_serving(False)
+            await running.server.stop(settings.grace_seconds)
+    logger.info("%s service stopped", spec.name)
+
+
+T = TypeVar("T")
+
+
+async def require_ready(value: T | None, context: grpc.aio.ServicerContext[Any, Any], what: str) -> T:
+    """Returns a resource opened in `startup`, or fails the RPC while the service still starts."""
+    if value is None:
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"{what} is still starting; retry shortly")
+    assert value is not None
+    return value

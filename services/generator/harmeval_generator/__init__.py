@@ -1,0 +1,1 @@
+"""Generator service: serves small LLMs and stores every answer with its parameters."""

@@ -1,0 +1,1 @@
+"""harmeval judge service: scores small-model answers with LLM judges and classifiers."""

@@ -1,0 +1,17 @@
+"""`python -m harmeval_judge`: runs the judge service."""
+
+import asyncio
+
+from harmeval import settings as settings_module
+from harmeval.server import serve
+from harmeval.settings import JudgeSettings
+from harmeval_judge.service import SPEC, JudgeServicer
+
+
+def main() -> None:
+    s = settings_module.load(JudgeSettings)
+    asyncio.run(serve(SPEC, JudgeServicer(s), s.judge_address, s.judge_prometheus_port, s))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""harmeval metrics service: agreement between coders and harm rankings of models."""

@@ -1,0 +1,17 @@
+"""`python -m harmeval_metrics`: runs the metrics service."""
+
+import asyncio
+
+from harmeval import settings as settings_module
+from harmeval.server import serve
+from harmeval.settings import MetricsSettings
+from harmeval_metrics.service import SPEC, MetricsServicer
+
+
+def main() -> None:
+    s = settings_module.load(MetricsSettings)
+    asyncio.run(serve(SPEC, MetricsServicer(s), s.metrics_address, s.metrics_prometheus_port, s))
+
+
+if __name__ == "__main__":
+    main()
