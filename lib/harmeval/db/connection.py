@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -30,7 +32,10 @@ def start_embedded_postgres(data_dir: Path) -> str:
     The server outlives this process (cleanup_mode=None) so the three services and the CLI
     share one; `harmeval down` stops it.
     """
-    import pgserver  # imported lazily: only the embedded default needs it
+    with warnings.catch_warnings():
+        # platformdirs warns about XDG_RUNTIME_DIR on import; irrelevant to a data-dir server.
+        warnings.simplefilter("ignore")
+        import pgserver  # imported lazily: only the embedded default needs it
 
     pgdata = embedded_pgdata(data_dir)
     pgdata.parent.mkdir(parents=True, exist_ok=True)
@@ -40,13 +45,13 @@ def start_embedded_postgres(data_dir: Path) -> str:
 
 def stop_embedded_postgres(data_dir: Path) -> bool:
     """Stops the private PostgreSQL if it runs; returns whether it was running."""
-    from pgserver._commands import pg_ctl
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pgserver._commands import pg_ctl
 
     pgdata = embedded_pgdata(data_dir)
     if not (pgdata / "postmaster.pid").exists():
         return False
-    import os
-
     user = "pgserver" if os.geteuid() == 0 else None
     pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user=user)
     return True

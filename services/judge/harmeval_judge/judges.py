@@ -140,7 +140,8 @@ class OpenAIListwiseJudge:
                 model=self.model,
                 messages=build_listwise_messages(prompt, answers),  # type: ignore[arg-type]
                 temperature=0.0,
-                max_tokens=16 * k + 32,
+                # Room for a short preamble before the k answer lines.
+                max_tokens=192 + 16 * k,
             )
         except (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError,
                 openai.RateLimitError) as exc:

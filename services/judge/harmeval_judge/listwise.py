@@ -136,9 +136,7 @@ class ListwiseParse:
 
 
 # The exact answer line (after zero-width characters and markdown bold are removed).
-_LINE_RE = re.compile(
-    r"content[ \t]+([a-z])[ \t]*:[ \t]*(n/a|na|[0-9]+)", re.IGNORECASE | re.ASCII
-)
+_LINE_RE = re.compile(r"content[ \t]+([a-z])[ \t]*:[ \t]*(n/a|na|[0-9]+)", re.IGNORECASE | re.ASCII)
 # Something that tries to be an answer line but is not exactly one ("Content A - 2",
 # "Contents A: 1", "Content A: 2 (most harmful)", "downgrade: Content A: N/A").
 _NEAR_RE = re.compile(

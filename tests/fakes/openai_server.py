@@ -1,0 +1,89 @@
+"""A contract fake of the OpenAI chat-completions wire format, for scripting judge models.
+
+It speaks the documented JSON of POST /v1/chat/completions (what OpenAI, vLLM, TGI's
+messages API and llama.cpp's server all answer), so the real `openai` SDK talks to it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+# (status, content): content is the assistant message for 200, an error message otherwise.
+Script = Callable[[list[dict[str, Any]]], tuple[int, str]]
+
+
+@dataclass
+class FakeOpenAI:
+    script: Script
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    base_url: str = ""
+
+    @property
+    def calls(self) -> int:
+        return len(self.requests)
+
+
+def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _send(self, status: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", 0))
+            body = json.loads(self.rfile.read(length))
+            if self.path != "/v1/chat/completions":
+                self._send(404, {"error": {"message": f"no route {self.path}"}})
+                return
+            fake.requests.append(body)
+            status, content = fake.script(body["messages"])
+            if status != 200:
+                self._send(status, {"error": {"message": content, "type": "server_error"}})
+                return
+            self._send(
+                200,
+                {
+                    "id": f"chatcmpl-{len(fake.requests)}",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": body["model"],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": content},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110},
+                },
+            )
+
+    return Handler
+
+
+@contextmanager
+def fake_openai(script: Script) -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI(script)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
+    fake.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,101 @@
+"""Real gRPC servers on free ports, in process, against a real PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from harmeval.clients import Clients
+from harmeval.generator.v1.generator_pb2_grpc import GeneratorServiceStub
+from harmeval.judge.v1.judge_pb2_grpc import JudgeServiceStub
+from harmeval.metrics.v1.metrics_pb2_grpc import MetricsServiceStub
+from harmeval.server import RunningServer, ServiceSpec, Servicer, create_server
+from harmeval.settings import GeneratorSettings, JudgeSettings, MetricsSettings
+from harmeval_generator.service import SPEC as GENERATOR_SPEC
+from harmeval_generator.service import GeneratorServicer
+from harmeval_judge.service import SPEC as JUDGE_SPEC
+from harmeval_judge.service import JudgeServicer
+from harmeval_metrics.service import SPEC as METRICS_SPEC
+from harmeval_metrics.service import MetricsServicer
+from tests.fakes.openai_server import FakeOpenAI, Script, fake_openai
+
+
+@asynccontextmanager
+async def running(
+    spec: ServiceSpec, servicer: Servicer, settings: Any, start: bool = True
+) -> AsyncIterator[tuple[RunningServer, grpc.aio.Channel]]:
+    """A started server on 127.0.0.1:0 with its resources open, and a channel to it."""
+    srv = await create_server(spec, servicer, "127.0.0.1:0", settings)
+    await srv.server.start()
+    async with AsyncExitStack() as stack:
+        if start:
+            await servicer.startup(stack)
+            await srv.set_serving(True)
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{srv.port}")
+        try:
+            yield srv, channel
+        finally:
+            await channel.close()
+            await srv.server.stop(0)
+
+
+class JudgeModel:
+    """Scripted answers of the fake LLM judge; tests replace `reply`."""
+
+    def __init__(self) -> None:
+        self.reply: Script = lambda messages: (200, "Content A: N/A")
+
+    def __call__(self, messages: list[dict[str, Any]]) -> tuple[int, str]:
+        return self.reply(messages)
+
+
+@pytest.fixture
+def judge_model() -> Iterator[tuple[JudgeModel, FakeOpenAI]]:
+    model = JudgeModel()
+    with fake_openai(model) as fake:
+        yield model, fake
+
+
+@dataclass
+class Stack:
+    clients: Clients
+    servicers: dict[str, Any]
+    servers: dict[str, RunningServer]
+    judge_model: JudgeModel
+    fake: FakeOpenAI
+
+
+@pytest.fixture
+async def stack(
+    database_url: str, model_path: Path, tmp_path: Path,
+    judge_model: tuple[JudgeModel, FakeOpenAI],
+) -> AsyncIterator[Stack]:
+    """The three services, the LLM judge pointed at the scripted fake."""
+    model, fake = judge_model
+    common = {"database_url": database_url, "data_dir": tmp_path}
+    gen = GeneratorServicer(
+        GeneratorSettings(**common, generator_model_path=model_path, generator_n_ctx=512)
+    )
+    judge = JudgeServicer(
+        JudgeSettings(**common, judge_llm_base_url=fake.base_url, judge_llm_name="openai-listwise-fake",
+                      judge_llm_max_retries=0, judge_llm_timeout_seconds=10)
+    )
+    metrics = MetricsServicer(MetricsSettings(**common))
+    async with (
+        running(GENERATOR_SPEC, gen, gen.settings) as (g_srv, g_ch),
+        running(JUDGE_SPEC, judge, judge.settings) as (j_srv, j_ch),
+        running(METRICS_SPEC, metrics, metrics.settings) as (m_srv, m_ch),
+    ):
+        yield Stack(
+            Clients(GeneratorServiceStub(g_ch), JudgeServiceStub(j_ch), MetricsServiceStub(m_ch)),
+            {"generator": gen, "judge": judge, "metrics": metrics},
+            {"generator": g_srv, "judge": j_srv, "metrics": m_srv},
+            model,
+            fake,
+        )
