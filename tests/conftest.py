@@ -23,7 +23,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     has_gpu = shutil.which("nvidia-smi") is not None
     for item in items:
         if "gpu" in item.keywords and not has_gpu:
-            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU (vLLM); none on this machine"))
+            item.add_marker(
+                pytest.mark.skip(reason="needs a CUDA GPU (vLLM); none on this machine")
+            )
 
 
 @pytest.fixture(scope="session")

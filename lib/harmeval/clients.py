@@ -41,21 +41,21 @@ async def connect(settings: ClientSettings) -> AsyncIterator[Clients]:
     ]
     try:
         yield Clients(
-            GeneratorServiceStub(channels[0]),  # type: ignore[no-untyped-call]
-            JudgeServiceStub(channels[1]),  # type: ignore[no-untyped-call]
-            MetricsServiceStub(channels[2]),  # type: ignore[no-untyped-call]
+            GeneratorServiceStub(channels[0]),
+            JudgeServiceStub(channels[1]),
+            MetricsServiceStub(channels[2]),
         )
     finally:
         for ch in channels:
-            await ch.close()
+            await ch.close(None)
 
 
-async def health_status(address: str, timeout: float = 2.0) -> str:
+async def health_status(address: str, deadline_s: float = 2.0) -> str:
     """The server's overall health ("SERVING", "NOT_SERVING", ...) or "UNREACHABLE"."""
     async with grpc.aio.insecure_channel(address) as ch:
         stub = health_pb2_grpc.HealthStub(ch)
         try:
-            reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=deadline_s)
         except grpc.aio.AioRpcError:
             return "UNREACHABLE"
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))

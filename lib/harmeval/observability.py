@@ -54,14 +54,14 @@ def rpc_metrics(service: str) -> RpcMetrics:
     return _BY_SERVICE[service]
 
 
-def _status_name(context: grpc.aio.ServicerContext[Any, Any], failed: bool) -> str:
+def _status_name(context: Any, failed: bool) -> str:
     code = context.code()
     if isinstance(code, grpc.StatusCode):
         return code.name
     return "UNKNOWN" if failed else "OK"
 
 
-class MetricsInterceptor(grpc.aio.ServerInterceptor):
+class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     def __init__(self, service: str) -> None:
         self._metrics = rpc_metrics(service)
 
@@ -73,10 +73,11 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
+    ) -> Any:
+        # Handlers are typed for the sync API in grpc-stubs; in grpc.aio they are coroutines.
+        handler: Any = await continuation(handler_call_details)
         full_method: str = handler_call_details.method
         if handler is None or full_method.startswith(_UNCOUNTED_PREFIXES):
             return handler
@@ -84,7 +85,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary is not None:
             inner = handler.unary_unary
 
-            async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            async def unary(request: Any, context: Any) -> Any:
                 started, failed = time.perf_counter(), False
                 try:
                     return await inner(request, context)
@@ -102,9 +103,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_stream is not None:
             inner_stream = handler.unary_stream
 
-            async def stream(
-                request: Any, context: grpc.aio.ServicerContext[Any, Any]
-            ) -> AsyncIterator[Any]:
+            async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
                 started, failed = time.perf_counter(), False
                 try:
                     async for item in inner_stream(request, context):

@@ -18,7 +18,8 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import _async as health_aio  # what `health.aio` re-exports
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
@@ -49,7 +50,7 @@ class ServiceSpec:
 class RunningServer:
     server: grpc.aio.Server
     port: int
-    health: health.aio.HealthServicer
+    health: health_aio.HealthServicer
     spec: ServiceSpec
 
     async def set_serving(self, serving: bool) -> None:
@@ -75,7 +76,7 @@ async def create_server(
         ],
     )
     spec.add_to_server(servicer, server)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (
@@ -124,7 +125,9 @@ async def serve(
 T = TypeVar("T")
 
 
-async def require_ready(value: T | None, context: grpc.aio.ServicerContext[Any, Any], what: str) -> T:
+async def require_ready(
+    value: T | None, context: grpc.aio.ServicerContext[Any, Any], what: str
+) -> T:
     """Returns a resource opened in `startup`, or fails the RPC while the service still starts."""
     if value is None:
         await context.abort(grpc.StatusCode.UNAVAILABLE, f"{what} is still starting; retry shortly")

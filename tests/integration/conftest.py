@@ -15,7 +15,7 @@ from harmeval.clients import Clients
 from harmeval.generator.v1.generator_pb2_grpc import GeneratorServiceStub
 from harmeval.judge.v1.judge_pb2_grpc import JudgeServiceStub
 from harmeval.metrics.v1.metrics_pb2_grpc import MetricsServiceStub
-from harmeval.server import RunningServer, ServiceSpec, Servicer, create_server
+from harmeval.server import RunningServer, Servicer, ServiceSpec, create_server
 from harmeval.settings import GeneratorSettings, JudgeSettings, MetricsSettings
 from harmeval_generator.service import SPEC as GENERATOR_SPEC
 from harmeval_generator.service import GeneratorServicer
@@ -73,7 +73,9 @@ class Stack:
 
 @pytest.fixture
 async def stack(
-    database_url: str, model_path: Path, tmp_path: Path,
+    database_url: str,
+    model_path: Path,
+    tmp_path: Path,
     judge_model: tuple[JudgeModel, FakeOpenAI],
 ) -> AsyncIterator[Stack]:
     """The three services, the LLM judge pointed at the scripted fake."""
@@ -83,8 +85,13 @@ async def stack(
         GeneratorSettings(**common, generator_model_path=model_path, generator_n_ctx=512)
     )
     judge = JudgeServicer(
-        JudgeSettings(**common, judge_llm_base_url=fake.base_url, judge_llm_name="openai-listwise-fake",
-                      judge_llm_max_retries=0, judge_llm_timeout_seconds=10)
+        JudgeSettings(
+            **common,
+            judge_llm_base_url=fake.base_url,
+            judge_llm_name="openai-listwise-fake",
+            judge_llm_max_retries=0,
+            judge_llm_timeout_seconds=10,
+        )
     )
     metrics = MetricsServicer(MetricsSettings(**common))
     async with (

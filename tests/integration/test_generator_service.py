@@ -12,7 +12,9 @@ from tests.integration.conftest import Stack
 PARAMS = common_pb2.GenerationParams(temperature=0.0, max_tokens=8, seed=1)
 
 
-def request(*texts: str, model: str = "gemma3-270m", **params: object) -> generator_pb2.GenerateRequest:
+def request(
+    *texts: str, model: str = "gemma3-270m", **params: object
+) -> generator_pb2.GenerateRequest:
     p = common_pb2.GenerationParams(temperature=0.0, max_tokens=8, seed=1)
     for k, v in params.items():
         setattr(p, k, v)
@@ -25,7 +27,9 @@ def request(*texts: str, model: str = "gemma3-270m", **params: object) -> genera
 
 async def test_generates_stores_and_reuses(stack: Stack) -> None:
     repo = stack.servicers["generator"].repo
-    first = await stack.clients.generator.Generate(request("Say something rude.", "Tell me a secret."))
+    first = await stack.clients.generator.Generate(
+        request("Say something rude.", "Tell me a secret.")
+    )
     assert [g.cached for g in first.generations] == [False, False]
     g = first.generations[0]
     assert g.model == "gemma3-270m" and g.generation_id > 0 and g.prompt_id > 0
@@ -34,9 +38,13 @@ async def test_generates_stores_and_reuses(stack: Stack) -> None:
     assert g.params.max_tokens == 8 and g.params.seed == 1
     assert await repo.count_rows("generations") == 2
 
-    again = await stack.clients.generator.Generate(request("Tell me a secret.", "Say something rude."))
+    again = await stack.clients.generator.Generate(
+        request("Tell me a secret.", "Say something rude.")
+    )
     assert [x.cached for x in again.generations] == [True, True]
-    assert {x.generation_id for x in again.generations} == {x.generation_id for x in first.generations}
+    assert {x.generation_id for x in again.generations} == {
+        x.generation_id for x in first.generations
+    }
     assert await repo.count_rows("generations") == 2
     assert await repo.count_rows("prompts") == 2
 
@@ -56,15 +64,19 @@ async def test_list_models(stack: Stack) -> None:
     ("req", "code", "fragment"),
     [
         (request("hi", model="gpt-99"), grpc.StatusCode.NOT_FOUND, "unknown model 'gpt-99'"),
-        (generator_pb2.GenerateRequest(model="gemma3-270m"), grpc.StatusCode.INVALID_ARGUMENT,
-         "empty prompt list"),
+        (
+            generator_pb2.GenerateRequest(model="gemma3-270m"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "empty prompt list",
+        ),
         (request("ok", "   "), grpc.StatusCode.INVALID_ARGUMENT, "prompts[1].text: empty"),
         (request("ok", top_p=1.5), grpc.StatusCode.INVALID_ARGUMENT, "top_p"),
         (request("word " * 600), grpc.StatusCode.INVALID_ARGUMENT, "tokens too long"),
     ],
 )
-async def test_bad_input(stack: Stack, req: generator_pb2.GenerateRequest,
-                         code: grpc.StatusCode, fragment: str) -> None:
+async def test_bad_input(
+    stack: Stack, req: generator_pb2.GenerateRequest, code: grpc.StatusCode, fragment: str
+) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stack.clients.generator.Generate(req)
     assert err.value.code() == code

@@ -58,15 +58,18 @@ async def test_health_reflection_and_metrics(database_url: str, tmp_path: Path) 
         labels_ok = {"method": "RegisterStudy", "code": "INVALID_ARGUMENT"}
         before = sample("harmeval_metrics_requests_total", labels_ok)
         before_err = sample("harmeval_metrics_errors_total", labels_ok)
-        before_hist = sample("harmeval_metrics_request_duration_seconds_count",
-                             {"method": "RegisterStudy"})
+        before_hist = sample(
+            "harmeval_metrics_request_duration_seconds_count", {"method": "RegisterStudy"}
+        )
         for _ in range(3):
             with pytest.raises(grpc.aio.AioRpcError):
                 await stub.RegisterStudy(metrics_pb2.RegisterStudyRequest(name=""))
         assert sample("harmeval_metrics_requests_total", labels_ok) == before + 3
         assert sample("harmeval_metrics_errors_total", labels_ok) == before_err + 3
-        assert sample("harmeval_metrics_request_duration_seconds_count",
-                      {"method": "RegisterStudy"}) == before_hist + 3
+        assert (
+            sample("harmeval_metrics_request_duration_seconds_count", {"method": "RegisterStudy"})
+            == before_hist + 3
+        )
         # Health checks are not counted.
         assert sample("harmeval_metrics_requests_total", {"method": "Check"}) == 0
 

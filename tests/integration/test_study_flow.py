@@ -67,8 +67,12 @@ async def test_study_runs_reports_and_resumes(stack: Stack) -> None:
 
 
 async def test_unknown_model_or_judge_fails_before_any_work(stack: Stack) -> None:
-    bad = Study("bad", PROMPTS, [StudyModel("x", "llama-70b", GenerationParams())],
-                ["refusal-matcher", "gpt-5-judge"])
+    bad = Study(
+        "bad",
+        PROMPTS,
+        [StudyModel("x", "llama-70b", GenerationParams())],
+        ["refusal-matcher", "gpt-5-judge"],
+    )
     with pytest.raises(StudyRunError, match=r"model 'llama-70b'.*judge 'gpt-5-judge'"):
         await run_study(bad, stack.clients, show_progress=False)
     assert await stack.servicers["metrics"].repo.count_rows("studies") == 0
@@ -81,7 +85,8 @@ async def test_metrics_errors(stack: Stack) -> None:
 
     await stack.clients.metrics.RegisterStudy(
         metrics_pb2.RegisterStudyRequest(
-            name="empty", prompts=[common_pb2.Prompt(text="hi")],
+            name="empty",
+            prompts=[common_pb2.Prompt(text="hi")],
             models=[metrics_pb2.StudyModel(name="m", model="gemma3-270m")],
         )
     )

@@ -92,16 +92,31 @@ def components(settings: ClientSettings, model_path: Path) -> list[Component]:
         items.append(
             Component(
                 "llm-server",
-                [py, "-m", "llama_cpp.server", "--model", str(model_path),
-                 "--model_alias", "gemma3-270m", "--chat_format", "gemma",
-                 "--host", "127.0.0.1", "--port", str(settings.llm_server_port),
-                 "--n_ctx", str(settings.llm_server_n_ctx)],
+                [
+                    py,
+                    "-m",
+                    "llama_cpp.server",
+                    "--model",
+                    str(model_path),
+                    "--model_alias",
+                    "gemma3-270m",
+                    "--chat_format",
+                    "gemma",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(settings.llm_server_port),
+                    "--n_ctx",
+                    str(settings.llm_server_n_ctx),
+                ],
                 f"http://127.0.0.1:{settings.llm_server_port}/v1/models",
                 "http",
             )
         )
     items += [
-        Component("generator", [py, "-m", "harmeval_generator"], settings.generator_address, "grpc"),
+        Component(
+            "generator", [py, "-m", "harmeval_generator"], settings.generator_address, "grpc"
+        ),
         Component("judge", [py, "-m", "harmeval_judge"], settings.judge_address, "grpc"),
         Component("metrics", [py, "-m", "harmeval_metrics"], settings.metrics_address, "grpc"),
     ]
@@ -117,11 +132,23 @@ def _log_tail(path: Path, lines: int = 20) -> str:
 async def _ready(c: Component) -> bool:
     if c.kind == "grpc":
         return await health_status(c.address) == "SERVING"
+    return await asyncio.to_thread(_http_ok, c.address)
+
+
+def _http_ok(url: str) -> bool:
     try:
-        with urllib.request.urlopen(c.address, timeout=2) as resp:
+        with urllib.request.urlopen(url, timeout=2) as resp:
             return bool(resp.status == 200)
     except OSError:
         return False
+
+
+def _spawn(c: Component, env: dict[str, str], log: Path) -> int:
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            c.command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    return proc.pid
 
 
 async def _wait_ready(c: Component, pid: int, log: Path) -> None:
@@ -164,14 +191,11 @@ async def up(settings: ClientSettings, say: Callable[[str], None] = print) -> No
             say(f"{c.name}: already running (pid {info['pid']})")
             continue
         log = log_dir(settings) / f"{c.name}.log"
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
-                c.command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
+        pid = _spawn(c, env, log)
         _pid_file(settings, c.name).write_text(
-            json.dumps({"pid": proc.pid, "address": c.address, "log": str(log)})
+            json.dumps({"pid": pid, "address": c.address, "log": str(log)})
         )
-        started.append((c, proc.pid, log))
+        started.append((c, pid, log))
     try:
         for c, pid, log in started:
             await _wait_ready(c, pid, log)
@@ -221,16 +245,37 @@ async def status(settings: ClientSettings) -> list[dict[str, str]]:
         pid = int(str(info["pid"]))
         state = "stopped"
         if _alive(pid):
-            comp = Component(name, [], str(info["address"]), "http" if name == "llm-server" else "grpc")
+            comp = Component(
+                name, [], str(info["address"]), "http" if name == "llm-server" else "grpc"
+            )
             state = "SERVING" if await _ready(comp) else "starting or unhealthy"
-        rows.append({"component": name, "pid": str(pid), "address": str(info["address"]),
-                     "state": state, "log": str(info.get("log", ""))})
+        rows.append(
+            {
+                "component": name,
+                "pid": str(pid),
+                "address": str(info["address"]),
+                "state": state,
+                "log": str(info.get("log", "")),
+            }
+        )
     pg = settings.data_dir.resolve() / "postgres"
     if settings.database_url:
-        rows.append({"component": "postgres", "pid": "-", "address": "HARMEVAL_DATABASE_URL",
-                     "state": "external"})
+        rows.append(
+            {
+                "component": "postgres",
+                "pid": "-",
+                "address": "HARMEVAL_DATABASE_URL",
+                "state": "external",
+            }
+        )
     else:
         running = (pg / "postmaster.pid").exists()
-        rows.append({"component": "postgres", "pid": "-", "address": str(pg),
-                     "state": "running" if running else "stopped"})
+        rows.append(
+            {
+                "component": "postgres",
+                "pid": "-",
+                "address": str(pg),
+                "state": "running" if running else "stopped",
+            }
+        )
     return rows

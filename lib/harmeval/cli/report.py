@@ -13,9 +13,7 @@ from harmeval.metrics.v1 import metrics_pb2
 
 async def fetch_report(study: str, clients: Clients) -> dict[str, Any]:
     agreement = await clients.metrics.GetAgreement(metrics_pb2.GetAgreementRequest(study=study))
-    ranking = await clients.metrics.GetModelRanking(
-        metrics_pb2.GetModelRankingRequest(study=study)
-    )
+    ranking = await clients.metrics.GetModelRanking(metrics_pb2.GetModelRankingRequest(study=study))
     return {
         "study": study,
         "n_units": agreement.n_units,
@@ -52,8 +50,9 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 
 def print_report(report: dict[str, Any], console: Console) -> None:
-    console.print(f"[bold]Study {report['study']}[/bold]: {report['n_units']} units "
-                  "(prompt × small model)")
+    console.print(
+        f"[bold]Study {report['study']}[/bold]: {report['n_units']} units (prompt × small model)"
+    )
     cov = Table(title="Coverage per coder")
     for col in ("coder", "scored", "unscorable"):
         cov.add_column(col, justify="left" if col == "coder" else "right")
@@ -65,9 +64,14 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     for col in ("coder A", "coder B", "compared", "level", "alpha", "units"):
         agree.add_column(col, justify="right" if col in ("alpha", "units") else "left")
     for p in report["agreement"]:
-        agree.add_row(p["coder_a"], p["coder_b"],
-                      "harmful yes/no" if p["scale"] == "harmful" else "rank (0 = N/A)",
-                      p["level"], _fmt(p["alpha"]), str(p["n_units"]))
+        agree.add_row(
+            p["coder_a"],
+            p["coder_b"],
+            "harmful yes/no" if p["scale"] == "harmful" else "rank (0 = N/A)",
+            p["level"],
+            _fmt(p["alpha"]),
+            str(p["n_units"]),
+        )
     console.print(agree)
 
     rank = Table(title="Harmfulness of the small models per coder (most harmful first)")
@@ -77,8 +81,11 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     for r in report["ranking"]:
         coder = r["coder"] if r["coder"] != previous else ""
         previous = r["coder"]
-        rank.add_row(coder, r["model"], f"{r['harm_rate']:.1%}", _fmt(r["mean_rank"], 2),
-                     str(r["n_scored"]))
+        rank.add_row(
+            coder, r["model"], f"{r['harm_rate']:.1%}", _fmt(r["mean_rank"], 2), str(r["n_scored"])
+        )
     console.print(rank)
-    console.print("alpha: 1 = perfect agreement, 0 = chance; — = undefined (no variation). "
-                  "Unscorable verdicts are left out, never counted as not harmful.")
+    console.print(
+        "alpha: 1 = perfect agreement, 0 = chance; — = undefined (no variation). "
+        "Unscorable verdicts are left out, never counted as not harmful."
+    )

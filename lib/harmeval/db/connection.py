@@ -64,9 +64,7 @@ def resolve_database_url(settings: CommonSettings) -> str:
 def migration_files() -> list[tuple[str, str]]:
     """(version, sql) in order; the version is the file name without `.sql`."""
     folder = resources.files("harmeval.db").joinpath("migrations")
-    files = sorted(
-        (f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name
-    )
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
     return [(f.name.removesuffix(".sql"), f.read_text(encoding="utf-8")) for f in files]
 
 

@@ -222,7 +222,9 @@ class Repository:
             )
             return {j.generation_id: j for j in await cur.fetchall()}
 
-    async def store_judgments(self, judge: JudgeRecord, judgments: Sequence[StoredJudgment]) -> None:
+    async def store_judgments(
+        self, judge: JudgeRecord, judgments: Sequence[StoredJudgment]
+    ) -> None:
         """Stores one judge's verdicts on a set of answers together, replacing older ones."""
         async with self.pool.connection() as conn, conn.transaction():
             for j in judgments:
@@ -293,8 +295,7 @@ class Repository:
                 )
             for position, judge in enumerate(judges):
                 await conn.execute(
-                    "INSERT INTO study_judges (study_id, judge_name, position)"
-                    " VALUES (%s, %s, %s)",
+                    "INSERT INTO study_judges (study_id, judge_name, position) VALUES (%s, %s, %s)",
                     (study_id, judge, position),
                 )
         return study_id, prompt_ids

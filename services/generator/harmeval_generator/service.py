@@ -112,7 +112,10 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"prompts[{i}]: {exc}")
 
         prompt_ids = await repo.upsert_prompts(
-            [PromptIn(p.text, p.category or "uncategorized", p.external_id) for p in request.prompts]
+            [
+                PromptIn(p.text, p.category or "uncategorized", p.external_id)
+                for p in request.prompts
+            ]
         )
         model_id = self.model_ids[request.model]
         stored = await repo.find_generations(model_id, params, prompt_ids)

@@ -93,16 +93,24 @@ class ProfanityClassifierJudge:
     def config(self) -> dict[str, str]:
         from importlib.metadata import version
 
-        return {"package": f"alt-profanity-check=={version('alt-profanity-check')}",
-                "threshold": str(self.threshold)}
+        return {
+            "package": f"alt-profanity-check=={version('alt-profanity-check')}",
+            "threshold": str(self.threshold),
+        }
 
     async def judge(self, prompt: str, answers: Sequence[str]) -> list[Verdict]:
         from profanity_check import predict_prob
 
         probs = await asyncio.to_thread(predict_prob, list(answers))
         return [
-            Verdict("ok", bool(p >= self.threshold), float(p), None, f"{p:.6f}",
-                    f"p(offensive)={p:.3f} vs threshold {self.threshold}")
+            Verdict(
+                "ok",
+                bool(p >= self.threshold),
+                float(p),
+                None,
+                f"{p:.6f}",
+                f"p(offensive)={p:.3f} vs threshold {self.threshold}",
+            )
             for p in probs
         ]
 
@@ -143,16 +151,18 @@ class OpenAIListwiseJudge:
                 # Room for a short preamble before the k answer lines.
                 max_tokens=192 + 16 * k,
             )
-        except (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError,
-                openai.RateLimitError) as exc:
+        except (
+            openai.APIConnectionError,
+            openai.APITimeoutError,
+            openai.InternalServerError,
+            openai.RateLimitError,
+        ) as exc:
             raise JudgeBackendError(f"{self.name}: {self.base_url} failed: {exc}") from exc
         raw = response.choices[0].message.content or "" if response.choices else ""
         parsed = parse_listwise(raw, k)
         if parsed.ranks is None:
             return [Verdict.unscorable(raw, parsed.reason or "unparseable") for _ in answers]
-        return [
-            Verdict("ok", r > 0, r / k, r, raw, "ranked") for r in parsed.ranks
-        ]
+        return [Verdict("ok", r > 0, r / k, r, raw, "ranked") for r in parsed.ranks]
 
     async def close(self) -> None:
         await self._client.close()

@@ -48,8 +48,9 @@ def build_panel(settings: JudgeSettings) -> list[Judge]:
     return panel
 
 
-def to_proto(judge: Judge, generation_id: int, v: Verdict | StoredJudgment, cached: bool
-             ) -> common_pb2.Judgment:
+def to_proto(
+    judge: Judge, generation_id: int, v: Verdict | StoredJudgment, cached: bool
+) -> common_pb2.Judgment:
     j = common_pb2.Judgment(
         generation_id=generation_id,
         judge=judge.name,
@@ -135,7 +136,9 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
         ids = [a.generation_id for a in request.answers]
         stored_ids = [i for i in ids if i != 0]
         if len(set(stored_ids)) != len(stored_ids):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "answers: duplicate generation_id")
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "answers: duplicate generation_id"
+            )
         missing = set(stored_ids) - await repo.existing_generation_ids(stored_ids)
         if missing:
             await context.abort(
@@ -154,13 +157,16 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
             logger.warning("judge backend unavailable: %s", exc)
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         to_store = [
-            StoredJudgment(i, judge.protocol, v.status, v.harmful, v.value, v.rank,
-                           v.raw_output, v.reason)
+            StoredJudgment(
+                i, judge.protocol, v.status, v.harmful, v.value, v.rank, v.raw_output, v.reason
+            )
             for i, v in zip(ids, verdicts, strict=True)
             if i != 0
         ]
         if to_store:
             await repo.store_judgments(record, to_store)
         return judge_pb2.JudgeResponse(
-            judgments=[to_proto(judge, i, v, cached=False) for i, v in zip(ids, verdicts, strict=True)]
+            judgments=[
+                to_proto(judge, i, v, cached=False) for i, v in zip(ids, verdicts, strict=True)
+            ]
         )

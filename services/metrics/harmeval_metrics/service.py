@@ -46,15 +46,23 @@ def agreement_pairs(labels: Sequence[StudyLabel]) -> list[metrics_pb2.PairAgreem
             ranks[label.coder][unit] = float(label.rank)
     rows = [
         metrics_pb2.PairAgreement(
-            coder_a=p.coder_a, coder_b=p.coder_b, level=p.level, alpha=p.alpha,
-            n_units=p.n_units, scale="harmful",
+            coder_a=p.coder_a,
+            coder_b=p.coder_b,
+            level=p.level,
+            alpha=p.alpha,
+            n_units=p.n_units,
+            scale="harmful",
         )
         for p in pairwise_agreement(harmful, levels=("nominal",))
     ]
     rows += [
         metrics_pb2.PairAgreement(
-            coder_a=p.coder_a, coder_b=p.coder_b, level=p.level, alpha=p.alpha,
-            n_units=p.n_units, scale="rank",
+            coder_a=p.coder_a,
+            coder_b=p.coder_b,
+            level=p.level,
+            alpha=p.alpha,
+            n_units=p.n_units,
+            scale="rank",
         )
         for p in pairwise_agreement(ranks, levels=LEVELS)
     ]
@@ -105,22 +113,29 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
         for i, m in enumerate(request.models):
             if not m.name or not m.model:
                 problems.append(f"models[{i}]: name and model are required")
-            problems += [f"models[{i}].params: {p}"
-                         for p in GenerationParams.from_proto(m.params).validate()]
+            problems += [
+                f"models[{i}].params: {p}" for p in GenerationParams.from_proto(m.params).validate()
+            ]
         if problems:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
         study_id, prompt_ids = await repo.register_study(
             request.name,
-            [PromptIn(p.text, p.category or "uncategorized", p.external_id) for p in request.prompts],
-            [StudyModelIn(m.name, m.model, GenerationParams.from_proto(m.params))
-             for m in request.models],
+            [
+                PromptIn(p.text, p.category or "uncategorized", p.external_id)
+                for p in request.prompts
+            ],
+            [
+                StudyModelIn(m.name, m.model, GenerationParams.from_proto(m.params))
+                for m in request.models
+            ],
             list(request.judges),
         )
         return metrics_pb2.RegisterStudyResponse(
             study_id=study_id,
             prompts=[
-                common_pb2.Prompt(prompt_id=pid, external_id=p.external_id, text=p.text,
-                                  category=p.category)
+                common_pb2.Prompt(
+                    prompt_id=pid, external_id=p.external_id, text=p.text, category=p.category
+                )
                 for pid, p in zip(prompt_ids, request.prompts, strict=True)
             ],
         )
@@ -153,15 +168,17 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
     ) -> metrics_pb2.GetModelRankingResponse:
         labels = await self._labels(request.study, context)
         rows = rank_models(
-            CoderJudgment(label.coder, label.model, str(label.prompt_id), bool(label.harmful),
-                          label.rank)
+            CoderJudgment(
+                label.coder, label.model, str(label.prompt_id), bool(label.harmful), label.rank
+            )
             for label in labels
             if label.status == "ok"
         )
         out = []
         for r in rows:
-            m = metrics_pb2.ModelHarm(coder=r.coder, model=r.model, harm_rate=r.harm_rate,
-                                      n_scored=r.n_scored)
+            m = metrics_pb2.ModelHarm(
+                coder=r.coder, model=r.model, harm_rate=r.harm_rate, n_scored=r.n_scored
+            )
             if r.mean_rank is not None:
                 m.mean_rank = r.mean_rank
             out.append(m)

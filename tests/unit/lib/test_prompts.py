@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from harmeval.prompts import (
     HARM_CATEGORIES,
     PromptFileError,

@@ -14,6 +14,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+
 from harmeval_metrics.agreement import (
     LEVELS,
     PairAgreement,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from harmeval_metrics.ranking import CoderJudgment, ModelHarm, rank_models
 
 

@@ -1,0 +1,62 @@
+# harmeval — the two commands a new user needs: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STUDY ?= examples/default-study.yaml
+STUDY_NAME ?= gemma3-decoding
+# llama-cpp-python compiles llama.cpp on first install (~6 min on 2 cores); pip caches the wheel.
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
+
+.PHONY: install run down status test test-fast protos lint format bench clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(BIN)/.installed
+
+## run: start the local stack, run the default study, print the report
+run: install
+	$(BIN)/harmeval up
+	$(BIN)/harmeval run $(STUDY)
+	$(BIN)/harmeval report $(STUDY_NAME)
+	@echo "The stack keeps running: 'make status', 'make down'."
+
+down: install
+	$(BIN)/harmeval down
+
+status: install
+	$(BIN)/harmeval status
+
+## test: unit + integration tests (real Postgres, real gRPC servers, the real Gemma model)
+test: install
+	$(BIN)/python -m pytest
+
+## test-fast: everything but the end-to-end CLI test
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
+
+## protos: regenerate the gRPC stubs from protos/
+protos: install
+	$(BIN)/python scripts/gen_protos.py
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy lib services bench scripts
+	$(BIN)/buf lint
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## bench: generator overhead against llama.cpp called directly
+bench: install
+	$(BIN)/python bench/generator_overhead.py
+
+clean:
+	-$(BIN)/harmeval down
+	rm -rf .harmeval
