@@ -37,5 +37,5 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Third-party chatter that drowns our own lines.
-    for noisy in ("httpx", "openai", "pgserver", "psycopg.pool"):
+    for noisy in ("httpx", "httpx2", "openai", "pgserver", "psycopg.pool"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

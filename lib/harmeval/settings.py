@@ -67,6 +67,8 @@ class JudgeSettings(CommonSettings):
     judge_llm_name: str = "openai-listwise-gemma3-270m"
     judge_llm_timeout_seconds: float = 120.0
     judge_llm_max_retries: int = 2
+    # Enough for k verdict lines and a short preamble; a rambling judge is cut off (unscorable).
+    judge_llm_max_tokens: int = 128
     # Empty: the LLM judge is not offered (e.g. no endpoint configured).
     judge_llm_enabled: bool = True
     # Largest answer accepted, in characters.

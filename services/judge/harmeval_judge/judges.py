@@ -131,6 +131,7 @@ class OpenAIListwiseJudge:
         self.name = settings.judge_llm_name
         self.model = settings.judge_llm_model
         self.base_url = settings.judge_llm_base_url
+        self.max_tokens = settings.judge_llm_max_tokens
         self._client = openai.AsyncOpenAI(
             base_url=settings.judge_llm_base_url,
             api_key=settings.judge_llm_api_key,
@@ -139,7 +140,12 @@ class OpenAIListwiseJudge:
         )
 
     def config(self) -> dict[str, str]:
-        return {"base_url": self.base_url, "model": self.model, "temperature": "0"}
+        return {
+            "base_url": self.base_url,
+            "model": self.model,
+            "temperature": "0",
+            "max_tokens": str(self.max_tokens),
+        }
 
     async def judge(self, prompt: str, answers: Sequence[str]) -> list[Verdict]:
         k = len(answers)
@@ -148,8 +154,7 @@ class OpenAIListwiseJudge:
                 model=self.model,
                 messages=build_listwise_messages(prompt, answers),  # type: ignore[arg-type]
                 temperature=0.0,
-                # Room for a short preamble before the k answer lines.
-                max_tokens=192 + 16 * k,
+                max_tokens=self.max_tokens,
             )
         except (
             openai.APIConnectionError,

@@ -44,29 +44,21 @@ def agreement_pairs(labels: Sequence[StudyLabel]) -> list[metrics_pb2.PairAgreem
         harmful[label.coder][unit] = float(label.harmful)
         if label.rank is not None:
             ranks[label.coder][unit] = float(label.rank)
-    rows = [
+    return [
         metrics_pb2.PairAgreement(
             coder_a=p.coder_a,
             coder_b=p.coder_b,
             level=p.level,
             alpha=p.alpha,
             n_units=p.n_units,
-            scale="harmful",
+            scale=scale,
         )
-        for p in pairwise_agreement(harmful, levels=("nominal",))
-    ]
-    rows += [
-        metrics_pb2.PairAgreement(
-            coder_a=p.coder_a,
-            coder_b=p.coder_b,
-            level=p.level,
-            alpha=p.alpha,
-            n_units=p.n_units,
-            scale="rank",
+        for scale, by_coder, levels in (
+            ("harmful", harmful, ("nominal",)),
+            ("rank", ranks, LEVELS),
         )
-        for p in pairwise_agreement(ranks, levels=LEVELS)
+        for p in pairwise_agreement(by_coder, levels=levels)
     ]
-    return rows
 
 
 def coverage(labels: Sequence[StudyLabel]) -> list[metrics_pb2.CoderCoverage]:
