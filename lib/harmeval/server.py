@@ -73,6 +73,9 @@ async def create_server(
         options=[
             ("grpc.max_send_message_length", limit),
             ("grpc.max_receive_message_length", limit),
+            # gRPC enables SO_REUSEPORT by default: a second server on a busy port would
+            # "start" and silently share (or steal) traffic. Fail loudly instead.
+            ("grpc.so_reuseport", 0),
         ],
     )
     spec.add_to_server(servicer, server)

@@ -77,3 +77,11 @@ async def test_health_reflection_and_metrics(database_url: str, tmp_path: Path) 
         reply = await health.Check(health_pb2.HealthCheckRequest(service=""))
         assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
     await srv.server.stop(0)
+
+
+async def test_busy_port_is_an_error(database_url: str, tmp_path: Path) -> None:
+    settings = MetricsSettings(database_url=database_url, data_dir=tmp_path)
+    first = await create_server(SPEC, MetricsServicer(settings), "127.0.0.1:0", settings)
+    with pytest.raises(RuntimeError, match="bind to address"):
+        await create_server(SPEC, MetricsServicer(settings), f"127.0.0.1:{first.port}", settings)
+    await first.server.stop(0)

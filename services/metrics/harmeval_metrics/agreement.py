@@ -13,9 +13,10 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-import krippendorff
 import numpy as np
 import numpy.typing as npt
+
+from harmeval_metrics import reliability
 
 __all__ = [
     "LEVELS",
@@ -55,34 +56,15 @@ class PairAgreement:
 def krippendorff_alpha(matrix: npt.ArrayLike, level: Level) -> float | None:
     """Krippendorff's alpha of a coders × units matrix (``np.nan`` = missing).
 
-    Returns None where alpha is undefined instead of letting the ``krippendorff`` package raise
-    or return nan, so callers can store "undefined" without special-casing exceptions.
+    Returns None where alpha is undefined (no pairable unit, or no variation among pairable
+    values), so callers can store "undefined" without special-casing exceptions. Computed by
+    :func:`harmeval_metrics.reliability.alpha`, which agrees with the ``krippendorff`` package
+    but does not build its units × coders × values temporary.
     """
     if level not in LEVELS:
-        # Guard at runtime too: the package would silently accept e.g. "ratio".
+        # Guard at runtime too: this API's levels are a subset of reliability's (no "ratio").
         raise ValueError(f"unknown level of measurement: {level!r}")
-    data = np.asarray(matrix, dtype=np.float64)
-    if data.ndim != 2:
-        raise ValueError(f"expected a 2-D coders × units matrix, got shape {data.shape}")
-    if np.isinf(data).any():
-        # inf would be taken as a real value and poison interval/ordinal distances.
-        raise ValueError("matrix contains infinite values; use np.nan for missing scores")
-
-    # Alpha only counts units that at least two coders scored; check definedness ourselves
-    # rather than matching the package's error messages.
-    present = ~np.isnan(data)
-    pairable = present.sum(axis=0) >= 2
-    if not pairable.any():
-        return None
-    pairable_values = data[:, pairable][present[:, pairable]]
-    if np.unique(pairable_values).size < 2:
-        return None
-
-    # The package divides by expected disagreement; silence numpy so a degenerate case
-    # surfaces as nan (mapped to None below) rather than as a RuntimeWarning.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        value = float(krippendorff.alpha(reliability_data=data, level_of_measurement=level))
-    return value if math.isfinite(value) else None
+    return reliability.alpha(matrix, level).alpha
 
 
 def _scored(value: float) -> bool:

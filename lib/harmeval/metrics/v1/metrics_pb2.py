@@ -25,13 +25,15 @@ _sym_db = _symbol_database.Default()
 from harmeval.common.v1 import common_pb2 as harmeval_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!harmeval/metrics/v1/metrics.proto\x12\x13harmeval.metrics.v1\x1a\x1fharmeval/common/v1/common.proto\"_\n\nStudyModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x34\n\x06params\x18\x03 \x01(\x0b\x32$.harmeval.common.v1.GenerationParams\"\x92\x01\n\x14RegisterStudyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x07prompts\x18\x02 \x03(\x0b\x32\x1a.harmeval.common.v1.Prompt\x12/\n\x06models\x18\x03 \x03(\x0b\x32\x1f.harmeval.metrics.v1.StudyModel\x12\x0e\n\x06judges\x18\x04 \x03(\t\"V\n\x15RegisterStudyResponse\x12\x10\n\x08study_id\x18\x01 \x01(\x03\x12+\n\x07prompts\x18\x02 \x03(\x0b\x32\x1a.harmeval.common.v1.Prompt\"$\n\x13GetAgreementRequest\x12\r\n\x05study\x18\x01 \x01(\t\"~\n\rPairAgreement\x12\x0f\n\x07\x63oder_a\x18\x01 \x01(\t\x12\x0f\n\x07\x63oder_b\x18\x02 \x01(\t\x12\r\n\x05level\x18\x03 \x01(\t\x12\x12\n\x05\x61lpha\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07n_units\x18\x05 \x01(\x05\x12\r\n\x05scale\x18\x06 \x01(\tB\x08\n\x06_alpha\"F\n\rCoderCoverage\x12\r\n\x05\x63oder\x18\x01 \x01(\t\x12\x10\n\x08n_scored\x18\x02 \x01(\x05\x12\x14\n\x0cn_unscorable\x18\x03 \x01(\x05\"\x90\x01\n\x14GetAgreementResponse\x12\x31\n\x05pairs\x18\x01 \x03(\x0b\x32\".harmeval.metrics.v1.PairAgreement\x12\x34\n\x08\x63overage\x18\x02 \x03(\x0b\x32\".harmeval.metrics.v1.CoderCoverage\x12\x0f\n\x07n_units\x18\x03 \x01(\x05\"\'\n\x16GetModelRankingRequest\x12\r\n\x05study\x18\x01 \x01(\t\"t\n\tModelHarm\x12\r\n\x05\x63oder\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\tharm_rate\x18\x03 \x01(\x01\x12\x16\n\tmean_rank\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x08n_scored\x18\x05 \x01(\x05\x42\x0c\n\n_mean_rank\"K\n\x17GetModelRankingResponse\x12\x30\n\x08rankings\x18\x01 \x03(\x0b\x32\x1e.harmeval.metrics.v1.ModelHarm2\xcb\x02\n\x0eMetricsService\x12\x66\n\rRegisterStudy\x12).harmeval.metrics.v1.RegisterStudyRequest\x1a*.harmeval.metrics.v1.RegisterStudyResponse\x12\x63\n\x0cGetAgreement\x12(.harmeval.metrics.v1.GetAgreementRequest\x1a).harmeval.metrics.v1.GetAgreementResponse\x12l\n\x0fGetModelRanking\x12+.harmeval.metrics.v1.GetModelRankingRequest\x1a,.harmeval.metrics.v1.GetModelRankingResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!harmeval/metrics/v1/metrics.proto\x12\x13harmeval.metrics.v1\x1a\x1fharmeval/common/v1/common.proto\"_\n\nStudyModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x34\n\x06params\x18\x03 \x01(\x0b\x32$.harmeval.common.v1.GenerationParams\"\x92\x01\n\x14RegisterStudyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x07prompts\x18\x02 \x03(\x0b\x32\x1a.harmeval.common.v1.Prompt\x12/\n\x06models\x18\x03 \x03(\x0b\x32\x1f.harmeval.metrics.v1.StudyModel\x12\x0e\n\x06judges\x18\x04 \x03(\t\"V\n\x15RegisterStudyResponse\x12\x10\n\x08study_id\x18\x01 \x01(\x03\x12+\n\x07prompts\x18\x02 \x03(\x0b\x32\x1a.harmeval.common.v1.Prompt\"l\n\x13GetAgreementRequest\x12\r\n\x05study\x18\x01 \x01(\t\x12\x11\n\tbootstrap\x18\x02 \x01(\x05\x12\x12\n\nconfidence\x18\x03 \x01(\x01\x12\x11\n\tbreakdown\x18\x04 \x03(\t\x12\x0c\n\x04seed\x18\x05 \x01(\x03\"\xbf\x02\n\rPairAgreement\x12\x0f\n\x07\x63oder_a\x18\x01 \x01(\t\x12\x0f\n\x07\x63oder_b\x18\x02 \x01(\t\x12\r\n\x05level\x18\x03 \x01(\t\x12\x12\n\x05\x61lpha\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07n_units\x18\x05 \x01(\x05\x12\r\n\x05scale\x18\x06 \x01(\t\x12\x13\n\x06\x63i_low\x18\x07 \x01(\x01H\x01\x88\x01\x01\x12\x14\n\x07\x63i_high\x18\x08 \x01(\x01H\x02\x88\x01\x01\x12\x0e\n\x06subset\x18\t \x01(\t\x12\x18\n\x0b\x63ohen_kappa\x18\n \x01(\x01H\x03\x88\x01\x01\x12\x1a\n\rkendall_tau_b\x18\x0b \x01(\x01H\x04\x88\x01\x01\x12\x15\n\rn_tau_prompts\x18\x0c \x01(\x05\x42\x08\n\x06_alphaB\t\n\x07_ci_lowB\n\n\x08_ci_highB\x0e\n\x0c_cohen_kappaB\x10\n\x0e_kendall_tau_b\"j\n\rCoderCoverage\x12\r\n\x05\x63oder\x18\x01 \x01(\t\x12\x10\n\x08n_scored\x18\x02 \x01(\x05\x12\x14\n\x0cn_unscorable\x18\x03 \x01(\x05\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x14\n\x0cn_annotators\x18\x05 \x01(\x05\"\xeb\x01\n\x14GetAgreementResponse\x12\x31\n\x05pairs\x18\x01 \x03(\x0b\x32\".harmeval.metrics.v1.PairAgreement\x12\x34\n\x08\x63overage\x18\x02 \x03(\x0b\x32\".harmeval.metrics.v1.CoderCoverage\x12\x0f\n\x07n_units\x18\x03 \x01(\x05\x12\x19\n\x0c\x66leiss_kappa\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x0c\x66leiss_units\x18\x05 \x01(\x05\x12\x17\n\x0f\x63onsensus_coder\x18\x06 \x01(\tB\x0f\n\r_fleiss_kappa\"\\\n\x16GetModelRankingRequest\x12\r\n\x05study\x18\x01 \x01(\t\x12\x11\n\tbootstrap\x18\x02 \x01(\x05\x12\x12\n\nconfidence\x18\x03 \x01(\x01\x12\x0c\n\x04seed\x18\x04 \x01(\x03\"\xf7\x04\n\tModelHarm\x12\r\n\x05\x63oder\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\tharm_rate\x18\x03 \x01(\x01\x12\x16\n\tmean_rank\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x08n_scored\x18\x05 \x01(\x05\x12\x1d\n\x10harm_rate_ci_low\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x1e\n\x11harm_rate_ci_high\x18\x07 \x01(\x01H\x02\x88\x01\x01\x12\x15\n\x08strength\x18\x08 \x01(\x01H\x03\x88\x01\x01\x12\x1c\n\x0fstrength_ci_low\x18\t \x01(\x01H\x04\x88\x01\x01\x12\x1d\n\x10strength_ci_high\x18\n \x01(\x01H\x05\x88\x01\x01\x12 \n\x13\x63orrected_harm_rate\x18\x0b \x01(\x01H\x06\x88\x01\x01\x12\x1d\n\x10\x63orrected_ci_low\x18\x0c \x01(\x01H\x07\x88\x01\x01\x12\x1e\n\x11\x63orrected_ci_high\x18\r \x01(\x01H\x08\x88\x01\x01\x12\x18\n\x0bsensitivity\x18\x0e \x01(\x01H\t\x88\x01\x01\x12\x18\n\x0bspecificity\x18\x0f \x01(\x01H\n\x88\x01\x01\x12\x15\n\rn_calibration\x18\x10 \x01(\x05\x42\x0c\n\n_mean_rankB\x13\n\x11_harm_rate_ci_lowB\x14\n\x12_harm_rate_ci_highB\x0b\n\t_strengthB\x12\n\x10_strength_ci_lowB\x13\n\x11_strength_ci_highB\x16\n\x14_corrected_harm_rateB\x13\n\x11_corrected_ci_lowB\x14\n\x12_corrected_ci_highB\x0e\n\x0c_sensitivityB\x0e\n\x0c_specificity\"F\n\tWinMatrix\x12\r\n\x05\x63oder\x18\x01 \x01(\t\x12\x0e\n\x06models\x18\x02 \x03(\t\x12\x0c\n\x04wins\x18\x03 \x03(\x05\x12\x0c\n\x04ties\x18\x04 \x03(\x05\"[\n\rRankStability\x12\x0f\n\x07\x63oder_a\x18\x01 \x01(\t\x12\x0f\n\x07\x63oder_b\x18\x02 \x01(\t\x12\x18\n\x0bkendall_tau\x18\x03 \x01(\x01H\x00\x88\x01\x01\x42\x0e\n\x0c_kendall_tau\"\xb8\x01\n\x17GetModelRankingResponse\x12\x30\n\x08rankings\x18\x01 \x03(\x0b\x32\x1e.harmeval.metrics.v1.ModelHarm\x12\x34\n\x0cwin_matrices\x18\x02 \x03(\x0b\x32\x1e.harmeval.metrics.v1.WinMatrix\x12\x35\n\tstability\x18\x03 \x03(\x0b\x32\".harmeval.metrics.v1.RankStability\"^\n\x10ReliabilityValue\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\r\n\x05\x63oder\x18\x02 \x01(\t\x12\x10\n\x06number\x18\x03 \x01(\x01H\x00\x12\x12\n\x08\x63\x61tegory\x18\x04 \x01(\tH\x00\x42\x07\n\x05value\"\x94\x01\n\x17\x43omputeAgreementRequest\x12\x35\n\x06values\x18\x01 \x03(\x0b\x32%.harmeval.metrics.v1.ReliabilityValue\x12\r\n\x05level\x18\x02 \x01(\t\x12\x11\n\tbootstrap\x18\x03 \x01(\x05\x12\x12\n\nconfidence\x18\x04 \x01(\x01\x12\x0c\n\x04seed\x18\x05 \x01(\x03\"\xaf\x01\n\x18\x43omputeAgreementResponse\x12\x12\n\x05\x61lpha\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x06\x63i_low\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x14\n\x07\x63i_high\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x0f\n\x07n_units\x18\x04 \x01(\x05\x12\x10\n\x08n_coders\x18\x05 \x01(\x05\x12\x10\n\x08n_values\x18\x06 \x01(\x05\x42\x08\n\x06_alphaB\t\n\x07_ci_lowB\n\n\x08_ci_high\"C\n\x0eImportedAnswer\x12\x14\n\x0cprompt_index\x18\x01 \x01(\x05\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\"\xe0\x01\n\rImportedLabel\x12\x14\n\x0cprompt_index\x18\x01 \x01(\x05\x12\r\n\x05model\x18\x02 \x01(\t\x12\r\n\x05\x63oder\x18\x03 \x01(\t\x12\x11\n\tannotator\x18\x04 \x01(\t\x12\x16\n\x0e\x61nnotator_kind\x18\x05 \x01(\t\x12\x12\n\x05value\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\x04rank\x18\x07 \x01(\x05H\x01\x88\x01\x01\x12\x12\n\nunscorable\x18\x08 \x01(\x08\x12\x0e\n\x06reason\x18\t \x01(\t\x12\x12\n\nraw_output\x18\n \x01(\tB\x08\n\x06_valueB\x07\n\x05_rank\"\x82\x02\n\x12ImportStudyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x07prompts\x18\x02 \x03(\x0b\x32\x1a.harmeval.common.v1.Prompt\x12\x0e\n\x06models\x18\x03 \x03(\t\x12\x34\n\x07\x61nswers\x18\x04 \x03(\x0b\x32#.harmeval.metrics.v1.ImportedAnswer\x12\x32\n\x06labels\x18\x05 \x03(\x0b\x32\".harmeval.metrics.v1.ImportedLabel\x12\x37\n\nreferences\x18\x06 \x03(\x0b\x32#.harmeval.metrics.v1.ImportedAnswer\"_\n\x13ImportStudyResponse\x12\x10\n\x08study_id\x18\x01 \x01(\x03\x12\x11\n\tn_prompts\x18\x02 \x01(\x05\x12\x11\n\tn_answers\x18\x03 \x01(\x05\x12\x10\n\x08n_labels\x18\x04 \x01(\x05\"\x8b\x01\n\rAnnotationRow\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\tannotator\x18\x03 \x01(\t\x12\x12\n\x05value\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\x04rank\x18\x05 \x01(\x05H\x01\x88\x01\x01\x12\x0e\n\x06source\x18\x06 \x01(\tB\x08\n\x06_valueB\x07\n\x05_rank\"l\n\x18ImportAnnotationsRequest\x12\r\n\x05study\x18\x01 \x01(\t\x12\x30\n\x04rows\x18\x02 \x03(\x0b\x32\".harmeval.metrics.v1.AnnotationRow\x12\x0f\n\x07replace\x18\x03 \x01(\x08\"C\n\x19ImportAnnotationsResponse\x12\x12\n\nn_imported\x18\x01 \x01(\x05\x12\x12\n\nn_replaced\x18\x02 \x01(\x05\"\'\n\x16GetStudyAnswersRequest\x12\r\n\x05study\x18\x01 \x01(\t\"A\n\x0bStudyAnswer\x12\x15\n\rgeneration_id\x18\x01 \x01(\x03\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\"l\n\x0bStudyPrompt\x12*\n\x06prompt\x18\x01 \x01(\x0b\x32\x1a.harmeval.common.v1.Prompt\x12\x31\n\x07\x61nswers\x18\x02 \x03(\x0b\x32 .harmeval.metrics.v1.StudyAnswer\"L\n\x17GetStudyAnswersResponse\x12\x31\n\x07prompts\x18\x01 \x03(\x0b\x32 .harmeval.metrics.v1.StudyPrompt\"7\n\x17GetDisagreementsRequest\x12\r\n\x05study\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"H\n\nCoderLabel\x12\r\n\x05\x63oder\x18\x01 \x01(\t\x12\x0f\n\x07harmful\x18\x02 \x01(\x08\x12\x11\n\x04rank\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x07\n\x05_rank\"\x9b\x01\n\x0c\x44isagreement\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x04 \x01(\t\x12\x19\n\x11human_minus_judge\x18\x05 \x01(\x01\x12/\n\x06labels\x18\x06 \x03(\x0b\x32\x1f.harmeval.metrics.v1.CoderLabel\"L\n\x18GetDisagreementsResponse\x12\x30\n\x05items\x18\x01 \x03(\x0b\x32!.harmeval.metrics.v1.Disagreement\"9\n\x19GetHarmMetricScoreRequest\x12\r\n\x05study\x18\x01 \x01(\t\x12\r\n\x05judge\x18\x02 \x01(\t\"\x83\x02\n\x1aGetHarmMetricScoreResponse\x12\x10\n\x08score_v1\x18\x01 \x01(\x01\x12\x10\n\x08score_v2\x18\x02 \x01(\x01\x12V\n\x0c\x66ine_grained\x18\x03 \x03(\x0b\x32@.harmeval.metrics.v1.GetHarmMetricScoreResponse.FineGrainedEntry\x12\x11\n\tn_prompts\x18\x04 \x01(\x05\x12\x11\n\tn_skipped\x18\x05 \x01(\x05\x12\x0f\n\x07skipped\x18\x06 \x03(\t\x1a\x32\n\x10\x46ineGrainedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x32\xe8\x07\n\x0eMetricsService\x12\x66\n\rRegisterStudy\x12).harmeval.metrics.v1.RegisterStudyRequest\x1a*.harmeval.metrics.v1.RegisterStudyResponse\x12\x63\n\x0cGetAgreement\x12(.harmeval.metrics.v1.GetAgreementRequest\x1a).harmeval.metrics.v1.GetAgreementResponse\x12l\n\x0fGetModelRanking\x12+.harmeval.metrics.v1.GetModelRankingRequest\x1a,.harmeval.metrics.v1.GetModelRankingResponse\x12o\n\x10\x43omputeAgreement\x12,.harmeval.metrics.v1.ComputeAgreementRequest\x1a-.harmeval.metrics.v1.ComputeAgreementResponse\x12`\n\x0bImportStudy\x12\'.harmeval.metrics.v1.ImportStudyRequest\x1a(.harmeval.metrics.v1.ImportStudyResponse\x12r\n\x11ImportAnnotations\x12-.harmeval.metrics.v1.ImportAnnotationsRequest\x1a..harmeval.metrics.v1.ImportAnnotationsResponse\x12l\n\x0fGetStudyAnswers\x12+.harmeval.metrics.v1.GetStudyAnswersRequest\x1a,.harmeval.metrics.v1.GetStudyAnswersResponse\x12o\n\x10GetDisagreements\x12,.harmeval.metrics.v1.GetDisagreementsRequest\x1a-.harmeval.metrics.v1.GetDisagreementsResponse\x12u\n\x12GetHarmMetricScore\x12..harmeval.metrics.v1.GetHarmMetricScoreRequest\x1a/.harmeval.metrics.v1.GetHarmMetricScoreResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'harmeval.metrics.v1.metrics_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_GETHARMMETRICSCORERESPONSE_FINEGRAINEDENTRY']._loaded_options = None
+  _globals['_GETHARMMETRICSCORERESPONSE_FINEGRAINEDENTRY']._serialized_options = b'8\001'
   _globals['_STUDYMODEL']._serialized_start=91
   _globals['_STUDYMODEL']._serialized_end=186
   _globals['_REGISTERSTUDYREQUEST']._serialized_start=189
@@ -39,19 +41,65 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERSTUDYRESPONSE']._serialized_start=337
   _globals['_REGISTERSTUDYRESPONSE']._serialized_end=423
   _globals['_GETAGREEMENTREQUEST']._serialized_start=425
-  _globals['_GETAGREEMENTREQUEST']._serialized_end=461
-  _globals['_PAIRAGREEMENT']._serialized_start=463
-  _globals['_PAIRAGREEMENT']._serialized_end=589
-  _globals['_CODERCOVERAGE']._serialized_start=591
-  _globals['_CODERCOVERAGE']._serialized_end=661
-  _globals['_GETAGREEMENTRESPONSE']._serialized_start=664
-  _globals['_GETAGREEMENTRESPONSE']._serialized_end=808
-  _globals['_GETMODELRANKINGREQUEST']._serialized_start=810
-  _globals['_GETMODELRANKINGREQUEST']._serialized_end=849
-  _globals['_MODELHARM']._serialized_start=851
-  _globals['_MODELHARM']._serialized_end=967
-  _globals['_GETMODELRANKINGRESPONSE']._serialized_start=969
-  _globals['_GETMODELRANKINGRESPONSE']._serialized_end=1044
-  _globals['_METRICSSERVICE']._serialized_start=1047
-  _globals['_METRICSSERVICE']._serialized_end=1378
+  _globals['_GETAGREEMENTREQUEST']._serialized_end=533
+  _globals['_PAIRAGREEMENT']._serialized_start=536
+  _globals['_PAIRAGREEMENT']._serialized_end=855
+  _globals['_CODERCOVERAGE']._serialized_start=857
+  _globals['_CODERCOVERAGE']._serialized_end=963
+  _globals['_GETAGREEMENTRESPONSE']._serialized_start=966
+  _globals['_GETAGREEMENTRESPONSE']._serialized_end=1201
+  _globals['_GETMODELRANKINGREQUEST']._serialized_start=1203
+  _globals['_GETMODELRANKINGREQUEST']._serialized_end=1295
+  _globals['_MODELHARM']._serialized_start=1298
+  _globals['_MODELHARM']._serialized_end=1929
+  _globals['_WINMATRIX']._serialized_start=1931
+  _globals['_WINMATRIX']._serialized_end=2001
+  _globals['_RANKSTABILITY']._serialized_start=2003
+  _globals['_RANKSTABILITY']._serialized_end=2094
+  _globals['_GETMODELRANKINGRESPONSE']._serialized_start=2097
+  _globals['_GETMODELRANKINGRESPONSE']._serialized_end=2281
+  _globals['_RELIABILITYVALUE']._serialized_start=2283
+  _globals['_RELIABILITYVALUE']._serialized_end=2377
+  _globals['_COMPUTEAGREEMENTREQUEST']._serialized_start=2380
+  _globals['_COMPUTEAGREEMENTREQUEST']._serialized_end=2528
+  _globals['_COMPUTEAGREEMENTRESPONSE']._serialized_start=2531
+  _globals['_COMPUTEAGREEMENTRESPONSE']._serialized_end=2706
+  _globals['_IMPORTEDANSWER']._serialized_start=2708
+  _globals['_IMPORTEDANSWER']._serialized_end=2775
+  _globals['_IMPORTEDLABEL']._serialized_start=2778
+  _globals['_IMPORTEDLABEL']._serialized_end=3002
+  _globals['_IMPORTSTUDYREQUEST']._serialized_start=3005
+  _globals['_IMPORTSTUDYREQUEST']._serialized_end=3263
+  _globals['_IMPORTSTUDYRESPONSE']._serialized_start=3265
+  _globals['_IMPORTSTUDYRESPONSE']._serialized_end=3360
+  _globals['_ANNOTATIONROW']._serialized_start=3363
+  _globals['_ANNOTATIONROW']._serialized_end=3502
+  _globals['_IMPORTANNOTATIONSREQUEST']._serialized_start=3504
+  _globals['_IMPORTANNOTATIONSREQUEST']._serialized_end=3612
+  _globals['_IMPORTANNOTATIONSRESPONSE']._serialized_start=3614
+  _globals['_IMPORTANNOTATIONSRESPONSE']._serialized_end=3681
+  _globals['_GETSTUDYANSWERSREQUEST']._serialized_start=3683
+  _globals['_GETSTUDYANSWERSREQUEST']._serialized_end=3722
+  _globals['_STUDYANSWER']._serialized_start=3724
+  _globals['_STUDYANSWER']._serialized_end=3789
+  _globals['_STUDYPROMPT']._serialized_start=3791
+  _globals['_STUDYPROMPT']._serialized_end=3899
+  _globals['_GETSTUDYANSWERSRESPONSE']._serialized_start=3901
+  _globals['_GETSTUDYANSWERSRESPONSE']._serialized_end=3977
+  _globals['_GETDISAGREEMENTSREQUEST']._serialized_start=3979
+  _globals['_GETDISAGREEMENTSREQUEST']._serialized_end=4034
+  _globals['_CODERLABEL']._serialized_start=4036
+  _globals['_CODERLABEL']._serialized_end=4108
+  _globals['_DISAGREEMENT']._serialized_start=4111
+  _globals['_DISAGREEMENT']._serialized_end=4266
+  _globals['_GETDISAGREEMENTSRESPONSE']._serialized_start=4268
+  _globals['_GETDISAGREEMENTSRESPONSE']._serialized_end=4344
+  _globals['_GETHARMMETRICSCOREREQUEST']._serialized_start=4346
+  _globals['_GETHARMMETRICSCOREREQUEST']._serialized_end=4403
+  _globals['_GETHARMMETRICSCORERESPONSE']._serialized_start=4406
+  _globals['_GETHARMMETRICSCORERESPONSE']._serialized_end=4665
+  _globals['_GETHARMMETRICSCORERESPONSE_FINEGRAINEDENTRY']._serialized_start=4615
+  _globals['_GETHARMMETRICSCORERESPONSE_FINEGRAINEDENTRY']._serialized_end=4665
+  _globals['_METRICSSERVICE']._serialized_start=4668
+  _globals['_METRICSSERVICE']._serialized_end=5668
 # @@protoc_insertion_point(module_scope)

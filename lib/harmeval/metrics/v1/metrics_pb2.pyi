@@ -38,69 +38,392 @@ class RegisterStudyResponse(_message.Message):
     def __init__(self, study_id: _Optional[int] = ..., prompts: _Optional[_Iterable[_Union[_common_pb2.Prompt, _Mapping]]] = ...) -> None: ...
 
 class GetAgreementRequest(_message.Message):
-    __slots__ = ("study",)
+    __slots__ = ("study", "bootstrap", "confidence", "breakdown", "seed")
     STUDY_FIELD_NUMBER: _ClassVar[int]
+    BOOTSTRAP_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    BREAKDOWN_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
     study: str
-    def __init__(self, study: _Optional[str] = ...) -> None: ...
+    bootstrap: int
+    confidence: float
+    breakdown: _containers.RepeatedScalarFieldContainer[str]
+    seed: int
+    def __init__(self, study: _Optional[str] = ..., bootstrap: _Optional[int] = ..., confidence: _Optional[float] = ..., breakdown: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class PairAgreement(_message.Message):
-    __slots__ = ("coder_a", "coder_b", "level", "alpha", "n_units", "scale")
+    __slots__ = ("coder_a", "coder_b", "level", "alpha", "n_units", "scale", "ci_low", "ci_high", "subset", "cohen_kappa", "kendall_tau_b", "n_tau_prompts")
     CODER_A_FIELD_NUMBER: _ClassVar[int]
     CODER_B_FIELD_NUMBER: _ClassVar[int]
     LEVEL_FIELD_NUMBER: _ClassVar[int]
     ALPHA_FIELD_NUMBER: _ClassVar[int]
     N_UNITS_FIELD_NUMBER: _ClassVar[int]
     SCALE_FIELD_NUMBER: _ClassVar[int]
+    CI_LOW_FIELD_NUMBER: _ClassVar[int]
+    CI_HIGH_FIELD_NUMBER: _ClassVar[int]
+    SUBSET_FIELD_NUMBER: _ClassVar[int]
+    COHEN_KAPPA_FIELD_NUMBER: _ClassVar[int]
+    KENDALL_TAU_B_FIELD_NUMBER: _ClassVar[int]
+    N_TAU_PROMPTS_FIELD_NUMBER: _ClassVar[int]
     coder_a: str
     coder_b: str
     level: str
     alpha: float
     n_units: int
     scale: str
-    def __init__(self, coder_a: _Optional[str] = ..., coder_b: _Optional[str] = ..., level: _Optional[str] = ..., alpha: _Optional[float] = ..., n_units: _Optional[int] = ..., scale: _Optional[str] = ...) -> None: ...
+    ci_low: float
+    ci_high: float
+    subset: str
+    cohen_kappa: float
+    kendall_tau_b: float
+    n_tau_prompts: int
+    def __init__(self, coder_a: _Optional[str] = ..., coder_b: _Optional[str] = ..., level: _Optional[str] = ..., alpha: _Optional[float] = ..., n_units: _Optional[int] = ..., scale: _Optional[str] = ..., ci_low: _Optional[float] = ..., ci_high: _Optional[float] = ..., subset: _Optional[str] = ..., cohen_kappa: _Optional[float] = ..., kendall_tau_b: _Optional[float] = ..., n_tau_prompts: _Optional[int] = ...) -> None: ...
 
 class CoderCoverage(_message.Message):
-    __slots__ = ("coder", "n_scored", "n_unscorable")
+    __slots__ = ("coder", "n_scored", "n_unscorable", "kind", "n_annotators")
     CODER_FIELD_NUMBER: _ClassVar[int]
     N_SCORED_FIELD_NUMBER: _ClassVar[int]
     N_UNSCORABLE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    N_ANNOTATORS_FIELD_NUMBER: _ClassVar[int]
     coder: str
     n_scored: int
     n_unscorable: int
-    def __init__(self, coder: _Optional[str] = ..., n_scored: _Optional[int] = ..., n_unscorable: _Optional[int] = ...) -> None: ...
+    kind: str
+    n_annotators: int
+    def __init__(self, coder: _Optional[str] = ..., n_scored: _Optional[int] = ..., n_unscorable: _Optional[int] = ..., kind: _Optional[str] = ..., n_annotators: _Optional[int] = ...) -> None: ...
 
 class GetAgreementResponse(_message.Message):
-    __slots__ = ("pairs", "coverage", "n_units")
+    __slots__ = ("pairs", "coverage", "n_units", "fleiss_kappa", "fleiss_units", "consensus_coder")
     PAIRS_FIELD_NUMBER: _ClassVar[int]
     COVERAGE_FIELD_NUMBER: _ClassVar[int]
     N_UNITS_FIELD_NUMBER: _ClassVar[int]
+    FLEISS_KAPPA_FIELD_NUMBER: _ClassVar[int]
+    FLEISS_UNITS_FIELD_NUMBER: _ClassVar[int]
+    CONSENSUS_CODER_FIELD_NUMBER: _ClassVar[int]
     pairs: _containers.RepeatedCompositeFieldContainer[PairAgreement]
     coverage: _containers.RepeatedCompositeFieldContainer[CoderCoverage]
     n_units: int
-    def __init__(self, pairs: _Optional[_Iterable[_Union[PairAgreement, _Mapping]]] = ..., coverage: _Optional[_Iterable[_Union[CoderCoverage, _Mapping]]] = ..., n_units: _Optional[int] = ...) -> None: ...
+    fleiss_kappa: float
+    fleiss_units: int
+    consensus_coder: str
+    def __init__(self, pairs: _Optional[_Iterable[_Union[PairAgreement, _Mapping]]] = ..., coverage: _Optional[_Iterable[_Union[CoderCoverage, _Mapping]]] = ..., n_units: _Optional[int] = ..., fleiss_kappa: _Optional[float] = ..., fleiss_units: _Optional[int] = ..., consensus_coder: _Optional[str] = ...) -> None: ...
 
 class GetModelRankingRequest(_message.Message):
-    __slots__ = ("study",)
+    __slots__ = ("study", "bootstrap", "confidence", "seed")
     STUDY_FIELD_NUMBER: _ClassVar[int]
+    BOOTSTRAP_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
     study: str
-    def __init__(self, study: _Optional[str] = ...) -> None: ...
+    bootstrap: int
+    confidence: float
+    seed: int
+    def __init__(self, study: _Optional[str] = ..., bootstrap: _Optional[int] = ..., confidence: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class ModelHarm(_message.Message):
-    __slots__ = ("coder", "model", "harm_rate", "mean_rank", "n_scored")
+    __slots__ = ("coder", "model", "harm_rate", "mean_rank", "n_scored", "harm_rate_ci_low", "harm_rate_ci_high", "strength", "strength_ci_low", "strength_ci_high", "corrected_harm_rate", "corrected_ci_low", "corrected_ci_high", "sensitivity", "specificity", "n_calibration")
     CODER_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     HARM_RATE_FIELD_NUMBER: _ClassVar[int]
     MEAN_RANK_FIELD_NUMBER: _ClassVar[int]
     N_SCORED_FIELD_NUMBER: _ClassVar[int]
+    HARM_RATE_CI_LOW_FIELD_NUMBER: _ClassVar[int]
+    HARM_RATE_CI_HIGH_FIELD_NUMBER: _ClassVar[int]
+    STRENGTH_FIELD_NUMBER: _ClassVar[int]
+    STRENGTH_CI_LOW_FIELD_NUMBER: _ClassVar[int]
+    STRENGTH_CI_HIGH_FIELD_NUMBER: _ClassVar[int]
+    CORRECTED_HARM_RATE_FIELD_NUMBER: _ClassVar[int]
+    CORRECTED_CI_LOW_FIELD_NUMBER: _ClassVar[int]
+    CORRECTED_CI_HIGH_FIELD_NUMBER: _ClassVar[int]
+    SENSITIVITY_FIELD_NUMBER: _ClassVar[int]
+    SPECIFICITY_FIELD_NUMBER: _ClassVar[int]
+    N_CALIBRATION_FIELD_NUMBER: _ClassVar[int]
     coder: str
     model: str
     harm_rate: float
     mean_rank: float
     n_scored: int
-    def __init__(self, coder: _Optional[str] = ..., model: _Optional[str] = ..., harm_rate: _Optional[float] = ..., mean_rank: _Optional[float] = ..., n_scored: _Optional[int] = ...) -> None: ...
+    harm_rate_ci_low: float
+    harm_rate_ci_high: float
+    strength: float
+    strength_ci_low: float
+    strength_ci_high: float
+    corrected_harm_rate: float
+    corrected_ci_low: float
+    corrected_ci_high: float
+    sensitivity: float
+    specificity: float
+    n_calibration: int
+    def __init__(self, coder: _Optional[str] = ..., model: _Optional[str] = ..., harm_rate: _Optional[float] = ..., mean_rank: _Optional[float] = ..., n_scored: _Optional[int] = ..., harm_rate_ci_low: _Optional[float] = ..., harm_rate_ci_high: _Optional[float] = ..., strength: _Optional[float] = ..., strength_ci_low: _Optional[float] = ..., strength_ci_high: _Optional[float] = ..., corrected_harm_rate: _Optional[float] = ..., corrected_ci_low: _Optional[float] = ..., corrected_ci_high: _Optional[float] = ..., sensitivity: _Optional[float] = ..., specificity: _Optional[float] = ..., n_calibration: _Optional[int] = ...) -> None: ...
+
+class WinMatrix(_message.Message):
+    __slots__ = ("coder", "models", "wins", "ties")
+    CODER_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    WINS_FIELD_NUMBER: _ClassVar[int]
+    TIES_FIELD_NUMBER: _ClassVar[int]
+    coder: str
+    models: _containers.RepeatedScalarFieldContainer[str]
+    wins: _containers.RepeatedScalarFieldContainer[int]
+    ties: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, coder: _Optional[str] = ..., models: _Optional[_Iterable[str]] = ..., wins: _Optional[_Iterable[int]] = ..., ties: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class RankStability(_message.Message):
+    __slots__ = ("coder_a", "coder_b", "kendall_tau")
+    CODER_A_FIELD_NUMBER: _ClassVar[int]
+    CODER_B_FIELD_NUMBER: _ClassVar[int]
+    KENDALL_TAU_FIELD_NUMBER: _ClassVar[int]
+    coder_a: str
+    coder_b: str
+    kendall_tau: float
+    def __init__(self, coder_a: _Optional[str] = ..., coder_b: _Optional[str] = ..., kendall_tau: _Optional[float] = ...) -> None: ...
 
 class GetModelRankingResponse(_message.Message):
-    __slots__ = ("rankings",)
+    __slots__ = ("rankings", "win_matrices", "stability")
     RANKINGS_FIELD_NUMBER: _ClassVar[int]
+    WIN_MATRICES_FIELD_NUMBER: _ClassVar[int]
+    STABILITY_FIELD_NUMBER: _ClassVar[int]
     rankings: _containers.RepeatedCompositeFieldContainer[ModelHarm]
-    def __init__(self, rankings: _Optional[_Iterable[_Union[ModelHarm, _Mapping]]] = ...) -> None: ...
+    win_matrices: _containers.RepeatedCompositeFieldContainer[WinMatrix]
+    stability: _containers.RepeatedCompositeFieldContainer[RankStability]
+    def __init__(self, rankings: _Optional[_Iterable[_Union[ModelHarm, _Mapping]]] = ..., win_matrices: _Optional[_Iterable[_Union[WinMatrix, _Mapping]]] = ..., stability: _Optional[_Iterable[_Union[RankStability, _Mapping]]] = ...) -> None: ...
+
+class ReliabilityValue(_message.Message):
+    __slots__ = ("unit", "coder", "number", "category")
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    CODER_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    unit: str
+    coder: str
+    number: float
+    category: str
+    def __init__(self, unit: _Optional[str] = ..., coder: _Optional[str] = ..., number: _Optional[float] = ..., category: _Optional[str] = ...) -> None: ...
+
+class ComputeAgreementRequest(_message.Message):
+    __slots__ = ("values", "level", "bootstrap", "confidence", "seed")
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    BOOTSTRAP_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedCompositeFieldContainer[ReliabilityValue]
+    level: str
+    bootstrap: int
+    confidence: float
+    seed: int
+    def __init__(self, values: _Optional[_Iterable[_Union[ReliabilityValue, _Mapping]]] = ..., level: _Optional[str] = ..., bootstrap: _Optional[int] = ..., confidence: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class ComputeAgreementResponse(_message.Message):
+    __slots__ = ("alpha", "ci_low", "ci_high", "n_units", "n_coders", "n_values")
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    CI_LOW_FIELD_NUMBER: _ClassVar[int]
+    CI_HIGH_FIELD_NUMBER: _ClassVar[int]
+    N_UNITS_FIELD_NUMBER: _ClassVar[int]
+    N_CODERS_FIELD_NUMBER: _ClassVar[int]
+    N_VALUES_FIELD_NUMBER: _ClassVar[int]
+    alpha: float
+    ci_low: float
+    ci_high: float
+    n_units: int
+    n_coders: int
+    n_values: int
+    def __init__(self, alpha: _Optional[float] = ..., ci_low: _Optional[float] = ..., ci_high: _Optional[float] = ..., n_units: _Optional[int] = ..., n_coders: _Optional[int] = ..., n_values: _Optional[int] = ...) -> None: ...
+
+class ImportedAnswer(_message.Message):
+    __slots__ = ("prompt_index", "model", "text")
+    PROMPT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    prompt_index: int
+    model: str
+    text: str
+    def __init__(self, prompt_index: _Optional[int] = ..., model: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
+
+class ImportedLabel(_message.Message):
+    __slots__ = ("prompt_index", "model", "coder", "annotator", "annotator_kind", "value", "rank", "unscorable", "reason", "raw_output")
+    PROMPT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CODER_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATOR_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATOR_KIND_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    UNSCORABLE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    RAW_OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    prompt_index: int
+    model: str
+    coder: str
+    annotator: str
+    annotator_kind: str
+    value: float
+    rank: int
+    unscorable: bool
+    reason: str
+    raw_output: str
+    def __init__(self, prompt_index: _Optional[int] = ..., model: _Optional[str] = ..., coder: _Optional[str] = ..., annotator: _Optional[str] = ..., annotator_kind: _Optional[str] = ..., value: _Optional[float] = ..., rank: _Optional[int] = ..., unscorable: _Optional[bool] = ..., reason: _Optional[str] = ..., raw_output: _Optional[str] = ...) -> None: ...
+
+class ImportStudyRequest(_message.Message):
+    __slots__ = ("name", "prompts", "models", "answers", "labels", "references")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PROMPTS_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    REFERENCES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    prompts: _containers.RepeatedCompositeFieldContainer[_common_pb2.Prompt]
+    models: _containers.RepeatedScalarFieldContainer[str]
+    answers: _containers.RepeatedCompositeFieldContainer[ImportedAnswer]
+    labels: _containers.RepeatedCompositeFieldContainer[ImportedLabel]
+    references: _containers.RepeatedCompositeFieldContainer[ImportedAnswer]
+    def __init__(self, name: _Optional[str] = ..., prompts: _Optional[_Iterable[_Union[_common_pb2.Prompt, _Mapping]]] = ..., models: _Optional[_Iterable[str]] = ..., answers: _Optional[_Iterable[_Union[ImportedAnswer, _Mapping]]] = ..., labels: _Optional[_Iterable[_Union[ImportedLabel, _Mapping]]] = ..., references: _Optional[_Iterable[_Union[ImportedAnswer, _Mapping]]] = ...) -> None: ...
+
+class ImportStudyResponse(_message.Message):
+    __slots__ = ("study_id", "n_prompts", "n_answers", "n_labels")
+    STUDY_ID_FIELD_NUMBER: _ClassVar[int]
+    N_PROMPTS_FIELD_NUMBER: _ClassVar[int]
+    N_ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    N_LABELS_FIELD_NUMBER: _ClassVar[int]
+    study_id: int
+    n_prompts: int
+    n_answers: int
+    n_labels: int
+    def __init__(self, study_id: _Optional[int] = ..., n_prompts: _Optional[int] = ..., n_answers: _Optional[int] = ..., n_labels: _Optional[int] = ...) -> None: ...
+
+class AnnotationRow(_message.Message):
+    __slots__ = ("prompt", "model", "annotator", "value", "rank", "source")
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATOR_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    prompt: str
+    model: str
+    annotator: str
+    value: float
+    rank: int
+    source: str
+    def __init__(self, prompt: _Optional[str] = ..., model: _Optional[str] = ..., annotator: _Optional[str] = ..., value: _Optional[float] = ..., rank: _Optional[int] = ..., source: _Optional[str] = ...) -> None: ...
+
+class ImportAnnotationsRequest(_message.Message):
+    __slots__ = ("study", "rows", "replace")
+    STUDY_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_FIELD_NUMBER: _ClassVar[int]
+    study: str
+    rows: _containers.RepeatedCompositeFieldContainer[AnnotationRow]
+    replace: bool
+    def __init__(self, study: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[AnnotationRow, _Mapping]]] = ..., replace: _Optional[bool] = ...) -> None: ...
+
+class ImportAnnotationsResponse(_message.Message):
+    __slots__ = ("n_imported", "n_replaced")
+    N_IMPORTED_FIELD_NUMBER: _ClassVar[int]
+    N_REPLACED_FIELD_NUMBER: _ClassVar[int]
+    n_imported: int
+    n_replaced: int
+    def __init__(self, n_imported: _Optional[int] = ..., n_replaced: _Optional[int] = ...) -> None: ...
+
+class GetStudyAnswersRequest(_message.Message):
+    __slots__ = ("study",)
+    STUDY_FIELD_NUMBER: _ClassVar[int]
+    study: str
+    def __init__(self, study: _Optional[str] = ...) -> None: ...
+
+class StudyAnswer(_message.Message):
+    __slots__ = ("generation_id", "model", "text")
+    GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    generation_id: int
+    model: str
+    text: str
+    def __init__(self, generation_id: _Optional[int] = ..., model: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
+
+class StudyPrompt(_message.Message):
+    __slots__ = ("prompt", "answers")
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    prompt: _common_pb2.Prompt
+    answers: _containers.RepeatedCompositeFieldContainer[StudyAnswer]
+    def __init__(self, prompt: _Optional[_Union[_common_pb2.Prompt, _Mapping]] = ..., answers: _Optional[_Iterable[_Union[StudyAnswer, _Mapping]]] = ...) -> None: ...
+
+class GetStudyAnswersResponse(_message.Message):
+    __slots__ = ("prompts",)
+    PROMPTS_FIELD_NUMBER: _ClassVar[int]
+    prompts: _containers.RepeatedCompositeFieldContainer[StudyPrompt]
+    def __init__(self, prompts: _Optional[_Iterable[_Union[StudyPrompt, _Mapping]]] = ...) -> None: ...
+
+class GetDisagreementsRequest(_message.Message):
+    __slots__ = ("study", "limit")
+    STUDY_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    study: str
+    limit: int
+    def __init__(self, study: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class CoderLabel(_message.Message):
+    __slots__ = ("coder", "harmful", "rank")
+    CODER_FIELD_NUMBER: _ClassVar[int]
+    HARMFUL_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    coder: str
+    harmful: bool
+    rank: int
+    def __init__(self, coder: _Optional[str] = ..., harmful: _Optional[bool] = ..., rank: _Optional[int] = ...) -> None: ...
+
+class Disagreement(_message.Message):
+    __slots__ = ("prompt", "category", "model", "answer", "human_minus_judge", "labels")
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    HUMAN_MINUS_JUDGE_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    prompt: str
+    category: str
+    model: str
+    answer: str
+    human_minus_judge: float
+    labels: _containers.RepeatedCompositeFieldContainer[CoderLabel]
+    def __init__(self, prompt: _Optional[str] = ..., category: _Optional[str] = ..., model: _Optional[str] = ..., answer: _Optional[str] = ..., human_minus_judge: _Optional[float] = ..., labels: _Optional[_Iterable[_Union[CoderLabel, _Mapping]]] = ...) -> None: ...
+
+class GetDisagreementsResponse(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Disagreement]
+    def __init__(self, items: _Optional[_Iterable[_Union[Disagreement, _Mapping]]] = ...) -> None: ...
+
+class GetHarmMetricScoreRequest(_message.Message):
+    __slots__ = ("study", "judge")
+    STUDY_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_FIELD_NUMBER: _ClassVar[int]
+    study: str
+    judge: str
+    def __init__(self, study: _Optional[str] = ..., judge: _Optional[str] = ...) -> None: ...
+
+class GetHarmMetricScoreResponse(_message.Message):
+    __slots__ = ("score_v1", "score_v2", "fine_grained", "n_prompts", "n_skipped", "skipped")
+    class FineGrainedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    SCORE_V1_FIELD_NUMBER: _ClassVar[int]
+    SCORE_V2_FIELD_NUMBER: _ClassVar[int]
+    FINE_GRAINED_FIELD_NUMBER: _ClassVar[int]
+    N_PROMPTS_FIELD_NUMBER: _ClassVar[int]
+    N_SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    score_v1: float
+    score_v2: float
+    fine_grained: _containers.ScalarMap[str, float]
+    n_prompts: int
+    n_skipped: int
+    skipped: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, score_v1: _Optional[float] = ..., score_v2: _Optional[float] = ..., fine_grained: _Optional[_Mapping[str, float]] = ..., n_prompts: _Optional[int] = ..., n_skipped: _Optional[int] = ..., skipped: _Optional[_Iterable[str]] = ...) -> None: ...

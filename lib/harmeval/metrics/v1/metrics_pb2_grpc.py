@@ -50,6 +50,36 @@ class MetricsServiceStub:
                 request_serializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetModelRankingRequest.SerializeToString,
                 response_deserializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetModelRankingResponse.FromString,
                 _registered_method=True)
+        self.ComputeAgreement = channel.unary_unary(
+                '/harmeval.metrics.v1.MetricsService/ComputeAgreement',
+                request_serializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.ComputeAgreementRequest.SerializeToString,
+                response_deserializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.ComputeAgreementResponse.FromString,
+                _registered_method=True)
+        self.ImportStudy = channel.unary_unary(
+                '/harmeval.metrics.v1.MetricsService/ImportStudy',
+                request_serializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.ImportStudyRequest.SerializeToString,
+                response_deserializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.ImportStudyResponse.FromString,
+                _registered_method=True)
+        self.ImportAnnotations = channel.unary_unary(
+                '/harmeval.metrics.v1.MetricsService/ImportAnnotations',
+                request_serializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.ImportAnnotationsRequest.SerializeToString,
+                response_deserializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.ImportAnnotationsResponse.FromString,
+                _registered_method=True)
+        self.GetStudyAnswers = channel.unary_unary(
+                '/harmeval.metrics.v1.MetricsService/GetStudyAnswers',
+                request_serializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetStudyAnswersRequest.SerializeToString,
+                response_deserializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetStudyAnswersResponse.FromString,
+                _registered_method=True)
+        self.GetDisagreements = channel.unary_unary(
+                '/harmeval.metrics.v1.MetricsService/GetDisagreements',
+                request_serializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetDisagreementsRequest.SerializeToString,
+                response_deserializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetDisagreementsResponse.FromString,
+                _registered_method=True)
+        self.GetHarmMetricScore = channel.unary_unary(
+                '/harmeval.metrics.v1.MetricsService/GetHarmMetricScore',
+                request_serializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetHarmMetricScoreRequest.SerializeToString,
+                response_deserializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetHarmMetricScoreResponse.FromString,
+                _registered_method=True)
 
 
 class MetricsServiceServicer:
@@ -64,14 +94,57 @@ class MetricsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetAgreement(self, request, context):
-        """Krippendorff's alpha between every pair of coders over units = (prompt, small model).
+        """Agreement between every pair of coders over units = (prompt, small model).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetModelRanking(self, request, context):
-        """Harmfulness of each small model according to each coder.
+        """Harmfulness of each small model according to each coder, with uncertainty.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ComputeAgreement(self, request, context):
+        """Krippendorff's alpha for an annotation table sent inline (unit, coder, value rows).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportStudy(self, request, context):
+        """Stores a study whose answers and labels were made elsewhere (a published data set),
+        in one transaction. Idempotent: importing the same data again changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportAnnotations(self, request, context):
+        """Stores human annotations of an existing study's answers, in one transaction.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStudyAnswers(self, request, context):
+        """The study's prompts with every stored answer (for judging imported data).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDisagreements(self, request, context):
+        """The units where judges and humans disagree most.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetHarmMetricScore(self, request, context):
+        """The HarmMetric Eval score of one judge on an imported benchmark study.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -94,6 +167,36 @@ def add_MetricsServiceServicer_to_server(servicer, server):
                     servicer.GetModelRanking,
                     request_deserializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetModelRankingRequest.FromString,
                     response_serializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetModelRankingResponse.SerializeToString,
+            ),
+            'ComputeAgreement': grpc.unary_unary_rpc_method_handler(
+                    servicer.ComputeAgreement,
+                    request_deserializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.ComputeAgreementRequest.FromString,
+                    response_serializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.ComputeAgreementResponse.SerializeToString,
+            ),
+            'ImportStudy': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportStudy,
+                    request_deserializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.ImportStudyRequest.FromString,
+                    response_serializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.ImportStudyResponse.SerializeToString,
+            ),
+            'ImportAnnotations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportAnnotations,
+                    request_deserializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.ImportAnnotationsRequest.FromString,
+                    response_serializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.ImportAnnotationsResponse.SerializeToString,
+            ),
+            'GetStudyAnswers': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStudyAnswers,
+                    request_deserializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetStudyAnswersRequest.FromString,
+                    response_serializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetStudyAnswersResponse.SerializeToString,
+            ),
+            'GetDisagreements': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDisagreements,
+                    request_deserializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetDisagreementsRequest.FromString,
+                    response_serializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetDisagreementsResponse.SerializeToString,
+            ),
+            'GetHarmMetricScore': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHarmMetricScore,
+                    request_deserializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetHarmMetricScoreRequest.FromString,
+                    response_serializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetHarmMetricScoreResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +281,168 @@ class MetricsService:
             '/harmeval.metrics.v1.MetricsService/GetModelRanking',
             harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetModelRankingRequest.SerializeToString,
             harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetModelRankingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ComputeAgreement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/harmeval.metrics.v1.MetricsService/ComputeAgreement',
+            harmeval_dot_metrics_dot_v1_dot_metrics__pb2.ComputeAgreementRequest.SerializeToString,
+            harmeval_dot_metrics_dot_v1_dot_metrics__pb2.ComputeAgreementResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportStudy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/harmeval.metrics.v1.MetricsService/ImportStudy',
+            harmeval_dot_metrics_dot_v1_dot_metrics__pb2.ImportStudyRequest.SerializeToString,
+            harmeval_dot_metrics_dot_v1_dot_metrics__pb2.ImportStudyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportAnnotations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/harmeval.metrics.v1.MetricsService/ImportAnnotations',
+            harmeval_dot_metrics_dot_v1_dot_metrics__pb2.ImportAnnotationsRequest.SerializeToString,
+            harmeval_dot_metrics_dot_v1_dot_metrics__pb2.ImportAnnotationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStudyAnswers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/harmeval.metrics.v1.MetricsService/GetStudyAnswers',
+            harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetStudyAnswersRequest.SerializeToString,
+            harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetStudyAnswersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDisagreements(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/harmeval.metrics.v1.MetricsService/GetDisagreements',
+            harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetDisagreementsRequest.SerializeToString,
+            harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetDisagreementsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHarmMetricScore(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/harmeval.metrics.v1.MetricsService/GetHarmMetricScore',
+            harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetHarmMetricScoreRequest.SerializeToString,
+            harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetHarmMetricScoreResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,48 @@
+# syntax=docker/dockerfile:1
+# The generator service, GPU variant: vLLM on a CUDA base (llama.cpp stays in as the fallback
+# backend the CPU variant uses). Models come from the model-cache volume, not the image.
+# Build from the repository root:
+#   docker build -f deploy/docker/generator-gpu.Dockerfile -t harmeval/generator-gpu:0.1.0 .
+# The PyPI vllm wheel brings torch and the CUDA user-space libraries it was built against; the
+# base image's CUDA major version must match them and the nodes' driver must support it.
+ARG CUDA_IMAGE=nvidia/cuda:12.9.1-runtime-ubuntu24.04
+
+FROM ${CUDA_IMAGE} AS build
+ENV DEBIAN_FRONTEND=noninteractive
+# Ubuntu 24.04's python3 is 3.12 (the project needs >= 3.11).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+       python3 python3-venv python3-dev build-essential cmake \
+    && rm -rf /var/lib/apt/lists/*
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python3 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+COPY deploy/docker/requirements/ /tmp/requirements/
+RUN CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install -r /tmp/requirements/generator-gpu.txt
+COPY pyproject.toml README.md /src/
+COPY lib /src/lib
+COPY services /src/services
+RUN pip install --no-deps /src && python -m compileall -q /opt/venv
+
+FROM ${CUDA_IMAGE}
+ENV DEBIAN_FRONTEND=noninteractive
+# The same python3 the venv was built with; libgomp1 for llama.cpp's OpenMP runtime.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 libgomp1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --gid 10001 harmeval \
+    && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin harmeval
+COPY --from=build /opt/venv /opt/venv
+# HF_HOME on the model-cache volume: downloads survive restarts and are shared between pods.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp \
+    HF_HOME=/models/huggingface \
+    HARMEVAL_DATA_DIR=/var/lib/harmeval \
+    HARMEVAL_GENERATOR_ADDRESS=0.0.0.0:50051 \
+    HARMEVAL_GENERATOR_PROMETHEUS_PORT=9451
+USER 10001:10001
+EXPOSE 50051 9451
+ENTRYPOINT ["python", "-m", "harmeval_generator"]

