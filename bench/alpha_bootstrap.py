@@ -5,9 +5,9 @@ plus coder noise), ~10% missing, generated from a fixed seed.
 
 (a) ours: ``reliability.alpha(data, level, n_bootstrap=1000)``, timed end to end (validation,
     point estimate and all 1,000 resamples), best and median of a few repeats.
-(b) baseline: ``krippendorff.alpha`` once per resample on resampled unit columns. It takes
-    seconds per call at this size, so only a few resamples are timed and the time is
-    extrapolated linearly to 1,000 (reported as such).
+(b) baseline: ``krippendorff.alpha`` once per resample on resampled unit columns. Each call
+    rebuilds the coincidence matrix from all units, so only a few resamples (20 by default)
+    are timed and the time is extrapolated linearly to 1,000 (reported as such).
 
 Point estimates of both must agree to 1e-9 (the script exits 1 otherwise). Writes
 bench/results/alpha_bootstrap.json.

@@ -45,7 +45,9 @@ render_report = _load_render_report()
 
 def tool(name: str) -> str:
     """Path of a command-line tool: the venv's bin first, then PATH."""
-    found = shutil.which(name, path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    found = shutil.which(
+        name, path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    )
     if found is None:
         reason = f"{name} is not installed: {HOW_TO_INSTALL[name]}"
         if os.environ.get("CI"):
@@ -63,9 +65,7 @@ def rendered() -> dict[str, list[dict[str, Any]]]:
 
 def find(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
     return [
-        o
-        for o in objects
-        if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)
+        o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)
     ]
 
 

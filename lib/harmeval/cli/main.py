@@ -143,7 +143,7 @@ async def _run(args: argparse.Namespace, settings: ClientSettings, console: Cons
             print_report(report, console)
         if args.html:
             args.html.write_text(render_html(report), encoding="utf-8")
-            console.print(f"HTML report written to {args.html}")
+            Console(stderr=True).print(f"HTML report written to {args.html}")
     elif args.command == "import":
         await _import(args, settings, console)
     elif args.command == "agreement":

@@ -38,6 +38,7 @@ __all__ = [
     "TableFileError",
     "load_annotation_file",
     "read_table",
+    "text_field",
 ]
 
 _CSV_SUFFIXES = frozenset({".csv"})
@@ -97,7 +98,36 @@ def _decode(path: Path, error: type[TableFileError]) -> str:
         ) from exc
 
 
-def _csv_table(source: str, content: str, error: type[TableFileError]) -> Table:
+def _check_header(
+    source: str,
+    names: list[str],
+    required: tuple[str, ...],
+    any_of: tuple[str, ...],
+    error: type[TableFileError],
+) -> None:
+    present = set(names)
+    found = ", ".join(sorted(n for n in present if n)) or "none"
+    for name in required:
+        if name not in present:
+            raise error(source, f"is missing from the header (found: {found})", line=1, field=name)
+    if any_of and not present & set(any_of):
+        others = " and ".join(f"'{name}'" for name in any_of[1:])
+        raise error(
+            source,
+            f"and {others} are {'both' if len(any_of) == 2 else 'all'} missing from the header; "
+            f"give at least one (found: {found})",
+            line=1,
+            field=any_of[0],
+        )
+
+
+def _csv_table(
+    source: str,
+    content: str,
+    required: tuple[str, ...],
+    any_of: tuple[str, ...],
+    error: type[TableFileError],
+) -> Table:
     reader = csv.reader(io.StringIO(content, newline=""))
     rows: list[tuple[int, Record]] = []
     try:
@@ -110,6 +140,8 @@ def _csv_table(source: str, content: str, error: type[TableFileError]) -> Table:
             if name and name in seen:
                 raise error(source, "appears twice in the header", line=1, field=name)
             seen.add(name)
+        # Header problems first: they explain every row error that would follow.
+        _check_header(source, names, required, any_of, error)
         end_line = reader.line_num
         for cells in reader:
             # A quoted cell may span several lines: report the line the row starts on.
@@ -123,7 +155,9 @@ def _csv_table(source: str, content: str, error: type[TableFileError]) -> Table:
                     "(an unquoted comma inside a value?)",
                     line=line,
                 )
-            record: Record = {n: c for n, c in zip(names, cells, strict=False) if n}
+            # A short row (trailing cells left off) means those cells are empty.
+            cells = cells + [""] * (len(names) - len(cells))
+            record: Record = {n: c for n, c in zip(names, cells, strict=True) if n}
             rows.append((line, record))
     except csv.Error as exc:
         raise error(source, f"malformed CSV: {exc}", line=reader.line_num) from exc
@@ -155,11 +189,19 @@ def _jsonl_table(source: str, content: str, error: type[TableFileError]) -> Tabl
     return Table(rows, None)
 
 
-def read_table(path: Path, error: type[TableFileError]) -> Table:
+def read_table(
+    path: Path,
+    error: type[TableFileError],
+    *,
+    required: tuple[str, ...] = (),
+    any_of: tuple[str, ...] = (),
+) -> Table:
     """Read a ``.csv`` or ``.jsonl`` (``.json-lines``, ``.ndjson``) file into records.
 
-    Blank lines/rows are skipped; a file without any record raises ``error``. Shared by the
-    annotation and reliability-table loaders so both report problems the same way.
+    Blank lines/rows are skipped; a file without any record raises ``error``. A CSV header
+    must name every ``required`` column and at least one of ``any_of`` (JSONL records are
+    checked field by field by the caller). Shared by the annotation and reliability-table
+    loaders so both report problems the same way.
     """
     path = Path(path)
     source = str(path)
@@ -169,24 +211,12 @@ def read_table(path: Path, error: type[TableFileError]) -> Table:
         raise error(source, f"unsupported {kind}; use .csv or .jsonl")
     content = _decode(path, error)
     if suffix in _CSV_SUFFIXES:
-        table = _csv_table(source, content, error)
+        table = _csv_table(source, content, required, any_of, error)
     else:
         table = _jsonl_table(source, content, error)
     if not table.rows:
         raise error(source, "has no rows")
     return table
-
-
-def require_columns(
-    source: str, table: Table, names: tuple[str, ...], error: type[TableFileError]
-) -> None:
-    """For CSV, check the header names every required column (JSONL is checked per record)."""
-    if table.columns is None:
-        return
-    for name in names:
-        if name not in table.columns:
-            found = ", ".join(sorted(table.columns)) or "none"
-            raise error(source, f"is missing from the header (found: {found})", line=1, field=name)
 
 
 def text_field(
@@ -288,10 +318,7 @@ def load_annotation_file(path: Path) -> list[AnnotationRow]:
     path = Path(path)
     source = str(path)
     error = AnnotationFileError
-    table = read_table(path, error)
-    require_columns(source, table, _KEY_FIELDS, error)
-    if table.columns is not None and not table.columns & {"value", "rank"}:
-        raise error(source, "and 'rank' are both missing from the header", line=1, field="value")
+    table = read_table(path, error, required=_KEY_FIELDS, any_of=("value", "rank"))
     rows: list[AnnotationRow] = []
     seen: dict[tuple[str, str, str, str], int] = {}
     for line, record in table.rows:

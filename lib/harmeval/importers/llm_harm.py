@@ -78,7 +78,13 @@ JUDGE_CODERS: dict[str, str] = {"gpt4o": "gpt-4o", "sonnet": "sonnet", "llama": 
 """``<stem>_predictions.csv`` stem -> coder name. Unknown stems keep the stem as coder name."""
 
 REVERSED_GROUPS: frozenset[int] = frozenset({10})
-"""Groups that ranked on the reverse scale (1 = most harmful); see :func:`parse_ranking`."""
+"""Groups that ranked on the reverse scale (1 = most harmful); see :func:`parse_ranking`.
+
+Group 10 is flipped because the data set's README and the authors' ``preprocess.py`` do so
+(their 1<->3 swap followed by dense renumbering gives the same result as our flip). Caveat
+measured on the release: flipped, group 10 agrees with GPT-4o, Sonnet and the expert on the
+order of harmful pairs *less* than any other group (8/24, 13/40, 1/4 pairs) and unflipped about
+as well as the others (16/24, 27/40, 3/4); pass ``reversed_groups=()`` to study that."""
 
 # Reasons reported in Problem.reason (fixed strings so callers can count by reason).
 REASON_EMPTY = "empty value"
@@ -396,8 +402,6 @@ class _Item:
     """A human prompt with its answers, while loading."""
 
     prompt: HarmPrompt
-    base: str  # normalise_prompt(text), without any #group suffix
-    answers: tuple[str, ...]
     answer_keys: tuple[str, ...]  # whitespace-collapsed answers, for comparisons
 
 
@@ -428,7 +432,8 @@ class _Loader:
         self,
         table: _Table,
         line: int,
-        column: str,
+        prompt_column: str,
+        prompt_text: str,
         item: _Item,
         coder: str,
         annotator: str,
@@ -437,7 +442,7 @@ class _Loader:
         key = item.prompt.key
         if (key, annotator) in self.labelled:
             # One annotator, one value per unit: a second value would make agreement undefined.
-            self.problem(table, line, column, REASON_DUPLICATE_ROW, item.prompt.text)
+            self.problem(table, line, prompt_column, REASON_DUPLICATE_ROW, prompt_text)
             return
         self.labelled.add((key, annotator))
         for model, rank in zip(MODELS, ranks, strict=True):
@@ -461,7 +466,7 @@ class _Loader:
                 key = f"{base}#group-{group}-{suffix}"
                 suffix += 1
         self.keys.add(key)
-        item = _Item(HarmPrompt(text, key), base, answers, answer_keys)
+        item = _Item(HarmPrompt(text, key), answer_keys)
         same_base.append(item)
         self.prompts.append(item.prompt)
         for model, answer in zip(MODELS, answers, strict=True):
@@ -497,7 +502,7 @@ class _Loader:
             if isinstance(ranks, str):
                 self.problem(table, line, ranking_name, ranks, raw)
                 continue
-            self.add_labels(table, line, ranking_name, item, STUDENT_CODER, annotator, ranks)
+            self.add_labels(table, line, prompt_name, text, item, STUDENT_CODER, annotator, ranks)
 
     # -- expert and judges --
 
@@ -550,7 +555,8 @@ class _Loader:
             return
         prompt_name, ranking_name = table.header[prompt_col], table.header[ranking_col]
         for line, cells in table.rows:
-            item = self.match(table, line, prompt_name, _cell(cells, prompt_col), None)
+            text = _cell(cells, prompt_col)
+            item = self.match(table, line, prompt_name, text, None)
             if item is None:
                 continue
             raw = _cell(cells, ranking_col)
@@ -558,7 +564,7 @@ class _Loader:
             if isinstance(ranks, str):
                 self.problem(table, line, ranking_name, ranks, raw)
                 continue
-            self.add_labels(table, line, ranking_name, item, EXPERT_CODER, EXPERT_CODER, ranks)
+            self.add_labels(table, line, prompt_name, text, item, EXPERT_CODER, EXPERT_CODER, ranks)
 
     def load_judges(self, paths: Sequence[Path]) -> None:
         tables = [(path, _read_csv(path, self.rel(path))) for path in paths]
@@ -602,7 +608,7 @@ class _Loader:
                 continue
             ranks = self.judge_ranks(table, line, cells, preds_col, extracted_col)
             if ranks is not None:
-                self.add_labels(table, line, prompt_name, item, coder, coder, ranks)
+                self.add_labels(table, line, prompt_name, text, item, coder, coder, ranks)
 
     def judge_ranks(
         self,

