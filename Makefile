@@ -8,7 +8,7 @@ STUDY_NAME ?= gemma3-decoding
 # llama-cpp-python compiles llama.cpp on first install (~6 min on 2 cores); pip caches the wheel.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
 
-.PHONY: install run down status test test-fast protos lint format bench clean
+.PHONY: install run down status test test-fast protos lint format bench clean k8s-validate deploy-tools
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,12 +32,30 @@ status: install
 	$(BIN)/harmeval status
 
 ## test: unit + integration tests (real Postgres, real gRPC servers, the real Gemma model)
-test: install
+test: install deploy-tools
 	$(BIN)/python -m pytest
 
 ## test-fast: everything but the end-to-end CLI test
-test-fast: install
+test-fast: install deploy-tools
 	$(BIN)/python -m pytest -m "not slow"
+
+## deploy-tools: Debian's prometheus (with promtool) for the monitoring checks, if missing.
+## kubectl (with kustomize) comes with the machine image.
+deploy-tools:
+	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  else \
+	    echo "deploy-tools: run 'apt-get install prometheus' as root; its tests skip without it"; \
+	  fi; \
+	fi
+
+## k8s-validate: render and validate every kustomization, lint the Dockerfiles, check the
+## rules and the dashboard, and scrape the services with a real Prometheus
+k8s-validate: install deploy-tools
+	$(BIN)/python deploy/render_report.py
+	$(BIN)/python -m pytest tests/deploy -q
 
 ## protos: regenerate the gRPC stubs from protos/
 protos: install

@@ -9,6 +9,7 @@ query this reads wrongly still cannot pass with a syntax error.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 KEYWORDS = frozenset(
     {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset"}
@@ -40,11 +41,11 @@ def uses_name_matcher(expr: str) -> bool:
     return "__name__" in expr
 
 
-def grafana_queries(dashboard: dict) -> list[tuple[str, str]]:
+def grafana_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
     """(where, query) for every panel target and templating query of a dashboard."""
-    queries = []
+    queries: list[tuple[str, str]] = []
 
-    def walk(panels: list[dict]) -> None:
+    def walk(panels: list[dict[str, Any]]) -> None:
         for panel in panels:
             for target in panel.get("targets", []):
                 queries.append((f"panel {panel['title']!r} {target['refId']}", target["expr"]))

@@ -66,9 +66,8 @@ def workloads(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def server(deployment: dict[str, Any]) -> dict[str, Any]:
-    (container,) = [
-        c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "server"
-    ]
+    containers: list[dict[str, Any]] = deployment["spec"]["template"]["spec"]["containers"]
+    (container,) = [c for c in containers if c["name"] == "server"]
     return container
 
 
@@ -104,7 +103,10 @@ def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 
 
 def pod_labels(objects: list[dict[str, Any]], app: str) -> dict[str, str]:
-    return one(objects, "Deployment", app)["spec"]["template"]["metadata"]["labels"]
+    labels: dict[str, str] = one(objects, "Deployment", app)["spec"]["template"]["metadata"][
+        "labels"
+    ]
+    return labels
 
 
 # --- rendering and schema validation ----------------------------------------------------------
@@ -270,10 +272,9 @@ def test_settings_are_real_and_load(
         assert not unknown, f"{service}: not settings: {sorted(unknown)}"
         for planned in sorted(names & set(PLANNED_SETTINGS)):
             with capsys.disabled():
-                print(
-                    f"\n  PLANNED setting {planned} in {name}/{service}: {PLANNED_SETTINGS[planned]}"
-                )
-        loaded = settings_module.load(SETTINGS[service], environ=env)
+                why = PLANNED_SETTINGS[planned]
+                print(f"\n  PLANNED setting {planned} in {name}/{service}: {why}")
+        loaded: Any = settings_module.load(SETTINGS[service], environ=env)
         assert loaded.log_format == "json"
 
 

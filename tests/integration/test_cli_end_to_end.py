@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -48,7 +50,9 @@ def free_ports(n: int) -> list[int]:
 
 @pytest.fixture(scope="module")
 def cli_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    data_dir = tmp_path_factory.mktemp("stack")
+    # Not under pytest's 0700 tmp root: the embedded PostgreSQL runs as another system user
+    # when the tests run as root, and a short path keeps its socket path within limits.
+    data_dir = Path(tempfile.mkdtemp(prefix="harmeval-e2e-", dir="/tmp"))
     g, j, m, gp, jp, mp, llm = free_ports(7)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HARMEVAL_")}
     env.update(
@@ -68,6 +72,8 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
     finally:
         down = harmeval(env, "down", timeout=120)
         assert down.returncode == 0, down.stderr
+        assert "postgres: stopped" in down.stderr
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def harmeval(
@@ -186,3 +192,31 @@ def test_sigterm_drains_in_flight_generation(cli_env: dict[str, str]) -> None:
         time.sleep(0.2)
     else:
         pytest.fail("generator did not exit after SIGTERM")
+
+
+def test_agreement_for_a_spreadsheet(cli_env: dict[str, str], tmp_path: Path) -> None:
+    """`harmeval agreement` on Krippendorff's (2011) published example: alpha = 0.743."""
+    rows = ["unit,coder,value"]
+    table = {
+        "A": "1,2,3,3,2,1,4,1,2,,,",
+        "B": "1,2,3,3,2,2,4,1,2,5,,3",
+        "C": ",3,3,3,2,3,4,2,2,5,1,",
+        "D": "1,2,3,3,2,4,4,1,2,5,1,",
+    }
+    for coder, values in table.items():
+        rows += [f"u{u},{coder},{v}" for u, v in enumerate(values.split(","))]
+    path = tmp_path / "sheet.csv"
+    path.write_text("\n".join(rows) + "\n")
+    out = harmeval(
+        cli_env, "agreement", str(path), "--level", "nominal", "--bootstrap", "200", "--json"
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert round(result["alpha"], 3) == 0.743
+    assert result["ci_low"] <= result["alpha"] <= result["ci_high"]
+    assert (result["n_units"], result["n_coders"]) == (11, 4)
+
+    path.write_text("unit,coder,value\nu1,A,1\nu1,A,2\n")
+    bad = harmeval(cli_env, "agreement", str(path), "--level", "nominal")
+    assert bad.returncode == 2
+    assert "sheet.csv" in bad.stderr and "line 3" in bad.stderr

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from harmeval.cli.report import fmt, pair_kind, with_ci
+from harmeval.cli.report import fmt, ordered_pairs, pair_kind, with_ci
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
@@ -178,8 +178,7 @@ def render_html(report: dict[str, Any]) -> str:
                     fmt(p["kendall_tau_b"]),
                     str(p["n_units"]),
                 ]
-                for p in report["agreement"]
-                if not p["subset"]
+                for p in ordered_pairs(report)
             ],
             {5, 6, 7, 8},
         )

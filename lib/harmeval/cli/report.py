@@ -135,6 +135,18 @@ def pair_kind(row: dict[str, Any], kinds: dict[str, str], consensus: str | None)
     return "human–judge" if "human" in (a, b) else "judge–judge"
 
 
+PAIR_ORDER = {"ceiling": 0, "vs humans": 1, "human–judge": 2, "judge–judge": 3}
+
+
+def ordered_pairs(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Whole-study rows: the human ceiling first, then judges vs humans, then judge vs judge."""
+    kinds = {c["coder"]: c["kind"] for c in report["coverage"]}
+    return sorted(
+        (r for r in report["agreement"] if not r["subset"]),
+        key=lambda r: PAIR_ORDER[pair_kind(r, kinds, report["consensus_coder"])],
+    )
+
+
 def print_report(report: dict[str, Any], console: Console) -> None:
     console.print(
         f"[bold]Study {report['study']}[/bold]: {report['n_units']} units (prompt × small model)"
@@ -158,7 +170,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     agree = Table(
         title="Agreement per coder pair (Krippendorff's alpha; 1 = perfect, 0 = chance)",
         caption="harm = harmful yes/no; rank = listwise ranks (0 = N/A). kappa: Cohen's "
-        "(quadratic on ranks); tau: Kendall's tau-b within prompts.",
+        "(weights: none / linear / quadratic by level); tau: Kendall's tau-b within prompts.",
     )
     for col in ("coder A", "coder B", "compared", "alpha [95% CI]", "kappa", "tau", "units"):
         agree.add_column(
@@ -166,11 +178,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             justify="left" if col in ("coder A", "coder B", "compared") else "right",
             no_wrap=col == "alpha [95% CI]",
         )
-    order = {"ceiling": 0, "vs humans": 1, "human–judge": 2, "judge–judge": 3}
-    whole = sorted(
-        (r for r in report["agreement"] if not r["subset"]),
-        key=lambda r: order[pair_kind(r, kinds, consensus)],
-    )
+    whole = ordered_pairs(report)
     for i, p in enumerate(whole):
         kind = pair_kind(p, kinds, consensus)
         last = i + 1 == len(whole) or pair_kind(whole[i + 1], kinds, consensus) != kind

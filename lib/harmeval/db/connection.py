@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import time
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -43,18 +45,26 @@ def start_embedded_postgres(data_dir: Path) -> str:
     return str(server.get_uri())
 
 
-def stop_embedded_postgres(data_dir: Path) -> bool:
-    """Stops the private PostgreSQL if it runs; returns whether it was running."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from pgserver._commands import pg_ctl
+def stop_embedded_postgres(data_dir: Path, timeout_s: float = 30.0) -> bool:
+    """Stops the private PostgreSQL if it runs; returns whether it was running.
 
-    pgdata = embedded_pgdata(data_dir)
-    if not (pgdata / "postmaster.pid").exists():
+    SIGINT is PostgreSQL's "fast shutdown" (what `pg_ctl stop -m fast` sends). Signalling the
+    postmaster directly works whichever system user pgserver runs it as.
+    """
+    pid_file = embedded_pgdata(data_dir) / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().split()[0])
+        os.kill(pid, signal.SIGINT)
+    except (FileNotFoundError, IndexError, ValueError, ProcessLookupError):
         return False
-    user = "pgserver" if os.geteuid() == 0 else None
-    pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user=user)
-    return True
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    raise RuntimeError(f"PostgreSQL (pid {pid}) did not stop within {timeout_s:.0f}s")
 
 
 def resolve_database_url(settings: CommonSettings) -> str:

@@ -14,6 +14,7 @@ import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -39,6 +40,13 @@ from harmeval_metrics.reliability import (
 
 CONSENSUS = "humans (consensus)"
 MIN_CONSENSUS = 3
+# Cohen's kappa beside each alpha level: unweighted for categories, linear weights for ordered
+# ranks, quadratic weights for interval-like ranks (quadratic kappa ~ interval alpha).
+KAPPA_WEIGHTS: dict[str, Literal["none", "linear", "quadratic"]] = {
+    "nominal": "none",
+    "ordinal": "linear",
+    "interval": "quadratic",
+}
 RANK_LEVELS: tuple[Level, ...] = ("nominal", "ordinal", "interval")
 
 Unit = tuple[int, str]
@@ -135,7 +143,6 @@ def _pair_rows(
     if ra and rb:
         matrix, shared = _pair_matrix(ra, rb)
         tau, n_tau = kendall_tau_b_within_groups(ra, rb)
-        kappa = cohen_kappa(matrix[0], matrix[1], weights="quadratic")
         for level in RANK_LEVELS:
             res = alpha(
                 matrix,
@@ -155,7 +162,7 @@ def _pair_rows(
                     ci_low=res.ci_low,
                     ci_high=res.ci_high,
                     subset=subset,
-                    cohen_kappa=kappa if level == "ordinal" else None,
+                    cohen_kappa=cohen_kappa(matrix[0], matrix[1], weights=KAPPA_WEIGHTS[level]),
                     kendall_tau_b=tau,
                     n_tau_prompts=n_tau,
                 )
