@@ -71,9 +71,11 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-## bench: generator overhead against llama.cpp called directly
+## bench: generator overhead against llama.cpp called directly; alpha bootstrap vs krippendorff
 bench: install
 	$(BIN)/python bench/generator_overhead.py
+	$(BIN)/python bench/alpha_bootstrap.py
+	$(BIN)/python bench/import_llm_harm.py
 
 clean:
 	-$(BIN)/harmeval down

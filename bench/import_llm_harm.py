@@ -1,0 +1,83 @@
+"""Import time of the seed study's data, and the time to compute its full report.
+
+Parses ../shared/datasets/llm-harm, imports it through the metrics service over gRPC into a
+fresh embedded PostgreSQL, imports it again (idempotent: nothing new stored), then computes
+agreement and ranking with 1,000 bootstrap resamples. Writes bench/results/import_llm_harm.json.
+
+    .venv/bin/python bench/import_llm_harm.py [DATASET_DIR]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import tempfile
+import time
+import warnings
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import grpc
+
+from harmeval.cli.imports import llm_harm_request
+from harmeval.cli.report import fetch_report
+from harmeval.clients import Clients
+from harmeval.generator.v1.generator_pb2_grpc import GeneratorServiceStub
+from harmeval.importers import load_llm_harm
+from harmeval.judge.v1.judge_pb2_grpc import JudgeServiceStub
+from harmeval.metrics.v1.metrics_pb2_grpc import MetricsServiceStub
+from harmeval.server import create_server
+from harmeval.settings import MetricsSettings
+from harmeval_metrics.service import SPEC, MetricsServicer
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+async def main(directory: Path) -> dict[str, float]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    data = load_llm_harm(directory)
+    timings["parse_s"] = time.perf_counter() - started
+    with tempfile.TemporaryDirectory(prefix="hb-", dir="/tmp") as tmp:
+        pg = pgserver.get_server(Path(tmp) / "pg", cleanup_mode="delete")
+        settings = MetricsSettings(database_url=pg.get_uri(), data_dir=Path(tmp))
+        servicer = MetricsServicer(settings)
+        srv = await create_server(SPEC, servicer, "127.0.0.1:0", settings)
+        await srv.server.start()
+        async with (
+            AsyncExitStack() as stack,
+            grpc.aio.insecure_channel(
+                f"127.0.0.1:{srv.port}",
+                options=[("grpc.max_send_message_length", settings.max_message_bytes)],
+            ) as channel,
+        ):
+            await servicer.startup(stack)
+            metrics = MetricsServiceStub(channel)
+            request = llm_harm_request(data, "llm-harm")
+            timings["request_mb"] = request.ByteSize() / 1e6
+            for key in ("import_s", "reimport_s"):
+                started = time.perf_counter()
+                reply = await metrics.ImportStudy(request)
+                timings[key] = time.perf_counter() - started
+            timings["labels"] = reply.n_labels
+            clients = Clients(GeneratorServiceStub(channel), JudgeServiceStub(channel), metrics)
+            started = time.perf_counter()
+            await fetch_report("llm-harm", clients, bootstrap=1000)
+            timings["report_with_1000_bootstrap_s"] = time.perf_counter() - started
+        await srv.server.stop(0)
+        pg.cleanup()
+    return timings
+
+
+if __name__ == "__main__":
+    directory = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared/datasets/llm-harm"
+    result = asyncio.run(main(directory))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "import_llm_harm.json").write_text(json.dumps(result, indent=2))
+    for key, value in result.items():
+        print(f"{key:<30} {value:10.3f}")
