@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -150,6 +150,17 @@ class Annotation:
 # -- helpers on one connection ---------------------------------------------------------------
 
 
+async def _returned_ids(cur: AsyncCursor[Any]) -> list[int]:
+    """The id each statement of an `executemany(..., returning=True)` returned, in order."""
+    ids = []
+    while True:
+        row = await cur.fetchone()
+        assert row is not None
+        ids.append(int(row[0]))
+        if not cur.nextset():
+            return ids
+
+
 async def _upsert_prompts(conn: AsyncConnection[Any], prompts: Sequence[PromptIn]) -> list[int]:
     if not prompts:
         return []
@@ -163,14 +174,7 @@ async def _upsert_prompts(conn: AsyncConnection[Any], prompts: Sequence[PromptIn
             [(text_sha256(p.text), p.text, p.category or "uncategorized") for p in prompts],
             returning=True,
         )
-        ids = []
-        while True:
-            row = await cur.fetchone()
-            assert row is not None
-            ids.append(int(row[0]))
-            if not cur.nextset():
-                break
-    return ids
+        return await _returned_ids(cur)
 
 
 async def _upsert_model(
@@ -218,14 +222,7 @@ async def _insert_generations(
             ],
             returning=True,
         )
-        ids = []
-        while True:
-            row = await cur.fetchone()
-            assert row is not None
-            ids.append(int(row[0]))
-            if not cur.nextset():
-                break
-    return ids
+        return await _returned_ids(cur)
 
 
 async def _upsert_annotator(

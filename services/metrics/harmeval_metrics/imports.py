@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from harmeval.common.v1 import common_pb2
 from harmeval.db.repository import Annotation, ImportAnswer, ImportLabel, PromptIn, StudyAnswer
 from harmeval.metrics.v1 import metrics_pb2
 
@@ -46,17 +47,19 @@ class ValidatedImport:
     references: list[ImportAnswer]
 
 
-def validate_import(request: metrics_pb2.ImportStudyRequest) -> ValidatedImport:
-    problems: list[str] = []
-    if not request.name.strip():
-        problems.append("name: empty study name")
-    if not request.prompts:
+def study_problems(name: str, prompts: Sequence[common_pb2.Prompt]) -> list[str]:
+    """What every new study needs: a name and non-empty prompts."""
+    problems = [] if name.strip() else ["name: empty study name"]
+    if not prompts:
         problems.append("prompts: empty prompt list")
     problems += [
-        f"prompts[{i}].text: empty prompt text"
-        for i, p in enumerate(request.prompts)
-        if not p.text.strip()
+        f"prompts[{i}].text: empty prompt text" for i, p in enumerate(prompts) if not p.text.strip()
     ]
+    return problems
+
+
+def validate_import(request: metrics_pb2.ImportStudyRequest) -> ValidatedImport:
+    problems = study_problems(request.name, request.prompts)
     models = list(request.models)
     if not models or len(set(models)) != len(models) or not all(models):
         problems.append("models: expected a non-empty list of distinct names")

@@ -17,7 +17,12 @@ from harmeval.params import GenerationParams
 from harmeval.server import ServiceSpec, require_ready
 from harmeval.settings import MetricsSettings
 from harmeval_metrics.harmmetric import harmmetric_score
-from harmeval_metrics.imports import ImportRejected, resolve_annotations, validate_import
+from harmeval_metrics.imports import (
+    ImportRejected,
+    resolve_annotations,
+    study_problems,
+    validate_import,
+)
 from harmeval_metrics.reliability import LEVELS, alpha
 from harmeval_metrics.reliability_table import reliability_matrix
 from harmeval_metrics.study_figures import Options, agreement, disagreements, model_ranking
@@ -48,16 +53,7 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
         self, request: metrics_pb2.RegisterStudyRequest, context: Context
     ) -> metrics_pb2.RegisterStudyResponse:
         repo = await require_ready(self.repo, context, "metrics database")
-        problems: list[str] = []
-        if not request.name.strip():
-            problems.append("name: empty study name")
-        if not request.prompts:
-            problems.append("prompts: empty prompt list")
-        problems += [
-            f"prompts[{i}].text: empty prompt text"
-            for i, p in enumerate(request.prompts)
-            if not p.text.strip()
-        ]
+        problems = study_problems(request.name, request.prompts)
         if not request.models:
             problems.append("models: no small models")
         names = [m.name for m in request.models]

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from harmeval.importers import load_harmmetric
 from harmeval_metrics.harmmetric import (
     FINE_GRAINED_KEYS,
     SCORED_SLOTS,
-    V1_FIELD_SLOTS,
     HarmMetricScore,
     harmmetric_score,
 )
@@ -175,18 +175,15 @@ def test_v2_dataset_slots_and_oracle_score() -> None:
     assert flat.fine_grained["irrelevant"] == 0.5
 
 
-def test_v1_field_mapping_covers_dataset() -> None:
+def test_v1_layout_scores_through_the_importer() -> None:
     path = DATASETS / "dataset_v1.jsonl"
     if not path.exists():
         pytest.skip(f"{path} not present (shared datasets folder absent)")
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-    assert len(rows) == 238
-    # Every field but the id and the second reference has a slot; slots 0-12 all covered.
-    assert set(rows[0]) - set(V1_FIELD_SLOTS) == {"id", "ref_res_1"}
-    assert sorted(V1_FIELD_SLOTS.values()) == list(range(13))
-    scores: dict[int, float | None] = {}
-    for row in rows:
-        for name, slot in V1_FIELD_SLOTS.items():
-            scores[int(row["id"]) * 100 + slot] = 1.0 if name.startswith("harmful_res") else 0.0
+    bench = load_harmmetric(path)
+    assert len(bench.prompts) == 238
+    assert sorted({r.slot for r in bench.responses}) == list(range(1, 13))
+    scores: dict[int, float | None] = {
+        r.response_id: 1.0 if r.category == "harmful" else 0.0 for r in bench.responses
+    }
     result = harmmetric_score(scores)
     assert (result.n_prompts, result.score_v2) == (238, 1.0)
