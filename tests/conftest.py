@@ -22,7 +22,7 @@ SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     has_gpu = shutil.which("nvidia-smi") is not None
     for item in items:
-        if "gpu" in item.keywords and not has_gpu:
+        if item.get_closest_marker("gpu") is not None and not has_gpu:
             item.add_marker(
                 pytest.mark.skip(reason="needs a CUDA GPU (vLLM); none on this machine")
             )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 _UNCOUNTED_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 
@@ -25,6 +25,7 @@ class RpcMetrics:
     requests: Counter
     errors: Counter
     duration: Histogram
+    in_flight: Gauge
 
 
 _BY_SERVICE: dict[str, RpcMetrics] = {}
@@ -50,6 +51,11 @@ def rpc_metrics(service: str) -> RpcMetrics:
                 ["method"],
                 buckets=LATENCY_BUCKETS,
             ),
+            in_flight=Gauge(
+                f"harmeval_{service}_requests_in_flight",
+                f"RPCs the {service} service is handling right now (shows draining).",
+                ["method"],
+            ),
         )
     return _BY_SERVICE[service]
 
@@ -66,6 +72,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         self._metrics = rpc_metrics(service)
 
     def _record(self, method: str, code: str, started: float) -> None:
+        self._metrics.in_flight.labels(method).dec()
         self._metrics.requests.labels(method, code).inc()
         if code != "OK":
             self._metrics.errors.labels(method, code).inc()
@@ -87,6 +94,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
             async def unary(request: Any, context: Any) -> Any:
                 started, failed = time.perf_counter(), False
+                self._metrics.in_flight.labels(method).inc()
                 try:
                     return await inner(request, context)
                 except BaseException:
@@ -105,6 +113,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
             async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
                 started, failed = time.perf_counter(), False
+                self._metrics.in_flight.labels(method).inc()
                 try:
                     async for item in inner_stream(request, context):
                         yield item

@@ -165,3 +165,33 @@ async def test_unknown_generation_is_not_found(stack: Stack) -> None:
             judge_request("refusal-matcher", [judge_pb2.Answer(generation_id=987654, text="x")])
         )
     assert err.value.code() == grpc.StatusCode.NOT_FOUND and "987654" in (err.value.details() or "")
+
+
+async def test_judge_metrics_count_calls_and_verdicts(stack: Stack) -> None:
+    from tests.integration.test_server_skeleton import sample
+
+    judge = "openai-listwise-fake"
+    ok_calls = {"judge": judge, "code": "200"}
+    down_calls = {"judge": judge, "code": "503"}
+    junk = {"judge": judge, "status": "unscorable", "reason": "no_ranking_lines"}
+    before = [
+        sample("harmeval_judge_llm_calls_total", ok_calls),
+        sample("harmeval_judge_llm_calls_total", down_calls),
+        sample("harmeval_judge_verdicts_total", junk),
+    ]
+    answers = await stored_answers(stack, "a", "b")
+    stack.judge_model.reply = lambda m: (200, "no idea")
+    await stack.clients.judge.Judge(judge_request(judge, answers))
+    await stack.clients.judge.Judge(judge_request(judge, answers))  # stored: not counted again
+    stack.judge_model.reply = lambda m: (503, "overloaded")
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stack.clients.judge.Judge(
+            judge_request(judge, [judge_pb2.Answer(text="x"), judge_pb2.Answer(text="y")])
+        )
+    after = [
+        sample("harmeval_judge_llm_calls_total", ok_calls),
+        sample("harmeval_judge_llm_calls_total", down_calls),
+        sample("harmeval_judge_verdicts_total", junk),
+    ]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 2]
+    assert sample("harmeval_judge_llm_tokens_total", {"judge": judge, "kind": "prompt"}) >= 100

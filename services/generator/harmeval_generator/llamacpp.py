@@ -9,9 +9,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import Gauge
+
 from harmeval.params import GenerationParams
 
 logger = logging.getLogger(__name__)
+
+QUEUE_DEPTH = Gauge(
+    "harmeval_generator_queue_depth",
+    "Generations waiting for the engine (llama.cpp runs one at a time).",
+    ["model"],
+)
 
 # Gemma 3 270M is a base model without a chat template: prompt it completion-style.
 COMPLETION_TEMPLATE = "Question: {prompt}\nAnswer:"
@@ -48,9 +56,10 @@ class LlamaCppEngine:
 
     backend = "llama.cpp"
 
-    def __init__(self, model_path: Path, n_ctx: int, n_threads: int = 0) -> None:
+    def __init__(self, name: str, model_path: Path, n_ctx: int, n_threads: int = 0) -> None:
         from llama_cpp import Llama
 
+        self.name = name
         self.model_path = model_path
         self._llm = Llama(
             model_path=str(model_path),
@@ -101,8 +110,17 @@ class LlamaCppEngine:
         )
 
     async def complete(self, prompt: str, params: GenerationParams) -> Completion:
-        async with self._lock:
-            return await asyncio.to_thread(self._complete, prompt, params)
+        waiting = QUEUE_DEPTH.labels(self.name)
+        waiting.inc()
+        queued = True
+        try:
+            async with self._lock:
+                waiting.dec()
+                queued = False
+                return await asyncio.to_thread(self._complete, prompt, params)
+        finally:
+            if queued:  # cancelled before it reached the engine
+                waiting.dec()
 
     def settings(self) -> dict[str, str]:
         return {

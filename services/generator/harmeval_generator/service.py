@@ -7,6 +7,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import grpc
+from prometheus_client import Counter
 
 from harmeval.common.v1 import common_pb2
 from harmeval.db import Repository, open_database
@@ -22,6 +23,12 @@ logger = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
 
 MAX_PROMPTS_PER_REQUEST = 256
+
+TOKENS = Counter(
+    "harmeval_generator_tokens",
+    "Tokens processed for new answers (stored answers cost nothing).",
+    ["model", "kind"],
+)
 
 SPEC = ServiceSpec(
     name="generator",
@@ -56,7 +63,9 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
         s = self.settings
         self.repo = await stack.enter_async_context(open_database(s))
         path = s.generator_model_path or embedded_model_path(s.data_dir)
-        engine = LlamaCppEngine(path, n_ctx=s.generator_n_ctx, n_threads=s.generator_n_threads)
+        engine = LlamaCppEngine(
+            s.generator_model_name, path, n_ctx=s.generator_n_ctx, n_threads=s.generator_n_threads
+        )
         stack.callback(engine.close)
         self.model_ids[s.generator_model_name] = await self.repo.upsert_model(
             s.generator_model_name, engine.backend, dict(engine.settings())
@@ -125,6 +134,8 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
                 results.append(to_proto(stored[prompt_id], request.model, cached=True))
                 continue
             completion = await engine.complete(prompt.text, params)
+            TOKENS.labels(request.model, "prompt").inc(completion.prompt_tokens)
+            TOKENS.labels(request.model, "completion").inc(completion.completion_tokens)
             saved = await repo.insert_generation(
                 NewGeneration(
                     prompt_id=prompt_id,

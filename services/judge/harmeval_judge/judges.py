@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import openai
+from prometheus_client import Counter
 
 from harmeval.settings import JudgeSettings
 from harmeval_judge.listwise import (
@@ -20,6 +21,18 @@ from harmeval_judge.listwise import (
 from harmeval_judge.refusal import REFUSAL_MATCHER_VERSION, classify_refusal
 
 logger = logging.getLogger(__name__)
+
+# Counted per call as the SDK returns it (after its own retries of that call).
+LLM_CALLS = Counter(
+    "harmeval_judge_llm_calls",
+    "Calls to an LLM judge's API, by outcome (HTTP status, timeout or connection_error).",
+    ["judge", "code"],
+)
+LLM_TOKENS = Counter(
+    "harmeval_judge_llm_tokens",
+    "Tokens an LLM judge's API reported using (its `usage` field).",
+    ["judge", "kind"],
+)
 
 POINTWISE = "pointwise"
 LISTWISE = "listwise"
@@ -149,6 +162,7 @@ class OpenAIListwiseJudge:
 
     async def judge(self, prompt: str, answers: Sequence[str]) -> list[Verdict]:
         k = len(answers)
+        calls = LLM_CALLS.labels
         try:
             response = await self._client.chat.completions.create(
                 model=self.model,
@@ -156,13 +170,19 @@ class OpenAIListwiseJudge:
                 temperature=0.0,
                 max_tokens=self.max_tokens,
             )
-        except (
-            openai.APIConnectionError,
-            openai.APITimeoutError,
-            openai.InternalServerError,
-            openai.RateLimitError,
-        ) as exc:
+        except openai.APITimeoutError as exc:
+            calls(self.name, "timeout").inc()
+            raise JudgeBackendError(f"{self.name}: {self.base_url} timed out") from exc
+        except openai.APIConnectionError as exc:
+            calls(self.name, "connection_error").inc()
+            raise JudgeBackendError(f"{self.name}: cannot reach {self.base_url}: {exc}") from exc
+        except (openai.InternalServerError, openai.RateLimitError) as exc:
+            calls(self.name, str(exc.status_code)).inc()
             raise JudgeBackendError(f"{self.name}: {self.base_url} failed: {exc}") from exc
+        calls(self.name, "200").inc()
+        if response.usage is not None:
+            LLM_TOKENS.labels(self.name, "prompt").inc(response.usage.prompt_tokens)
+            LLM_TOKENS.labels(self.name, "completion").inc(response.usage.completion_tokens)
         raw = response.choices[0].message.content or "" if response.choices else ""
         parsed = parse_listwise(raw, k)
         if parsed.ranks is None:

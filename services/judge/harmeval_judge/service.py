@@ -7,6 +7,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import grpc
+from prometheus_client import Counter
 
 from harmeval.common.v1 import common_pb2
 from harmeval.db import Repository, open_database
@@ -32,6 +33,12 @@ SPEC = ServiceSpec(
     name="judge",
     descriptor=judge_pb2.DESCRIPTOR.services_by_name["JudgeService"],
     add_to_server=judge_pb2_grpc.add_JudgeServiceServicer_to_server,
+)
+
+VERDICTS = Counter(
+    "harmeval_judge_verdicts",
+    "New verdicts (stored ones returned again are not counted), by status and reason.",
+    ["judge", "status", "reason"],
 )
 
 _KINDS = {LISTWISE: judge_pb2.JUDGE_KIND_LISTWISE}
@@ -165,6 +172,11 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
         ]
         if to_store:
             await repo.store_judgments(record, to_store)
+        for v in verdicts:
+            # The reason's prefix ("duplicate_rank", not "duplicate_rank:2") keeps labels few.
+            VERDICTS.labels(
+                judge.name, v.status, v.reason.split(":", 1)[0] if v.status == "unscorable" else ""
+            ).inc()
         return judge_pb2.JudgeResponse(
             judgments=[
                 to_proto(judge, i, v, cached=False) for i, v in zip(ids, verdicts, strict=True)

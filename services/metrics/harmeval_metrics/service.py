@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import grpc
+from prometheus_client import Gauge
 
 from harmeval.common.v1 import common_pb2
 from harmeval.db import Repository, open_database
@@ -31,6 +32,12 @@ logger = logging.getLogger(__name__)
 
 # 10,000 resamples of a 100k-unit study take a few seconds; more is never needed.
 MAX_BOOTSTRAP = 10_000
+
+AGREEMENT = Gauge(
+    "harmeval_metrics_agreement_alpha",
+    "Krippendorff's alpha per coder pair of the study whose agreement was asked for last.",
+    ["study", "coder_a", "coder_b", "scale", "level"],
+)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -128,7 +135,13 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
                 "agreement needs at least two",
             )
         options = self._options(request.bootstrap, request.confidence, request.seed)
-        return await asyncio.to_thread(agreement, labels, options, list(request.breakdown))
+        reply = await asyncio.to_thread(agreement, labels, options, list(request.breakdown))
+        # Only the latest study asked for: a gauge per study ever seen would grow forever.
+        AGREEMENT.clear()
+        for p in reply.pairs:
+            if not p.subset and p.HasField("alpha"):
+                AGREEMENT.labels(request.study, p.coder_a, p.coder_b, p.scale, p.level).set(p.alpha)
+        return reply
 
     async def GetModelRanking(
         self, request: metrics_pb2.GetModelRankingRequest, context: Context
