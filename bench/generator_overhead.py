@@ -27,6 +27,7 @@ from harmeval.params import GenerationParams
 from harmeval.prompts import load_builtin_prompts
 from harmeval.server import create_server
 from harmeval.settings import GeneratorSettings
+from harmeval_generator.backends.base import ModelPrompt
 from harmeval_generator.service import SPEC, GeneratorServicer
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -53,7 +54,7 @@ async def main(rounds: int, max_tokens: int, per_round: int) -> dict[str, float]
             seed = 1000
             direct: list[float] = []
             service: list[float] = []
-            await engine.complete("warm up", GenerationParams(max_tokens=8))
+            await engine.complete(ModelPrompt("warm up"), GenerationParams(max_tokens=8))
             for _ in range(rounds):
                 params = [
                     GenerationParams(temperature=0.8, max_tokens=max_tokens, seed=seed + i)
@@ -62,7 +63,7 @@ async def main(rounds: int, max_tokens: int, per_round: int) -> dict[str, float]
                 seed += len(prompts)
                 started, tokens = time.perf_counter(), 0
                 for text, p in zip(prompts, params, strict=True):
-                    tokens += (await engine.complete(text, p)).completion_tokens
+                    tokens += (await engine.complete(ModelPrompt(text), p)).completion_tokens
                 direct.append(tokens / (time.perf_counter() - started))
 
                 params = [

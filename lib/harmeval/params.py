@@ -19,6 +19,7 @@ class GenerationParams:
     max_tokens: int = DEFAULT_MAX_TOKENS
     stop: tuple[str, ...] = field(default_factory=tuple)
     seed: int = 0
+    system_prompt: str = ""
 
     @classmethod
     def from_proto(cls, p: common_pb2.GenerationParams) -> GenerationParams:
@@ -29,6 +30,7 @@ class GenerationParams:
             max_tokens=int(p.max_tokens) if p.max_tokens > 0 else DEFAULT_MAX_TOKENS,
             stop=tuple(p.stop),
             seed=int(p.seed),
+            system_prompt=p.system_prompt,
         )
 
     def to_proto(self) -> common_pb2.GenerationParams:
@@ -38,11 +40,15 @@ class GenerationParams:
             max_tokens=self.max_tokens,
             stop=list(self.stop),
             seed=self.seed,
+            system_prompt=self.system_prompt,
         )
 
     def as_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["stop"] = list(self.stop)
+        if not self.system_prompt:
+            # Omitted when empty so answers stored before system prompts existed keep their key.
+            del d["system_prompt"]
         return d
 
     @classmethod
@@ -53,6 +59,7 @@ class GenerationParams:
             max_tokens=int(d["max_tokens"]),
             stop=tuple(d.get("stop", ())),
             seed=int(d["seed"]),
+            system_prompt=str(d.get("system_prompt", "")),
         )
 
     def validate(self) -> list[str]:
@@ -66,6 +73,8 @@ class GenerationParams:
             problems.append(f"max_tokens must be in [1, 8192], got {self.max_tokens}")
         if any(s == "" for s in self.stop):
             problems.append("stop sequences must not be empty strings")
+        if len(self.system_prompt) > 8000:
+            problems.append("system_prompt: longer than 8000 characters")
         if self.seed < 0:
             problems.append(f"seed must be >= 0, got {self.seed}")
         return problems

@@ -115,7 +115,9 @@ async def serve(
             await servicer.startup(stack)
             await running.set_serving(True)
             logger.info("%s service ready", spec.name)
+            watchdog = asyncio.create_task(_watchdog(servicer, running, stop))
             await stop.wait()
+            watchdog.cancel()
         finally:
             logger.info("%s service draining (grace %.0fs)", spec.name, settings.grace_seconds)
             # Flip health first so load balancers stop sending new work while we drain.
@@ -126,6 +128,19 @@ async def serve(
 
 
 T = TypeVar("T")
+
+WATCHDOG_INTERVAL_S = 1.0
+
+
+async def _watchdog(servicer: Servicer, running: RunningServer, stop: asyncio.Event) -> None:
+    """Flips health to NOT_SERVING when the servicer reports it cannot serve any more (e.g. its
+    in-process engine died), so Kubernetes restarts the pod instead of routing to it."""
+    while not stop.is_set():
+        if not getattr(servicer, "healthy", True):
+            logger.error("%s service unhealthy: reporting NOT_SERVING", running.spec.name)
+            await running.set_serving(False)
+            return
+        await asyncio.sleep(WATCHDOG_INTERVAL_S)
 
 
 async def require_ready(

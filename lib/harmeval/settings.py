@@ -53,6 +53,10 @@ class GeneratorSettings(CommonSettings):
     generator_n_ctx: int = 2048
     # 0: let llama.cpp choose.
     generator_n_threads: int = 0
+    # YAML list of served models (llama.cpp, vllm, tgi, openai); unset: the embedded Gemma.
+    generator_models_file: Path | None = None
+    # Prompts of one request generated at once (an engine with batching gets them together).
+    generator_concurrency: int = 64
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,16 @@ class Study:
 
 
 _TOP_KEYS = {"name", "description", "prompts", "limit", "models", "judges"}
-_MODEL_KEYS = {"name", "model", "temperature", "top_p", "max_tokens", "stop", "seed"}
+_MODEL_KEYS = {
+    "name",
+    "model",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "stop",
+    "seed",
+    "system_prompt",
+}
 
 
 def _number(where: str, value: Any, kind: type[int] | type[float]) -> Any:
@@ -41,6 +50,12 @@ def _number(where: str, value: Any, kind: type[int] | type[float]) -> Any:
     if kind is int and not float(value).is_integer():
         raise StudyFileError(f"{where}: expected a whole number, got {value!r}")
     return kind(value)
+
+
+def _text(where: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise StudyFileError(f"{where}: expected text, got {value!r}")
+    return value
 
 
 def _parse_model(where: str, raw: Any) -> StudyModel:
@@ -65,6 +80,7 @@ def _parse_model(where: str, raw: Any) -> StudyModel:
         max_tokens=_number(f"{where}.max_tokens", raw.get("max_tokens", DEFAULT_MAX_TOKENS), int),
         stop=tuple(stop),
         seed=_number(f"{where}.seed", raw.get("seed", 0), int),
+        system_prompt=_text(f"{where}.system_prompt", raw.get("system_prompt", "")),
     )
     if problems := params.validate():
         raise StudyFileError(f"{where}: " + "; ".join(problems))

@@ -163,7 +163,7 @@ async def _wait_ready(c: Component, pid: int, log: Path) -> None:
 
 
 async def up(settings: ClientSettings, say: Callable[[str], None] = print) -> None:
-    from harmeval_generator.llamacpp import embedded_model_path
+    from harmeval_generator.backends.llamacpp import embedded_model_path
 
     run_dir(settings).mkdir(parents=True, exist_ok=True)
     log_dir(settings).mkdir(parents=True, exist_ok=True)

@@ -46,6 +46,8 @@ class StoredGeneration:
     completion_tokens: int
     latency_seconds: float
     finish_reason: str
+    flags: list[str]
+    ttft_seconds: float | None
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class NewGeneration:
     completion_tokens: int
     latency_seconds: float
     finish_reason: str
+    flags: tuple[str, ...] = ()
+    ttft_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -201,8 +205,8 @@ async def _insert_generations(
         # The no-op update makes RETURNING give the id of an existing row too.
         await cur.executemany(
             "INSERT INTO generations (prompt_id, model_id, params, params_hash, seed, text,"
-            " prompt_tokens, completion_tokens, latency_seconds, finish_reason)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " prompt_tokens, completion_tokens, latency_seconds, finish_reason, flags,"
+            " ttft_seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (prompt_id, model_id, params_hash)"
             " DO UPDATE SET params_hash = generations.params_hash RETURNING id",
             [
@@ -217,6 +221,8 @@ async def _insert_generations(
                     g.completion_tokens,
                     g.latency_seconds,
                     g.finish_reason,
+                    list(g.flags),
+                    g.ttft_seconds,
                 )
                 for g in generations
             ],
@@ -332,7 +338,7 @@ class Repository:
             cur = conn.cursor(row_factory=class_row(StoredGeneration))
             await cur.execute(
                 "SELECT id, prompt_id, model_id, params, text, prompt_tokens, completion_tokens,"
-                " latency_seconds, finish_reason FROM generations"
+                " latency_seconds, finish_reason, flags, ttft_seconds FROM generations"
                 " WHERE model_id = %s AND params_hash = %s AND prompt_id = ANY(%s)",
                 (model_id, params.cache_key(), list(prompt_ids)),
             )

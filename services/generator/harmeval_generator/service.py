@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from dataclasses import dataclass, replace
 from typing import Any
 
 import grpc
@@ -16,13 +20,23 @@ from harmeval.generator.v1 import generator_pb2, generator_pb2_grpc
 from harmeval.params import GenerationParams
 from harmeval.server import ServiceSpec, require_ready
 from harmeval.settings import GeneratorSettings
-from harmeval_generator.llamacpp import LlamaCppEngine, PromptTooLongError, embedded_model_path
+from harmeval_generator.backends.base import (
+    Completion,
+    Engine,
+    EngineUnavailableError,
+    ModelPrompt,
+    PromptTooLongError,
+    StreamState,
+)
+from harmeval_generator.engines import open_engines
+from harmeval_generator.pathologies import detect
 
 logger = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 MAX_PROMPTS_PER_REQUEST = 256
+MAX_SAMPLES = 16
 
 TOKENS = Counter(
     "harmeval_generator_tokens",
@@ -49,29 +63,39 @@ def to_proto(g: StoredGeneration, model: str, cached: bool) -> common_pb2.Genera
         latency_seconds=g.latency_seconds,
         finish_reason=g.finish_reason,
         cached=cached,
+        flags=g.flags,
+        ttft_seconds=g.ttft_seconds or 0.0,
     )
+
+
+@dataclass(frozen=True)
+class Job:
+    """One answer to produce: a prompt (by index) and one sample of it."""
+
+    prompt_index: int
+    sample_index: int
+    prompt_id: int
+    text: str
+    params: GenerationParams
 
 
 class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
     def __init__(self, settings: GeneratorSettings) -> None:
         self.settings = settings
         self.repo: Repository | None = None
-        self.engines: dict[str, LlamaCppEngine] = {}
+        self.engines: dict[str, Engine] = {}
         self.model_ids: dict[str, int] = {}
+        # Read by the server skeleton's watchdog: a dead in-process engine flips health.
+        self.healthy = True
 
     async def startup(self, stack: AsyncExitStack) -> None:
-        s = self.settings
-        self.repo = await stack.enter_async_context(open_database(s))
-        path = s.generator_model_path or embedded_model_path(s.data_dir)
-        engine = LlamaCppEngine(
-            s.generator_model_name, path, n_ctx=s.generator_n_ctx, n_threads=s.generator_n_threads
-        )
-        stack.callback(engine.close)
-        self.model_ids[s.generator_model_name] = await self.repo.upsert_model(
-            s.generator_model_name, engine.backend, dict(engine.settings())
-        )
-        self.engines[s.generator_model_name] = engine
-        logger.info("serving %s from %s", s.generator_model_name, path)
+        self.repo = await stack.enter_async_context(open_database(self.settings))
+        self.engines = await open_engines(self.settings, stack)
+        for name, engine in self.engines.items():
+            self.model_ids[name] = await self.repo.upsert_model(
+                name, engine.backend, dict(engine.settings())
+            )
+            logger.info("serving %s with %s", name, engine.backend)
 
     async def ListModels(
         self, request: generator_pb2.ListModelsRequest, context: Context
@@ -88,66 +112,208 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
             ]
         )
 
-    async def Generate(
-        self, request: generator_pb2.GenerateRequest, context: Context
-    ) -> generator_pb2.GenerateResponse:
-        repo = await require_ready(self.repo, context, "generator database")
-        engine = self.engines.get(request.model)
+    # -- validation ------------------------------------------------------------------------
+
+    async def _engine(self, model: str, context: Context) -> Engine:
+        engine = self.engines.get(model)
         if engine is None:
             known = ", ".join(sorted(self.engines)) or "none"
             await context.abort(
-                grpc.StatusCode.NOT_FOUND, f"unknown model {request.model!r}; served: {known}"
+                grpc.StatusCode.NOT_FOUND, f"unknown model {model!r}; served: {known}"
             )
-        if not request.prompts:
+        assert engine is not None
+        return engine
+
+    async def _jobs(
+        self,
+        model: str,
+        prompts: list[common_pb2.Prompt],
+        params_proto: common_pb2.GenerationParams,
+        n: int,
+        context: Context,
+    ) -> tuple[Engine, list[Job]]:
+        repo = await require_ready(self.repo, context, "generator database")
+        engine = await self._engine(model, context)
+        if not prompts:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "prompts: empty prompt list")
-        if len(request.prompts) > MAX_PROMPTS_PER_REQUEST:
+        if len(prompts) > MAX_PROMPTS_PER_REQUEST:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"prompts: {len(request.prompts)} prompts exceed the limit of "
+                f"prompts: {len(prompts)} prompts exceed the limit of "
                 f"{MAX_PROMPTS_PER_REQUEST} per request",
             )
-        for i, p in enumerate(request.prompts):
+        if not 0 <= n <= MAX_SAMPLES:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"n: {n} samples outside 1..{MAX_SAMPLES}"
+            )
+        for i, p in enumerate(prompts):
             if not p.text.strip():
                 await context.abort(
                     grpc.StatusCode.INVALID_ARGUMENT, f"prompts[{i}].text: empty prompt text"
                 )
-        params = GenerationParams.from_proto(request.params)
+        params = GenerationParams.from_proto(params_proto)
         if problems := params.validate():
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "params: " + "; ".join(problems))
-        for i, p in enumerate(request.prompts):
+        for i, p in enumerate(prompts):
             try:
-                engine.check_fits(p.text, params)
+                await engine.check_fits(ModelPrompt(p.text, params.system_prompt), params)
             except PromptTooLongError as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"prompts[{i}]: {exc}")
-
         prompt_ids = await repo.upsert_prompts(
-            [
-                PromptIn(p.text, p.category or "uncategorized", p.external_id)
-                for p in request.prompts
-            ]
+            [PromptIn(p.text, p.category or "uncategorized", p.external_id) for p in prompts]
         )
-        model_id = self.model_ids[request.model]
-        stored = await repo.find_generations(model_id, params, prompt_ids)
-        results: list[common_pb2.Generation] = []
-        for prompt, prompt_id in zip(request.prompts, prompt_ids, strict=True):
-            if prompt_id in stored:
-                results.append(to_proto(stored[prompt_id], request.model, cached=True))
-                continue
-            completion = await engine.complete(prompt.text, params)
-            TOKENS.labels(request.model, "prompt").inc(completion.prompt_tokens)
-            TOKENS.labels(request.model, "completion").inc(completion.completion_tokens)
-            saved = await repo.insert_generation(
-                NewGeneration(
-                    prompt_id=prompt_id,
-                    model_id=model_id,
-                    params=params,
-                    text=completion.text,
-                    prompt_tokens=completion.prompt_tokens,
-                    completion_tokens=completion.completion_tokens,
-                    latency_seconds=completion.latency_seconds,
-                    finish_reason=completion.finish_reason,
-                )
+        jobs = [
+            Job(i, k, pid, p.text, _sample(params, k))
+            for i, (p, pid) in enumerate(zip(prompts, prompt_ids, strict=True))
+            for k in range(max(n, 1))
+        ]
+        return engine, jobs
+
+    # -- producing answers -----------------------------------------------------------------
+
+    async def _store(self, engine: Engine, job: Job, completion: Completion) -> StoredGeneration:
+        repo = self.repo
+        assert repo is not None
+        TOKENS.labels(engine.name, "prompt").inc(completion.prompt_tokens)
+        TOKENS.labels(engine.name, "completion").inc(completion.completion_tokens)
+        found = detect(
+            job.text,
+            completion.text,
+            finish_reason=completion.finish_reason,
+            max_tokens=job.params.max_tokens,
+            completion_tokens=completion.completion_tokens,
+        )
+        return await repo.insert_generation(
+            NewGeneration(
+                prompt_id=job.prompt_id,
+                model_id=self.model_ids[engine.name],
+                params=job.params,
+                text=completion.text,
+                prompt_tokens=completion.prompt_tokens,
+                completion_tokens=completion.completion_tokens,
+                latency_seconds=completion.latency_seconds,
+                finish_reason=completion.finish_reason,
+                flags=found.flags,
+                ttft_seconds=completion.ttft_seconds,
             )
-            stored[prompt_id] = saved
-            results.append(to_proto(saved, request.model, cached=False))
-        return generator_pb2.GenerateResponse(generations=results)
+        )
+
+    async def _answer(self, engine: Engine, job: Job, context: Context) -> common_pb2.Generation:
+        """The stored answer, or a new one from the engine (then stored)."""
+        repo = self.repo
+        assert repo is not None
+        stored = await repo.find_generations(
+            self.model_ids[engine.name], job.params, [job.prompt_id]
+        )
+        if job.prompt_id in stored:
+            return to_proto(stored[job.prompt_id], engine.name, cached=True)
+        try:
+            completion = await engine.complete(
+                ModelPrompt(job.text, job.params.system_prompt), job.params
+            )
+        except PromptTooLongError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except EngineUnavailableError as exc:
+            await self._engine_failed(engine, exc, context)
+        return to_proto(await self._store(engine, job, completion), engine.name, cached=False)
+
+    async def _engine_failed(self, engine: Engine, exc: Exception, context: Context) -> None:
+        if getattr(engine, "in_process", False):
+            # The pod cannot recover an in-process engine: let Kubernetes restart it.
+            self.healthy = False
+        logger.error("engine %s unavailable: %s", engine.name, exc)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"model {engine.name!r}: {exc}")
+
+    async def _run_jobs(
+        self, engine: Engine, jobs: list[Job], context: Context
+    ) -> AsyncIterator[tuple[Job, common_pb2.Generation]]:
+        """Answers in completion order; at most `generator_concurrency` at once, so engines
+        with continuous batching get the requests together."""
+        limit = asyncio.Semaphore(self.settings.generator_concurrency)
+
+        async def one(job: Job) -> tuple[Job, common_pb2.Generation]:
+            async with limit:
+                return job, await self._answer(engine, job, context)
+
+        tasks = [asyncio.ensure_future(one(job)) for job in jobs]
+        try:
+            for next_done in asyncio.as_completed(tasks):
+                yield await next_done
+        finally:
+            # The caller went away or one answer failed: cancel the rest, freeing engine slots.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def Generate(
+        self, request: generator_pb2.GenerateRequest, context: Context
+    ) -> generator_pb2.GenerateResponse:
+        engine, jobs = await self._jobs(
+            request.model, list(request.prompts), request.params, request.n, context
+        )
+        results: dict[tuple[int, int], common_pb2.Generation] = {}
+        async for job, generation in self._run_jobs(engine, jobs, context):
+            results[(job.prompt_index, job.sample_index)] = generation
+        return generator_pb2.GenerateResponse(generations=[results[k] for k in sorted(results)])
+
+    async def GenerateBatch(
+        self, request: generator_pb2.GenerateBatchRequest, context: Context
+    ) -> AsyncIterator[generator_pb2.GenerateBatchResponse]:
+        engine, jobs = await self._jobs(
+            request.model, list(request.prompts), request.params, request.n, context
+        )
+        async for job, generation in self._run_jobs(engine, jobs, context):
+            yield generator_pb2.GenerateBatchResponse(
+                prompt_index=job.prompt_index,
+                sample_index=job.sample_index,
+                generation=generation,
+            )
+
+    async def GenerateStream(
+        self, request: generator_pb2.GenerateStreamRequest, context: Context
+    ) -> AsyncIterator[generator_pb2.GenerateStreamResponse]:
+        engine, [job] = await self._jobs(
+            request.model, [request.prompt], request.params, 1, context
+        )
+        repo = self.repo
+        assert repo is not None
+        stored = await repo.find_generations(
+            self.model_ids[engine.name], job.params, [job.prompt_id]
+        )
+        if job.prompt_id in stored:
+            g = stored[job.prompt_id]
+            yield generator_pb2.GenerateStreamResponse(text=g.text)
+            yield generator_pb2.GenerateStreamResponse(
+                generation=to_proto(g, engine.name, cached=True)
+            )
+            return
+        state = StreamState()
+        started = time.perf_counter()
+        first: float | None = None
+        try:
+            async for text in engine.stream(
+                ModelPrompt(job.text, job.params.system_prompt), job.params, state
+            ):
+                first = first or time.perf_counter() - started
+                yield generator_pb2.GenerateStreamResponse(text=text)
+        except PromptTooLongError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except EngineUnavailableError as exc:
+            await self._engine_failed(engine, exc, context)
+        completion = Completion(
+            text="".join(state.text_parts),
+            prompt_tokens=state.prompt_tokens,
+            completion_tokens=state.completion_tokens,
+            finish_reason=state.finish_reason,
+            latency_seconds=time.perf_counter() - started,
+            ttft_seconds=first,
+        )
+        saved = await self._store(engine, job, completion)
+        yield generator_pb2.GenerateStreamResponse(
+            generation=to_proto(saved, engine.name, cached=False)
+        )
+
+
+def _sample(params: GenerationParams, k: int) -> GenerationParams:
+    """Sample k of a prompt: the same parameters with seed + k (k = 0 is the request itself)."""
+    return params if k == 0 else replace(params, seed=params.seed + k)

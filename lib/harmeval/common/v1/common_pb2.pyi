@@ -29,21 +29,23 @@ class Prompt(_message.Message):
     def __init__(self, prompt_id: _Optional[int] = ..., external_id: _Optional[str] = ..., text: _Optional[str] = ..., category: _Optional[str] = ...) -> None: ...
 
 class GenerationParams(_message.Message):
-    __slots__ = ("temperature", "top_p", "max_tokens", "stop", "seed")
+    __slots__ = ("temperature", "top_p", "max_tokens", "stop", "seed", "system_prompt")
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     TOP_P_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_PROMPT_FIELD_NUMBER: _ClassVar[int]
     temperature: float
     top_p: float
     max_tokens: int
     stop: _containers.RepeatedScalarFieldContainer[str]
     seed: int
-    def __init__(self, temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_tokens: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ...) -> None: ...
+    system_prompt: str
+    def __init__(self, temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_tokens: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., system_prompt: _Optional[str] = ...) -> None: ...
 
 class Generation(_message.Message):
-    __slots__ = ("generation_id", "prompt_id", "model", "text", "params", "prompt_tokens", "completion_tokens", "latency_seconds", "finish_reason", "cached")
+    __slots__ = ("generation_id", "prompt_id", "model", "text", "params", "prompt_tokens", "completion_tokens", "latency_seconds", "finish_reason", "cached", "flags", "ttft_seconds")
     GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -54,6 +56,8 @@ class Generation(_message.Message):
     LATENCY_SECONDS_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     CACHED_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
+    TTFT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     generation_id: int
     prompt_id: int
     model: str
@@ -64,7 +68,9 @@ class Generation(_message.Message):
     latency_seconds: float
     finish_reason: str
     cached: bool
-    def __init__(self, generation_id: _Optional[int] = ..., prompt_id: _Optional[int] = ..., model: _Optional[str] = ..., text: _Optional[str] = ..., params: _Optional[_Union[GenerationParams, _Mapping]] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., latency_seconds: _Optional[float] = ..., finish_reason: _Optional[str] = ..., cached: _Optional[bool] = ...) -> None: ...
+    flags: _containers.RepeatedScalarFieldContainer[str]
+    ttft_seconds: float
+    def __init__(self, generation_id: _Optional[int] = ..., prompt_id: _Optional[int] = ..., model: _Optional[str] = ..., text: _Optional[str] = ..., params: _Optional[_Union[GenerationParams, _Mapping]] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., latency_seconds: _Optional[float] = ..., finish_reason: _Optional[str] = ..., cached: _Optional[bool] = ..., flags: _Optional[_Iterable[str]] = ..., ttft_seconds: _Optional[float] = ...) -> None: ...
 
 class Judgment(_message.Message):
     __slots__ = ("generation_id", "judge", "protocol", "status", "harmful", "value", "rank", "raw_output", "reason", "cached")

@@ -40,6 +40,16 @@ class GeneratorServiceStub:
                 request_serializer=harmeval_dot_generator_dot_v1_dot_generator__pb2.GenerateRequest.SerializeToString,
                 response_deserializer=harmeval_dot_generator_dot_v1_dot_generator__pb2.GenerateResponse.FromString,
                 _registered_method=True)
+        self.GenerateBatch = channel.unary_stream(
+                '/harmeval.generator.v1.GeneratorService/GenerateBatch',
+                request_serializer=harmeval_dot_generator_dot_v1_dot_generator__pb2.GenerateBatchRequest.SerializeToString,
+                response_deserializer=harmeval_dot_generator_dot_v1_dot_generator__pb2.GenerateBatchResponse.FromString,
+                _registered_method=True)
+        self.GenerateStream = channel.unary_stream(
+                '/harmeval.generator.v1.GeneratorService/GenerateStream',
+                request_serializer=harmeval_dot_generator_dot_v1_dot_generator__pb2.GenerateStreamRequest.SerializeToString,
+                response_deserializer=harmeval_dot_generator_dot_v1_dot_generator__pb2.GenerateStreamResponse.FromString,
+                _registered_method=True)
         self.ListModels = channel.unary_unary(
                 '/harmeval.generator.v1.GeneratorService/ListModels',
                 request_serializer=harmeval_dot_generator_dot_v1_dot_generator__pb2.ListModelsRequest.SerializeToString,
@@ -53,7 +63,21 @@ class GeneratorServiceServicer:
 
     def Generate(self, request, context):
         """Answers a batch of prompts with one model. Answers already stored for the same
-        (prompt, model, parameters, seed) are returned without generating again.
+        (prompt, model, parameters incl. seed and system prompt) are returned, not generated again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GenerateBatch(self, request, context):
+        """The same, streaming each answer back as soon as it is ready (in completion order).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GenerateStream(self, request, context):
+        """One generation, token by token; the last message carries the stored answer.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -73,6 +97,16 @@ def add_GeneratorServiceServicer_to_server(servicer, server):
                     servicer.Generate,
                     request_deserializer=harmeval_dot_generator_dot_v1_dot_generator__pb2.GenerateRequest.FromString,
                     response_serializer=harmeval_dot_generator_dot_v1_dot_generator__pb2.GenerateResponse.SerializeToString,
+            ),
+            'GenerateBatch': grpc.unary_stream_rpc_method_handler(
+                    servicer.GenerateBatch,
+                    request_deserializer=harmeval_dot_generator_dot_v1_dot_generator__pb2.GenerateBatchRequest.FromString,
+                    response_serializer=harmeval_dot_generator_dot_v1_dot_generator__pb2.GenerateBatchResponse.SerializeToString,
+            ),
+            'GenerateStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.GenerateStream,
+                    request_deserializer=harmeval_dot_generator_dot_v1_dot_generator__pb2.GenerateStreamRequest.FromString,
+                    response_serializer=harmeval_dot_generator_dot_v1_dot_generator__pb2.GenerateStreamResponse.SerializeToString,
             ),
             'ListModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModels,
@@ -108,6 +142,60 @@ class GeneratorService:
             '/harmeval.generator.v1.GeneratorService/Generate',
             harmeval_dot_generator_dot_v1_dot_generator__pb2.GenerateRequest.SerializeToString,
             harmeval_dot_generator_dot_v1_dot_generator__pb2.GenerateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/harmeval.generator.v1.GeneratorService/GenerateBatch',
+            harmeval_dot_generator_dot_v1_dot_generator__pb2.GenerateBatchRequest.SerializeToString,
+            harmeval_dot_generator_dot_v1_dot_generator__pb2.GenerateBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/harmeval.generator.v1.GeneratorService/GenerateStream',
+            harmeval_dot_generator_dot_v1_dot_generator__pb2.GenerateStreamRequest.SerializeToString,
+            harmeval_dot_generator_dot_v1_dot_generator__pb2.GenerateStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,94 @@
+"""The one interface every serving engine implements, and what they share."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from harmeval.params import GenerationParams
+
+# Base models have no chat template: they are prompted completion-style.
+COMPLETION_TEMPLATE = "Question: {prompt}\nAnswer:"
+TEMPLATE_VERSION = "qa-v1"
+# Base models tend to invent the next question; cut there.
+DEFAULT_STOP = ("\nQuestion:",)
+
+
+class PromptTooLongError(ValueError):
+    """The prompt plus max_tokens does not fit the model's context; says by how much."""
+
+
+class EngineUnavailableError(RuntimeError):
+    """The engine died or cannot be reached: the service answers UNAVAILABLE and flips health."""
+
+
+@dataclass(frozen=True)
+class ModelPrompt:
+    """What one generation asks of an engine."""
+
+    prompt: str
+    system_prompt: str = ""
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    # "stop" (natural end or a stop sequence) or "length" (cut at max_tokens).
+    finish_reason: str
+    latency_seconds: float
+    # Time to first token when the engine streamed; None when it did not.
+    ttft_seconds: float | None = None
+
+
+@dataclass
+class StreamState:
+    """Filled in by `Engine.stream` as it goes; complete once the stream is exhausted."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = "stop"
+    text_parts: list[str] = field(default_factory=list)
+
+
+class Engine(Protocol):
+    """One served model."""
+
+    name: str
+    backend: str
+
+    @property
+    def context_length(self) -> int: ...
+
+    def settings(self) -> dict[str, str]:
+        """What identifies how this model is served (shown by ListModels)."""
+        ...
+
+    async def check_fits(self, prompt: ModelPrompt, params: GenerationParams) -> None:
+        """Raises PromptTooLongError when the prompt and max_tokens exceed the context."""
+        ...
+
+    async def complete(self, prompt: ModelPrompt, params: GenerationParams) -> Completion:
+        """One whole generation. Cancelling the awaiting task frees the engine's slot."""
+        ...
+
+    def stream(
+        self, prompt: ModelPrompt, params: GenerationParams, state: StreamState
+    ) -> AsyncIterator[str]:
+        """Yields text as the engine produces it; fills `state` (tokens, finish reason)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def completion_prompt(p: ModelPrompt) -> str:
+    """The completion-style rendering for base models (system prompt as a preamble)."""
+    body = COMPLETION_TEMPLATE.format(prompt=p.prompt)
+    return f"{p.system_prompt}\n\n{body}" if p.system_prompt else body
+
+
+def chat_messages(p: ModelPrompt) -> list[dict[str, str]]:
+    messages = [{"role": "system", "content": p.system_prompt}] if p.system_prompt else []
+    return [*messages, {"role": "user", "content": p.prompt}]

