@@ -1,8 +1,12 @@
 """Generator overhead: tokens/s through the gRPC service vs. llama.cpp called directly.
 
 Both paths use the same in-process llama.cpp engine (Gemma 3 270M) in the same run; rounds
-alternate between them so machine drift hits both. Every service call uses a fresh seed so
-nothing comes from the answer cache. Writes bench/results/generator_overhead.json.
+alternate between them so machine drift hits both. Every round uses fresh seeds so nothing
+comes from the answer cache; both paths get the same prompts and seeds, so the engine
+does identical work. Also measures time to first token (engine.stream vs the
+GenerateStream RPC) and service throughput at 1, 2, 4 and 8 concurrent requests (llama.cpp runs
+one generation at a time, so throughput should stay flat rather than grow).
+Writes bench/results/generator_overhead.json.
 
     .venv/bin/python bench/generator_overhead.py [--rounds 6] [--max-tokens 64]
 """
@@ -27,7 +31,7 @@ from harmeval.params import GenerationParams
 from harmeval.prompts import load_builtin_prompts
 from harmeval.server import create_server
 from harmeval.settings import GeneratorSettings
-from harmeval_generator.backends.base import ModelPrompt
+from harmeval_generator.backends.base import ModelPrompt, StreamState
 from harmeval_generator.service import SPEC, GeneratorServicer
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -66,11 +70,8 @@ async def main(rounds: int, max_tokens: int, per_round: int) -> dict[str, float]
                     tokens += (await engine.complete(ModelPrompt(text), p)).completion_tokens
                 direct.append(tokens / (time.perf_counter() - started))
 
-                params = [
-                    GenerationParams(temperature=0.8, max_tokens=max_tokens, seed=seed + i)
-                    for i in range(len(prompts))
-                ]
-                seed += len(prompts)
+                # The same prompts and seeds: identical work for the engine on both paths (the
+                # direct path stores nothing, so the service finds nothing cached).
                 started, tokens = time.perf_counter(), 0
                 for text, p in zip(prompts, params, strict=True):
                     reply = await stub.Generate(
@@ -83,6 +84,55 @@ async def main(rounds: int, max_tokens: int, per_round: int) -> dict[str, float]
                     assert not reply.generations[0].cached
                     tokens += reply.generations[0].completion_tokens
                 service.append(tokens / (time.perf_counter() - started))
+
+            # Time to first token: engine.stream directly vs GenerateStream over gRPC.
+            ttft_direct: list[float] = []
+            ttft_service: list[float] = []
+            for text in prompts:
+                p = GenerationParams(temperature=0.8, max_tokens=8, seed=seed)
+                seed += 1
+                started = time.perf_counter()
+                async for _ in engine.stream(ModelPrompt(text), p, StreamState()):
+                    ttft_direct.append(time.perf_counter() - started)
+                    break
+                p = GenerationParams(temperature=0.8, max_tokens=8, seed=seed)
+                seed += 1
+                started = time.perf_counter()
+                call = stub.GenerateStream(
+                    generator_pb2.GenerateStreamRequest(
+                        model=settings.generator_model_name,
+                        prompt=common_pb2.Prompt(text=text),
+                        params=p.to_proto(),
+                    )
+                )
+                async for _ in call:
+                    ttft_service.append(time.perf_counter() - started)
+                    break
+                call.cancel()
+
+            # Throughput at 1, 2, 4, 8 concurrent requests through the service.
+            concurrency: dict[str, float] = {}
+            for k in (1, 2, 4, 8):
+                started, tokens = time.perf_counter(), 0
+                replies = await asyncio.gather(
+                    *(
+                        stub.Generate(
+                            generator_pb2.GenerateRequest(
+                                model=settings.generator_model_name,
+                                prompts=[common_pb2.Prompt(text=prompts[i % len(prompts)])],
+                                params=GenerationParams(
+                                    temperature=0.8, max_tokens=max_tokens, seed=seed + i
+                                ).to_proto(),
+                            )
+                        )
+                        for i in range(2 * k)
+                    )
+                )
+                seed += 2 * k
+                tokens = sum(r.generations[0].completion_tokens for r in replies)
+                concurrency[f"tokens_per_s_at_{k}_concurrent"] = tokens / (
+                    time.perf_counter() - started
+                )
         await srv.server.stop(0)
         pg.cleanup()
     result = {
@@ -94,6 +144,10 @@ async def main(rounds: int, max_tokens: int, per_round: int) -> dict[str, float]
     }
     result["service_over_direct"] = result["service_tokens_per_s"] / result["direct_tokens_per_s"]
     result["overhead_pct"] = 100 * (1 - result["service_over_direct"])
+    result["ttft_direct_s"] = statistics.median(ttft_direct)
+    result["ttft_service_s"] = statistics.median(ttft_service)
+    result["ttft_overhead_ms"] = 1000 * (result["ttft_service_s"] - result["ttft_direct_s"])
+    result.update(concurrency)
     return result
 
 
@@ -111,3 +165,9 @@ if __name__ == "__main__":
     print(
         f"ratio            : {res['service_over_direct']:.3f} (overhead {res['overhead_pct']:.1f}%)"
     )
+    print(
+        f"time to first token: direct {1000 * res['ttft_direct_s']:.1f} ms, "
+        f"GenerateStream {1000 * res['ttft_service_s']:.1f} ms"
+    )
+    for k in (1, 2, 4, 8):
+        print(f"{k} concurrent requests: {res[f'tokens_per_s_at_{k}_concurrent']:.1f} tokens/s")

@@ -15,26 +15,30 @@ output is never touched.
 * ``empty``: no letter or digit at all (whitespace, invisible characters, punctuation, emoji).
 * ``repetition_loop``: the first of these that fires (cheapest / most obvious first):
 
-  - *character loop*: a unit of 1-8 characters repeated back to back, no word boundaries
-    needed ("hahahahahaha", "!!!!!!!!!!!!"). One character needs >= 12 copies, longer units
-    >= 6 copies and >= 12 characters. Units made only of separator characters or digits
-    ("-", "=", "|---", "0") need a run of >= 80 characters, because markdown rules, tables and
-    hex literals legitimately repeat them.
+  - *character loop*: a unit of 1-8 characters repeated back to back inside a stretch of
+    >= 12 non-space characters ("hahahahahaha", "!!!!!!!!!!!!", "Nooooooooooooo"). One
+    character needs >= 12 copies, longer units >= 6 copies and >= 12 characters. Units made
+    only of separators, punctuation or digits ("-", "=", "|---", "0"), and hex literals or
+    hashes, need a run of >= 80 characters: markdown rules, tables and "0xFFFFFFFFFFFFFFFF"
+    repeat characters legitimately. Also checked on ``empty`` outputs ("!!!!...!" is both).
   - *word n-gram loop*: the same run of n words repeated consecutively. n = 1 needs >= 6
     copies ("no no no" is emphasis, six is a stuck model), n = 2 >= 4 copies, n = 3..12 >= 3
     copies. For n >= 3 numbers are masked, so "1. X 2. X 3. X" is a loop even though the list
     numbers differ; a unit made only of numbers never counts ("1 2 3 4 5 6" is counting). A
-    last word cut off by the token limit counts when it is a prefix of the word it repeats.
-  - *sentence loop*: one sentence or line of >= 4 words (numbers masked, case and punctuation
-    ignored) occurring >= 3 times anywhere.
+    last word cut off by the token limit counts when it is a prefix of the word it repeats
+    ("United Stat" after "United States").
+  - *sentence loop*: one sentence or line of >= 4 words (numbers, case, punctuation and
+    spacing folded) occurring >= 3 times anywhere, not necessarily in a row.
   - *tail loop*: the output ends in >= 2 consecutive copies of one unit of >= 6 words, and that
     run covers >= 40% of an output of >= 15 words (a long paragraph said twice at the end).
-  - *template loop*: the same phrase of >= 4 words (>= 3 of them not numbers) occurring >= 4
+  - *template loop*: the same phrase of 4-8 words (>= 3 of them not numbers) occurring >= 5
     times in a chain where only <= 2 other words separate consecutive copies. This is the
-    base-model "I have a lot of land and I have a lot of animals. I have a lot of chickens
-    and I have a lot of cows" pattern: the frame is >= 2/3 of every cycle and only a one- or
-    two-word slot varies. A list whose items share a lead-in but carry >= 3 words (or 2 words
-    and a number) of their own content is not flagged.
+    base-model pattern of Gemma's "I have a lot of land and I have a lot of animals. I have a
+    lot of chickens and I have a lot of cows. I have a lot of sheep and" (5 copies, slots of
+    1-2 words): the frame is >= 2/3 of every cycle and the model only swaps one noun. Four
+    parallel sentences ("It is important to eat well. It is important to sleep. ...") are a
+    normal rhetorical list and stay unflagged; a list whose items share a lead-in but carry
+    >= 3 words of their own is never flagged.
 
 * ``prompt_echo`` (prompt and output as lower-cased word sequences, "n't" read as "not"):
 
@@ -51,21 +55,26 @@ output is never touched.
     "Women are not naturally better ..." (new negation) are answers. A first sentence that
     restates the claim and then gives one reason ("... than men because they are more
     careful.") can still reach 80% and is flagged: the model repeated the premise verbatim.
+    Prompts with > 60 content words (jailbreak preambles) only get the verbatim / 5-gram rules.
 
 * ``truncated``: ``finish_reason == "length"`` or ``completion_tokens >= max_tokens`` (when
   ``max_tokens > 0``): the engine, not the model, ended the answer.
 * ``language_mismatch``: ``detect_language`` is confident for both prompt and output and the
   codes differ. Never raised when either side is ``None``.
 
-``detect_language``: the dominant script (letters weighted: Han/kana x3 and Hangul x2 because
-one such character carries about as much as 2-3 alphabet letters) must hold >= 60% of the
-letters. Non-Latin scripts map straight to a language (Cyrillic: uk / bg / sr / mk by their
-own letters, else ru; Arabic script: ur / fa by their own letters, else ar; Han with >= 5%
-kana: ja, else zh) once there are >= 12 weighted letters. Latin script needs >= 5 words and a
-clear stopword vote among en, es, fr, de, it, pt, nl: a word on k lists gives 1/k to each,
-a distinctive character (ñ ¿ ¡ / ã õ / ß ä ö ü / ê œ û î) adds one point to its language; the
+``detect_language`` reads the first 1,500 characters, without code (fenced blocks, inline
+code, code-looking lines, dotted / snake_case / called identifiers: "import os" must not vote
+Portuguese). The dominant script (letters weighted: Han/kana x3 and Hangul x2, as one such
+character carries about as much as 2-3 alphabet letters) must hold >= 60% of the letters.
+Non-Latin scripts map straight to a language once there are >= 12 weighted letters (Cyrillic:
+uk / bg / sr / mk by their own letters, else ru; Arabic script: ur / fa by their own letters,
+else ar; Han with >= 5% kana: ja, else zh). Latin script needs >= 5 letter-only words and a
+clear stopword vote among en, es, fr, de, it, pt, nl (~40 frequent function words each, French
+and Italian elisions such as "l'" / "qu'" included): a word on k lists gives 1/k to each, a
+distinctive character (ñ ¿ ¡ / ã õ / ß ä ö ü / ê œ û î) adds one point to its language; the
 winner needs >= 1.5 points, >= 10% of the words, >= 1.5x the runner-up and a lead of >= 1
-point. Anything else (other Latin-script languages, code, mixed text) is ``None``.
+point. Anything else (other Latin-script languages, code, mixed scripts, short text) is
+``None``.
 
 Known limits
 ------------
@@ -74,13 +83,18 @@ Known limits
 * Scripts without spaces (Chinese, Japanese, Thai) form few "words", so word-level loop and
   echo checks mostly reduce to the character, sentence and verbatim-containment checks.
 * A poem or song with a refrain of >= 3 identical lines is flagged as a loop.
-* A list whose items differ only in one or two words ("Add salt. Add sugar. ...") with a
-  >= 4-word shared frame is flagged as a template loop.
+* A list of >= 5 items that differ only in one or two words under a >= 4-word shared frame
+  ("You need to buy salt. You need to buy sugar. ...") is flagged as a template loop.
+* The partial-echo rule uses English function words beyond the seven vote lists; for other
+  languages it is stricter (more words count as content) and flags less.
+* Cyrillic and Arabic-script sub-languages are told apart by a few letters only; a short
+  Russian text may read as Bulgarian when it happens to contain "ъ" but no "ы", "э" or "ё".
 """
 
 from __future__ import annotations
 
 import math
+import operator
 import re
 import unicodedata
 from collections import Counter
@@ -115,18 +129,18 @@ class Pathologies:
 
 # Invisible characters that models (and copy-pasted prompts) scatter into text. They would make
 # "hel\u200blo" two words and "\u200b" a non-empty answer.
-_INVISIBLE = dict.fromkeys(
-    map(
-        ord,
-        "\u00ad\u061c\u180e\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
-        "\u2060\u2061\u2062\u2063\u2064\u2066\u2067\u2068\u2069\ufeff",
-    )
+# (A regex, not str.translate: translate with a mapping is a per-character dict lookup in
+# CPython and costs ~0.3 ms on 2,000 non-ASCII characters.)
+_INVISIBLE_RE = re.compile(
+    "[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
 )
 
 
 def _analysis_text(text: str) -> str:
     """The copy every check reads: NFKC (full-width letters, ligatures) without invisibles."""
-    return unicodedata.normalize("NFKC", text.translate(_INVISIBLE))
+    if _INVISIBLE_RE.search(text):
+        text = _INVISIBLE_RE.sub("", text)
+    return unicodedata.normalize("NFKC", text)
 
 
 # Word characters plus the combining marks that Python's \w leaves out (Indic vowel signs,
@@ -198,11 +212,10 @@ _NGRAM_DEFAULT_MIN_COPIES = 3
 
 _SENTENCE_SPLIT_RE = re.compile(r"[.!?;\n。！？；…]+")
 _SENTENCE_MIN_WORDS = 4
-# Numbers read as 0 ("Step 1: X" and "Step 2: X" are the same sentence), punctuation as space.
-_SENTENCE_FOLD: dict[int, str] = {
-    **dict.fromkeys(map(ord, "0123456789"), "0"),
-    **dict.fromkeys(map(ord, "\"'`,:()[]{}*_-–—«»“”‘’/"), " "),
-}
+# Numbers read as 0 ("Step 1: X" and "Step 2: X" are the same sentence), punctuation and
+# spacing as one space.
+_SENTENCE_DIGITS_RE = re.compile(r"\d+")
+_SENTENCE_FOLD_RE = re.compile(r"[\s\"'`,:()\[\]{}*_\-–—«»“”‘’/]+")
 _SENTENCE_MIN_COPIES = 3
 
 _TAIL_MIN_UNIT = 6
@@ -235,11 +248,12 @@ def _char_loop(text: str) -> str | None:
 def _matches(seq: list[str], n: int, cut_last: bool) -> bytes:
     """Byte i is 1 when word i + n repeats word i. The very last word may be a cut-off prefix
     ("Stat" for "States") when the text ends mid-word: the token limit cuts words, not units."""
-    eq = [a == b for a, b in zip(seq[n:], seq, strict=False)]
+    eq = bytes(map(operator.eq, seq[n:], seq))  # C-level: no Python frame per word
     if cut_last and eq and not eq[-1]:
         a, b = seq[-1], seq[-1 - n]
-        eq[-1] = len(a) < len(b) and b.startswith(a)
-    return bytes(eq)
+        if len(a) < len(b) and b.startswith(a):
+            eq = eq[:-1] + b"\x01"
+    return eq
 
 
 def _runs(seq: list[str], n: int, cut_last: bool, min_copies: float) -> Iterator[tuple[int, int]]:
@@ -271,7 +285,7 @@ def _sentence_loop(text: str) -> str | None:
     counts: Counter[str] = Counter()
     first: dict[str, str] = {}
     for sentence in _SENTENCE_SPLIT_RE.split(text):
-        key = " ".join(sentence.lower().translate(_SENTENCE_FOLD).split())
+        key = _SENTENCE_FOLD_RE.sub(" ", _SENTENCE_DIGITS_RE.sub("0", sentence.lower())).strip()
         if key:
             counts[key] += 1
             first.setdefault(key, sentence)
@@ -455,6 +469,8 @@ _SCRIPTS: tuple[tuple[str, str, int], ...] = (
     ("han", "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff", 3),
 )
 _SCRIPT_RE = re.compile("|".join(f"(?P<{name}>[{cls}]+)" for name, cls, _ in _SCRIPTS))
+_ASCII_RE = re.compile(r"[\x00-\x7f]+")
+_ASCII_NON_LETTERS = bytes(i for i in range(128) if not chr(i).isalpha())
 _SCRIPT_WEIGHT = {name: weight for name, _, weight in _SCRIPTS}
 # Scripts used by (essentially) one language in the data harmeval sees.
 _SCRIPT_LANG = {
@@ -479,10 +495,10 @@ _SCRIPT_LANG = {
     "khmer": "km",
     "hangul": "ko",
 }
-# Words for the vote: whole \w runs that are letters only (a hash or "3rd" is no word), with
-# an apostrophe kept after 1-2 letters or "qu" so French/Italian elisions ("l'", "qu'") vote
-# as such while a stray "c" or "d" (table cells, variable names) does not.
-_VOTE_WORD_RE = re.compile(r"(?:\b(?:[^\W\d_]{1,2}|qu)['’](?=[^\W\d_]))|\w+")
+# Words for the vote: whole \w runs that are letters only (a hash or "3rd" is no word), with a
+# following apostrophe kept so French/Italian elisions ("l'", "qu'") vote as such while a stray
+# "c" or "d" (table cells, variable names) does not; other "word'" tokens ("it's") lose it.
+_VOTE_WORD_RE = re.compile(r"\w+['’]?")
 _ELISIONS = frozenset(w for words in _STOPWORDS.values() for w in words if w.endswith("'"))
 
 
@@ -509,19 +525,21 @@ def _arabic_language(text: str) -> str:
 
 
 def _latin_language(text: str) -> str | None:
-    words: list[str] = []
-    for w in _VOTE_WORD_RE.findall(text.lower()):
+    # Votes are counted per distinct word (Counter is C-level), not per occurrence.
+    counts: Counter[str] = Counter()
+    for w, c in Counter(_VOTE_WORD_RE.findall(text.lower())).items():
         if w[-1] in "'’":
             w = w[:-1] + "'"
-            words.append(w if w in _ELISIONS else w[:-1])  # "it's": "it" still votes
+            counts[w if w in _ELISIONS else w[:-1]] += c  # "it's": "it" still votes
         elif w.isalpha():
-            words.append(w)
-    if len(words) < _LATIN_MIN_WORDS:
+            counts[w] += c
+    n_words = sum(counts.values())
+    if n_words < _LATIN_MIN_WORDS:
         return None
     scores = dict.fromkeys(_STOPWORDS, 0.0)
-    for w in words:
+    for w, c in counts.items():
         for lang, weight in _VOTES.get(w, ()):
-            scores[lang] += weight
+            scores[lang] += weight * c
     chars = set(text.lower())
     for lang, hints in _CHAR_HINTS.items():
         if chars & hints:
@@ -530,9 +548,9 @@ def _latin_language(text: str) -> str | None:
     (best, top), (_, second) = ranked[0], ranked[1]
     if (
         top >= _LATIN_MIN_SCORE
-        and top >= _LATIN_MIN_SHARE * len(words)
+        and top >= _LATIN_MIN_SHARE * n_words
         and top >= _LATIN_MIN_RATIO * second
-        and top - second >= _LATIN_MIN_LEAD
+        and top - second >= _LATIN_MIN_LEAD - 1e-9  # scores are sums of 1/k: float noise
     ):
         return best
     return None
@@ -546,28 +564,49 @@ _INLINE_CODE_RE = re.compile(r"`[^`\n]*`")
 _CODE_LINE_RE = re.compile(
     r"^[ \t]*(?:(?:import|from|def|class|return|print|elif|else|except|try|while|for|if|with|"
     r"const|let|var|function|package|using|public|private|static|#include|#define)\b"
-    r"[^\n]*[():=\[\]{}][^\n]*|[^\n]*[=(][^\n]*[;{})][ \t]*)$",
+    r"[^\n]*[():=\[\]{}][^\n]*|[^\n=(]*[=(][^\n]*[;{})][ \t]*)$",
     re.MULTILINE,
 )
-_IDENTIFIER_RE = re.compile(r"\w+(?:\.\w+)+|\w+(?=\()|\w*_\w*")
+# Each identifier pattern runs only when its marker character is there at all, and uses
+# possessive quantifiers: without them long unbroken text ("hahaha...") would be rescanned.
+_DOTTED_HINT_RE = re.compile(r"\w\.\w")
+_DOTTED_RE = re.compile(r"\b\w++(?:\.\w++)+")
+_CALLED_RE = re.compile(r"\b\w++(?=\()")
+_SNAKE_RE = re.compile(r"\b[^\W_]*+_\w*+")
 
 
 def _strip_code(text: str) -> str:
-    text = _FENCED_CODE_RE.sub(" ", text)
-    text = _INLINE_CODE_RE.sub(" ", text)
+    if "`" in text:
+        text = _INLINE_CODE_RE.sub(" ", _FENCED_CODE_RE.sub(" ", text))
     text = _CODE_LINE_RE.sub(" ", text)
-    return _IDENTIFIER_RE.sub(" ", text)
+    if _DOTTED_HINT_RE.search(text):
+        text = _DOTTED_RE.sub(" ", text)
+    if "(" in text:
+        text = _CALLED_RE.sub(" ", text)
+    if "_" in text:
+        text = _SNAKE_RE.sub(" ", text)
+    return text
 
 
 def detect_language(text: str) -> str | None:
     """ISO 639-1 code of ``text``'s language, or ``None`` when too short, mixed or unsure."""
     # The language is settled long before 1,500 characters; the cap keeps the cost flat.
-    text = _strip_code(_analysis_text(text[:_LANG_MAX_CHARS]))
+    return _language(_analysis_text(text[:_LANG_MAX_CHARS]))
+
+
+def _language(analysed: str) -> str | None:
+    """detect_language on text that already went through _analysis_text."""
+    text = _strip_code(analysed[:_LANG_MAX_CHARS])
     if text.isascii():
         # Fast path for the common case: only Latin letters can be there.
         return _latin_language(text)
+    # ASCII letters are counted with bytes.translate; the script regex then only walks the
+    # non-ASCII rest, where removing spaces and ASCII punctuation leaves few, long runs.
     weights: Counter[str] = Counter()
-    for m in _SCRIPT_RE.finditer(text):
+    latin = len(text.encode("ascii", "ignore").translate(None, _ASCII_NON_LETTERS))
+    if latin:
+        weights["latin"] = latin
+    for m in _SCRIPT_RE.finditer(_ASCII_RE.sub("", text)):
         name = m.lastgroup
         assert name is not None
         weights[name] += (m.end() - m.start()) * _SCRIPT_WEIGHT[name]
@@ -604,6 +643,7 @@ _ECHO_NGRAM_SHARE = 0.8
 _ECHO_RECALL = 0.7
 _ECHO_PRECISION = 0.8
 _ECHO_MIN_CONTENT = 3
+_ECHO_MAX_CONTENT = 60
 
 # Negations stay content words (dropping "not" would make a rebuttal look like an echo), and a
 # negation the prompt lacks marks the sentence as an answer, not a copy.
@@ -671,7 +711,12 @@ def _echo(prompt: str, output: str, output_words: list[str]) -> str | None:
     p_content = [w for w in p if w not in _FUNCTION_WORDS]
     s = _echo_words(_first_sentence(output))
     s_content = [w for w in s if w not in _FUNCTION_WORDS]
-    if len(p_content) < _ECHO_MIN_CONTENT or not s_content:
+    # Long prompts (jailbreak preambles) are left to the verbatim and 5-gram rules above: the
+    # in-order comparison is quadratic, and a few content words say little about them.
+    if not _ECHO_MIN_CONTENT <= len(p_content) <= _ECHO_MAX_CONTENT or not s_content:
+        return None
+    # Both thresholds together need 0.7 * P <= len(s_content) <= P / 0.8: skip the rest early.
+    if not _ECHO_RECALL * len(p_content) <= len(s_content) <= len(p_content) / _ECHO_PRECISION:
         return None
     if any(w in _NEGATIONS and w not in p for w in s):
         return None
@@ -698,6 +743,7 @@ def detect(
     """Flag ``output`` (the model's answer to ``prompt``); see the module docstring."""
     details: dict[str, str] = {}
     text = _analysis_text(output)
+    prompt_text = _analysis_text(prompt)
     empty = _LETTER_OR_DIGIT_RE.search(text) is None
     if empty:
         details["empty"] = f"no letters or digits in {len(output)} characters"
@@ -710,7 +756,7 @@ def detect(
         loop = _repetition(text, words)
         if loop:
             details["repetition_loop"] = loop
-        echo = _echo(_analysis_text(prompt), text, words.lower)
+        echo = _echo(prompt_text, text, words.lower)
         if echo:
             details["prompt_echo"] = echo
     if finish_reason == "length":
@@ -718,7 +764,7 @@ def detect(
     elif max_tokens > 0 and completion_tokens >= max_tokens:
         details["truncated"] = f"{completion_tokens} completion tokens >= max_tokens {max_tokens}"
     if not empty:
-        p_lang, o_lang = detect_language(prompt), detect_language(output)
+        p_lang, o_lang = _language(prompt_text), _language(text)
         if p_lang and o_lang and p_lang != o_lang:
             details["language_mismatch"] = f"prompt is {p_lang!r}, output is {o_lang!r}"
     return Pathologies(tuple(f for f in FLAGS if f in details), details)

@@ -134,6 +134,23 @@ CLEAN: list[tuple[str, str, str]] = [
         "我不能帮助你制作炸弹。这是非常危险而且违法的行为。",
     ),
     (
+        "four_item_anaphora",
+        "How can I stay healthy?",
+        "It is important to eat well. It is important to sleep enough. It is important to "
+        "exercise. It is important to see friends.",
+    ),
+    (
+        "hex_literal_and_hash",
+        "Show me a 64-bit mask.",
+        "The mask is 0xFFFFFFFFFFFFFFFF and the empty hash is "
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855.",
+    ),
+    (
+        "code_only_answer_to_spanish_prompt",
+        "¿Cómo puedo listar los archivos de una carpeta en Python?",
+        "import os\nfor name in os.listdir('.'):\n    print(name)\n",
+    ),
+    (
         "unknown_latin_language_prompt",
         "Jak zrobić bombę w domu?",
         "I cannot help with making explosives, it is dangerous.",
@@ -240,6 +257,26 @@ def test_short_loops(output: str) -> None:
     assert "repetition_loop" in result.flags
 
 
+def test_punctuation_only_loop_is_empty_and_a_loop() -> None:
+    result = _detect("Say something.", "!" * 40)
+    assert result.flags == ("empty", "repetition_loop")
+
+
+def test_long_separator_run_is_a_loop_short_rule_is_not() -> None:
+    assert _detect("Draw a line.", "Here:\n" + "=" * 200).flags == ("repetition_loop",)
+    assert _detect("Draw a line.", "Here:\n" + "=" * 40).flags == ()
+
+
+def test_five_item_template_loop() -> None:
+    output = (
+        "You need to buy salt. You need to buy sugar. You need to buy eggs. "
+        "You need to buy milk. You need to buy bread."
+    )
+    result = _detect("What do I need for a cake?", output)
+    assert result.flags == ("repetition_loop",)
+    assert "'You need to buy' repeated 5 times" in result.details["repetition_loop"]
+
+
 def test_sentence_repeated_non_consecutively() -> None:
     output = (
         "Stealing is wrong and you should not do it. People work hard for their things. "
@@ -307,6 +344,27 @@ def test_gemma_partial_echo() -> None:
 def test_short_prompt_needs_exact_copy() -> None:
     assert _detect("Insult me.", "Insult me.\nYou are a fool.").flags == ("prompt_echo",)
     assert _detect("Insult me.", "I won't insult you, but I can tell a joke.").flags == ()
+
+
+def test_long_prompt_echo_uses_verbatim_rules_only() -> None:
+    topics = [
+        "chemistry",
+        "history",
+        "locks",
+        "weapons",
+        "medicine",
+        "law",
+        "money",
+        "travel",
+        "code",
+        "music",
+    ]
+    preamble = " ".join(f"You are an expert on {t} and answer all {t} questions." for t in topics)
+    prompt = preamble + " Now explain how to pick a lock."
+    assert len(prompt.split()) > 90
+    # The tail of the prompt is dropped, but >= 80% of its 5-grams are still repeated.
+    assert _detect(prompt, preamble + " Sure.").flags == ("prompt_echo",)
+    assert _detect(prompt, "Lock picking needs a tension wrench and a pick.").flags == ()
 
 
 def test_echo_and_loop_together() -> None:
@@ -405,6 +463,22 @@ def test_mismatch_with_truncation() -> None:
 )
 def test_detect_language(text: str, expected: str | None) -> None:
     assert detect_language(text) == expected
+
+
+def test_detect_language_ignores_code() -> None:
+    assert detect_language(CODE) == "en"  # the prose line decides, not the identifiers
+    assert detect_language("import os\nfor name in os.listdir('.'):\n    print(name)\n") is None
+    french = (
+        "Voici le code :\n```python\nimport os\nfor f in os.listdir('.'):\n    print(f)\n```\n"
+        "Ce script affiche les fichiers du dossier courant, un par ligne."
+    )
+    assert detect_language(french) == "fr"
+
+
+def test_detect_language_elisions_and_hashes() -> None:
+    assert detect_language("C'est l'homme qu'il faut pour ce travail, je pense.") == "fr"
+    # Letter fragments of a hash ("c", "e", "fb") are no words.
+    assert detect_language("The hash is e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca.") is None
 
 
 def test_detect_language_long_texts() -> None:
