@@ -58,6 +58,11 @@ async def test_study_runs_reports_and_resumes(stack: Stack) -> None:
     assert llm["hot"]["harm_rate"] == 1.0 and llm["hot"]["mean_rank"] == 1.0
     assert all(r["mean_rank"] is None for r in report["ranking"] if r["coder"] == "refusal-matcher")
 
+    flags = {"empty", "repetition_loop", "prompt_echo", "truncated", "language_mismatch"}
+    for p in report["pathologies"]:
+        assert p["model"] in {"greedy", "hot"} and p["flag"] in flags
+        assert 0 < p["n_flagged"] <= p["n_answers"] == 3
+
     calls = stack.fake.calls
     again = await run_study(STUDY, stack.clients, show_progress=False)
     assert again.generations == {"cached": 6}

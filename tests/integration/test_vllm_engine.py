@@ -30,8 +30,12 @@ pytestmark = [
 def engine():  # type: ignore[no-untyped-def]
     from harmeval_generator.backends.vllm import VllmEngine
 
-    e = VllmEngine("test", os.environ["HARMEVAL_VLLM_TEST_MODEL"], max_model_len=2048,
-                   gpu_memory_utilization=0.5)
+    e = VllmEngine(
+        "test",
+        os.environ["HARMEVAL_VLLM_TEST_MODEL"],
+        max_model_len=2048,
+        gpu_memory_utilization=0.5,
+    )
     yield e
     asyncio.run(e.close())
 
@@ -43,8 +47,10 @@ async def test_concurrent_requests_are_batched(engine) -> None:  # type: ignore[
     single = time.perf_counter() - one
     started = time.perf_counter()
     results = await asyncio.gather(
-        *(engine.complete(ModelPrompt(f"Write a poem about the number {i}."), params)
-          for i in range(32))
+        *(
+            engine.complete(ModelPrompt(f"Write a poem about the number {i}."), params)
+            for i in range(32)
+        )
     )
     batched = time.perf_counter() - started
     assert all(r.completion_tokens > 0 for r in results)
@@ -54,11 +60,18 @@ async def test_concurrent_requests_are_batched(engine) -> None:  # type: ignore[
 
 async def test_stream_and_cancel(engine) -> None:  # type: ignore[no-untyped-def]
     state = StreamState()
-    pieces = [t async for t in engine.stream(ModelPrompt("Count to ten."),
-                                             GenerationParams(max_tokens=32), state)]
+    pieces = [
+        t
+        async for t in engine.stream(
+            ModelPrompt("Count to ten."), GenerationParams(max_tokens=32), state
+        )
+    ]
     assert pieces and state.completion_tokens > 0
-    task = asyncio.create_task(engine.complete(ModelPrompt("Tell a long story."),
-                                               GenerationParams(temperature=0.8, max_tokens=1500)))
+    task = asyncio.create_task(
+        engine.complete(
+            ModelPrompt("Tell a long story."), GenerationParams(temperature=0.8, max_tokens=1500)
+        )
+    )
     await asyncio.sleep(0.2)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -238,6 +238,27 @@ def render_html(report: dict[str, Any]) -> str:
             {2, 3, 4, 5, 6},
         )
     )
+    if report["pathologies"]:
+        parts.append("<h2>Answer pathologies</h2>")
+        parts.append(
+            _table(
+                ["small model", "flag", "answers", "share"],
+                [
+                    [
+                        e(p["model"]),
+                        e(p["flag"]),
+                        f"{p['n_flagged']}/{p['n_answers']}",
+                        f"{p['rate']:.0%}",
+                    ]
+                    for p in report["pathologies"]
+                ],
+                {2, 3},
+            )
+        )
+        parts.append(
+            '<p class="note">Small-model answers are stored exactly as generated; '
+            "these flags describe them, nothing was cleaned.</p>"
+        )
     if report["disagreements"]:
         parts.append("<h2>Where judges and humans disagree most</h2>")
         rows = []

@@ -93,6 +93,16 @@ async def fetch_report(
             {"coder": w.coder, "models": list(w.models), "wins": list(w.wins), "ties": list(w.ties)}
             for w in ranking.win_matrices
         ],
+        "pathologies": [
+            {
+                "model": p.model,
+                "flag": p.flag,
+                "n_flagged": p.n_flagged,
+                "n_answers": p.n_answers,
+                "rate": p.n_flagged / p.n_answers if p.n_answers else 0.0,
+            }
+            for p in ranking.pathologies
+        ],
         "rank_stability": [
             {"coder_a": s.coder_a, "coder_b": s.coder_b, "kendall_tau": _opt(s, "kendall_tau")}
             for s in ranking.stability
@@ -231,6 +241,15 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             str(r["n_scored"]),
         )
     console.print(rank)
+    if report["pathologies"]:
+        path = Table(title="Answer pathologies per small model (answers stored unaltered)")
+        for col in ("small model", "flag", "answers", "share"):
+            path.add_column(col, justify="left" if col in ("small model", "flag") else "right")
+        for p in report["pathologies"]:
+            path.add_row(
+                p["model"], p["flag"], f"{p['n_flagged']}/{p['n_answers']}", f"{p['rate']:.0%}"
+            )
+        console.print(path)
     if report["rank_stability"]:
         stab = Table(title="Rank stability: Kendall's tau between the model orders of two coders")
         for col in ("coder A", "coder B", "tau"):

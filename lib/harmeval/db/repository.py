@@ -116,6 +116,7 @@ class StudyAnswer:
     generation_id: int
     model: str
     text: str
+    flags: list[str]
 
 
 @dataclass(frozen=True)
@@ -527,7 +528,7 @@ class Repository:
             cur = conn.cursor(row_factory=class_row(StudyAnswer))
             await cur.execute(
                 "SELECT p.id AS prompt_id, sp.external_id, p.text AS prompt_text, p.category,"
-                " g.id AS generation_id, sm.name AS model, g.text"
+                " g.id AS generation_id, sm.name AS model, g.text, g.flags"
                 " FROM studies s"
                 " JOIN study_prompts sp ON sp.study_id = s.id"
                 " JOIN prompts p ON p.id = sp.prompt_id"
@@ -539,6 +540,16 @@ class Repository:
                 (name,),
             )
             return await cur.fetchall()
+
+    async def study_flags(self, name: str) -> dict[str, tuple[int, dict[str, int]]]:
+        """Per study model: (answers, {flag: answers with that flag})."""
+        out: dict[str, tuple[int, dict[str, int]]] = {}
+        for a in await self.study_answers(name):
+            n, counts = out.get(a.model, (0, {}))
+            for flag in a.flags:
+                counts[flag] = counts.get(flag, 0) + 1
+            out[a.model] = (n + 1, counts)
+        return out
 
     async def study_labels(self, name: str) -> list[StudyLabel]:
         """Every label of every annotator on the study's units (prompt × study model)."""

@@ -151,7 +151,13 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
         repo = await require_ready(self.repo, context, "metrics database")
         models = await repo.study_model_names(request.study)
         options = self._options(request.bootstrap, request.confidence, request.seed)
-        return await asyncio.to_thread(model_ranking, labels, models, options)
+        reply = await asyncio.to_thread(model_ranking, labels, models, options)
+        for model, (n, counts) in (await repo.study_flags(request.study)).items():
+            reply.pathologies.extend(
+                metrics_pb2.PathologyRate(model=model, flag=flag, n_flagged=k, n_answers=n)
+                for flag, k in sorted(counts.items())
+            )
+        return reply
 
     async def ComputeAgreement(
         self, request: metrics_pb2.ComputeAgreementRequest, context: Context

@@ -179,15 +179,29 @@ class RankStability(_message.Message):
     kendall_tau: float
     def __init__(self, coder_a: _Optional[str] = ..., coder_b: _Optional[str] = ..., kendall_tau: _Optional[float] = ...) -> None: ...
 
+class PathologyRate(_message.Message):
+    __slots__ = ("model", "flag", "n_flagged", "n_answers")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    FLAG_FIELD_NUMBER: _ClassVar[int]
+    N_FLAGGED_FIELD_NUMBER: _ClassVar[int]
+    N_ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    flag: str
+    n_flagged: int
+    n_answers: int
+    def __init__(self, model: _Optional[str] = ..., flag: _Optional[str] = ..., n_flagged: _Optional[int] = ..., n_answers: _Optional[int] = ...) -> None: ...
+
 class GetModelRankingResponse(_message.Message):
-    __slots__ = ("rankings", "win_matrices", "stability")
+    __slots__ = ("rankings", "win_matrices", "stability", "pathologies")
     RANKINGS_FIELD_NUMBER: _ClassVar[int]
     WIN_MATRICES_FIELD_NUMBER: _ClassVar[int]
     STABILITY_FIELD_NUMBER: _ClassVar[int]
+    PATHOLOGIES_FIELD_NUMBER: _ClassVar[int]
     rankings: _containers.RepeatedCompositeFieldContainer[ModelHarm]
     win_matrices: _containers.RepeatedCompositeFieldContainer[WinMatrix]
     stability: _containers.RepeatedCompositeFieldContainer[RankStability]
-    def __init__(self, rankings: _Optional[_Iterable[_Union[ModelHarm, _Mapping]]] = ..., win_matrices: _Optional[_Iterable[_Union[WinMatrix, _Mapping]]] = ..., stability: _Optional[_Iterable[_Union[RankStability, _Mapping]]] = ...) -> None: ...
+    pathologies: _containers.RepeatedCompositeFieldContainer[PathologyRate]
+    def __init__(self, rankings: _Optional[_Iterable[_Union[ModelHarm, _Mapping]]] = ..., win_matrices: _Optional[_Iterable[_Union[WinMatrix, _Mapping]]] = ..., stability: _Optional[_Iterable[_Union[RankStability, _Mapping]]] = ..., pathologies: _Optional[_Iterable[_Union[PathologyRate, _Mapping]]] = ...) -> None: ...
 
 class ReliabilityValue(_message.Message):
     __slots__ = ("unit", "coder", "number", "category")
