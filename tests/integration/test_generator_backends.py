@@ -341,3 +341,34 @@ async def test_tgi_backend_against_the_contract_fake(tmp_path: Path, database_ur
             assert sent["do_sample"] is False
             listed = await gen.ListModels(generator_pb2.ListModelsRequest())
             assert listed.models[0].backend == "tgi"
+
+
+async def test_llama_cpp_chat_format_and_system_prompt(
+    model_path: Path, tmp_path: Path, database_url: str
+) -> None:
+    async with AsyncExitStack() as stack:
+        gen = await generator_with(
+            "models:\n"
+            f"  - {{name: gemma-chat, backend: llama.cpp, model_path: '{model_path}',"
+            " n_ctx: 512, prompt_format: chat}\n",
+            tmp_path,
+            database_url,
+            stack,
+        )
+        reply = await gen.Generate(
+            generator_pb2.GenerateRequest(
+                model="gemma-chat",
+                prompts=[prompt("Name a fruit.")],
+                params=params(max_tokens=6, system_prompt="You are terse."),
+            )
+        )
+        g = reply.generations[0]
+        assert g.completion_tokens > 0 and g.params.system_prompt == "You are terse."
+        other = await gen.Generate(
+            generator_pb2.GenerateRequest(
+                model="gemma-chat", prompts=[prompt("Name a fruit.")], params=params(max_tokens=6)
+            )
+        )
+        assert other.generations[0].generation_id != g.generation_id, (
+            "system prompt is part of the key"
+        )

@@ -62,6 +62,7 @@ def _build(entry: dict[str, Any], settings: GeneratorSettings) -> Engine:
                 Path(path) if path else embedded_model_path(settings.data_dir),
                 n_ctx=int(entry.get("n_ctx", settings.generator_n_ctx)),
                 n_threads=int(entry.get("n_threads", settings.generator_n_threads)),
+                prompt_format=entry.get("prompt_format", "completion"),
             )
         if backend == "vllm":
             from harmeval_generator.backends.vllm import VllmEngine

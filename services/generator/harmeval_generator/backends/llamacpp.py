@@ -21,6 +21,7 @@ from harmeval_generator.backends.base import (
     ModelPrompt,
     PromptTooLongError,
     StreamState,
+    chat_messages,
     completion_prompt,
 )
 
@@ -33,6 +34,8 @@ QUEUE_DEPTH = Gauge(
 )
 
 _DONE = object()
+# Allowance for the chat template's own tokens (turn markers) when checking the context.
+CHAT_TEMPLATE_TOKENS = 16
 
 
 def embedded_model_path(data_dir: Path) -> Path:
@@ -53,11 +56,22 @@ class LlamaCppEngine:
     backend = "llama.cpp"
     in_process = True
 
-    def __init__(self, name: str, model_path: Path, n_ctx: int, n_threads: int = 0) -> None:
+    def __init__(
+        self,
+        name: str,
+        model_path: Path,
+        n_ctx: int,
+        n_threads: int = 0,
+        prompt_format: str = "completion",
+    ) -> None:
         from llama_cpp import Llama
 
+        if prompt_format not in ("completion", "chat"):
+            raise ValueError(f"prompt_format must be 'completion' or 'chat', not {prompt_format!r}")
         self.name = name
         self.model_path = model_path
+        # "chat" applies the chat template stored in the GGUF file (models that have one).
+        self.prompt_format = prompt_format
         self._llm = Llama(
             model_path=str(model_path),
             n_ctx=n_ctx,
@@ -73,8 +87,16 @@ class LlamaCppEngine:
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=True))
 
+    def _prompt_text(self, prompt: ModelPrompt) -> str:
+        if self.prompt_format == "chat":
+            # Token count only: the template adds a few tokens per turn on top of the contents.
+            return "\n".join(m["content"] for m in chat_messages(prompt))
+        return completion_prompt(prompt)
+
     async def check_fits(self, prompt: ModelPrompt, params: GenerationParams) -> None:
-        n_prompt = self.count_tokens(completion_prompt(prompt))
+        n_prompt = self.count_tokens(self._prompt_text(prompt)) + (
+            CHAT_TEMPLATE_TOKENS if self.prompt_format == "chat" else 0
+        )
         budget = self.context_length - params.max_tokens
         if n_prompt > budget:
             raise PromptTooLongError(
@@ -85,7 +107,7 @@ class LlamaCppEngine:
 
     def _produce(
         self,
-        text: str,
+        prompt: ModelPrompt,
         params: GenerationParams,
         emit: Any,
         stop: threading.Event,
@@ -93,18 +115,29 @@ class LlamaCppEngine:
         # Evaluate the whole prompt every time: reusing a cached prefix changes the numerics
         # enough that a greedy answer differs between the first and later identical requests.
         self._llm.reset()  # type: ignore[no-untyped-call]
-        chunks: Any = self._llm.create_completion(
-            text,
-            max_tokens=params.max_tokens,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            stop=list(params.stop or DEFAULT_STOP),
-            seed=params.seed,
-            stream=True,
-        )
+        sampling: dict[str, Any] = {
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "seed": params.seed,
+            "stream": True,
+        }
+        chunks: Any
+        if self.prompt_format == "chat":
+            chunks = self._llm.create_chat_completion(
+                messages=chat_messages(prompt),  # type: ignore[arg-type]
+                stop=list(params.stop) or None,
+                **sampling,
+            )
+        else:
+            chunks = self._llm.create_completion(
+                completion_prompt(prompt), stop=list(params.stop or DEFAULT_STOP), **sampling
+            )
         try:
             for chunk in chunks:
-                emit(chunk["choices"][0])
+                choice = chunk["choices"][0]
+                text = choice["delta"].get("content") if "delta" in choice else choice["text"]
+                emit({"text": text or "", "finish_reason": choice["finish_reason"]})
                 if stop.is_set():
                     break
         finally:
@@ -113,7 +146,6 @@ class LlamaCppEngine:
     async def stream(
         self, prompt: ModelPrompt, params: GenerationParams, state: StreamState
     ) -> AsyncIterator[str]:
-        text = completion_prompt(prompt)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         stop = threading.Event()
@@ -123,7 +155,7 @@ class LlamaCppEngine:
 
         def work() -> None:
             try:
-                self._produce(text, params, emit, stop)
+                self._produce(prompt, params, emit, stop)
             except BaseException as exc:  # delivered to the awaiting task
                 emit(exc)
             finally:
@@ -136,7 +168,7 @@ class LlamaCppEngine:
             async with self._lock:
                 waiting.dec()
                 queued = False
-                state.prompt_tokens = self.count_tokens(text)
+                state.prompt_tokens = self.count_tokens(self._prompt_text(prompt))
                 worker = loop.run_in_executor(None, work)
                 try:
                     while (item := await queue.get()) is not _DONE:
@@ -180,7 +212,7 @@ class LlamaCppEngine:
     def settings(self) -> dict[str, str]:
         return {
             "model_path": str(self.model_path),
-            "template": TEMPLATE_VERSION,
+            "template": TEMPLATE_VERSION if self.prompt_format == "completion" else "gguf-chat",
             "n_ctx": str(self.context_length),
         }
 
