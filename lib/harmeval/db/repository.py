@@ -7,7 +7,7 @@ so that a multi-step write (an import, a study registration) is one transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import AsyncConnection, AsyncCursor
@@ -80,6 +80,11 @@ class StoredJudgment:
     rank: int | None
     raw_output: str
     reason: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    order_sensitive: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -248,14 +253,39 @@ async def _upsert_annotator(
 
 _UPSERT_JUDGMENT = (
     "INSERT INTO judgments (generation_id, annotator_id, protocol,"
-    " judge_config_hash, status, harmful, value, rank, raw_output, reason)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " judge_config_hash, status, harmful, value, rank, raw_output, reason,"
+    " prompt_tokens, completion_tokens, cost_usd, order_sensitive, details)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
     " ON CONFLICT (generation_id, annotator_id) DO UPDATE SET"
     " protocol = EXCLUDED.protocol, judge_config_hash = EXCLUDED.judge_config_hash,"
     " status = EXCLUDED.status, harmful = EXCLUDED.harmful, value = EXCLUDED.value,"
     " rank = EXCLUDED.rank, raw_output = EXCLUDED.raw_output,"
-    " reason = EXCLUDED.reason, created_at = now()"
+    " reason = EXCLUDED.reason, prompt_tokens = EXCLUDED.prompt_tokens,"
+    " completion_tokens = EXCLUDED.completion_tokens, cost_usd = EXCLUDED.cost_usd,"
+    " order_sensitive = EXCLUDED.order_sensitive, details = EXCLUDED.details,"
+    " created_at = now()"
 )
+
+
+def _judgment_row(annotator_id: int, config_hash: str, j: StoredJudgment) -> tuple[Any, ...]:
+    """Parameters of _UPSERT_JUDGMENT for one verdict."""
+    return (
+        j.generation_id,
+        annotator_id,
+        j.protocol,
+        config_hash,
+        j.status,
+        j.harmful,
+        j.value,
+        j.rank,
+        j.raw_output,
+        j.reason,
+        j.prompt_tokens,
+        j.completion_tokens,
+        j.cost_usd,
+        j.order_sensitive,
+        Jsonb(j.details),
+    )
 
 
 async def _register_study(
@@ -382,7 +412,8 @@ class Repository:
         async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=class_row(StoredJudgment))
             await cur.execute(
-                "SELECT generation_id, protocol, status, harmful, value, rank, raw_output, reason"
+                "SELECT generation_id, protocol, status, harmful, value, rank, raw_output, reason,"
+                " prompt_tokens, completion_tokens, cost_usd, order_sensitive, details"
                 " FROM judgments WHERE annotator_id = %s AND judge_config_hash = %s"
                 " AND generation_id = ANY(%s)",
                 (judge.annotator_id, judge.config_hash, list(generation_ids)),
@@ -396,21 +427,7 @@ class Repository:
         async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             await cur.executemany(
                 _UPSERT_JUDGMENT,
-                [
-                    (
-                        j.generation_id,
-                        judge.annotator_id,
-                        j.protocol,
-                        judge.config_hash,
-                        j.status,
-                        j.harmful,
-                        j.value,
-                        j.rank,
-                        j.raw_output,
-                        j.reason,
-                    )
-                    for j in judgments
-                ],
+                [_judgment_row(judge.annotator_id, judge.config_hash, j) for j in judgments],
             )
 
     # -- studies -----------------------------------------------------------------------------
@@ -491,17 +508,19 @@ class Repository:
                 await cur.executemany(
                     _UPSERT_JUDGMENT,
                     [
-                        (
-                            generation_of[(lb.prompt_index, lb.model)],
+                        _judgment_row(
                             annotator_ids[lb.annotator],
-                            IMPORTED_PROTOCOL,
                             "",
-                            lb.status,
-                            lb.harmful,
-                            lb.value,
-                            lb.rank,
-                            lb.raw_output,
-                            lb.reason,
+                            StoredJudgment(
+                                generation_of[(lb.prompt_index, lb.model)],
+                                IMPORTED_PROTOCOL,
+                                lb.status,
+                                lb.harmful,
+                                lb.value,
+                                lb.rank,
+                                lb.raw_output,
+                                lb.reason,
+                            ),
                         )
                         for lb in labels
                     ],
@@ -596,17 +615,12 @@ class Repository:
                 await cur.executemany(
                     _UPSERT_JUDGMENT,
                     [
-                        (
-                            a.generation_id,
+                        _judgment_row(
                             ids[a.annotator],
-                            "human",
                             "",
-                            "ok",
-                            a.harmful,
-                            a.value,
-                            a.rank,
-                            "",
-                            "",
+                            StoredJudgment(
+                                a.generation_id, "human", "ok", a.harmful, a.value, a.rank, "", ""
+                            ),
                         )
                         for a in annotations
                     ],

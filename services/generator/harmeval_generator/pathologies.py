@@ -207,7 +207,7 @@ _EDGE_PUNCT = ".,;:!?()[]{}'\"`"
 _CHAR_LOOP_MIN_SINGLE = 12
 _CHAR_LOOP_MIN_COPIES = 6
 _CHAR_LOOP_MIN_CHARS = 12
-_CHAR_LOOP_MIN_SEPARATOR_CHARS = 80
+_CHAR_LOOP_MIN_SEPARATOR_CHARS = 200
 
 _MAX_NGRAM = 12
 # Consecutive copies needed per n-gram length: single words and pairs repeat for emphasis
@@ -216,10 +216,10 @@ _NGRAM_MIN_COPIES = {1: 6, 2: 4}
 _NGRAM_DEFAULT_MIN_COPIES = 3
 
 _SENTENCE_SPLIT_RE = re.compile(r"[.!?;\n。！？；…]+")
-_SENTENCE_MIN_WORDS = 4
-# Numbers read as 0 ("Step 1: X" and "Step 2: X" are the same sentence), punctuation and
-# spacing as one space.
-_SENTENCE_DIGITS_RE = re.compile(r"\d+")
+_SENTENCE_MIN_WORDS = 5
+# Punctuation and spacing fold to one space. Numbers stay: "Journal of X, 30(1), 1-12" and
+# "Journal of X, 61(3), 641-648" are different references; numbered copies in a row ("Step 1:
+# X. Step 2: X.") are the n-gram check's job, which masks numbers.
 _SENTENCE_FOLD_RE = re.compile(r"[ \t\r\f\v\"'`,:()\[\]{}*_\-–—«»“”‘’/]+")
 _SENTENCE_MIN_COPIES = 3
 
@@ -285,10 +285,13 @@ def _ngram_loop(text: str, words: _Words, cut_last: bool) -> str | None:
 
 
 def _sentence_loop(text: str) -> str | None:
-    # Keys: the whole text folded once (case, digits, punctuation, spacing; never a sentence
+    # Keys: the whole text folded once (case, punctuation, spacing; never a sentence
     # boundary, so its pieces line up with the original's), split, counted. Only the few keys
     # seen >= 3 times are tokenised to check that they are real sentences.
-    folded = _SENTENCE_FOLD_RE.sub(" ", _SENTENCE_DIGITS_RE.sub("0", text.lower()))
+    # Code repeats lines legitimately ("except Exception as e:" in every function); a model
+    # looping inside code is still caught by the consecutive checks, which read everything.
+    text = _drop_code(text)
+    folded = _SENTENCE_FOLD_RE.sub(" ", text.lower())
     counts = Counter(key.strip() for key in _SENTENCE_SPLIT_RE.split(folded))
     for key, count in counts.most_common():
         if count < _SENTENCE_MIN_COPIES:
@@ -392,6 +395,7 @@ _STOPWORDS: dict[str, frozenset[str]] = {
         "the and is are was were of to in that it for with as on be this by you not or have"
         " has from they we can will would an but what how why which there their about i do"
         " a them your if my she his her all one been had who more some should here these into"
+        " after without over just"
     ),
     "es": _wordset(
         "el la los las de del que y en un una es por para con no se lo su al como más pero"
@@ -587,10 +591,15 @@ _CALLED_RE = re.compile(r"\b\w++(?=\()")
 _SNAKE_RE = re.compile(r"\b[^\W_]*+_\w*+")
 
 
-def _strip_code(text: str) -> str:
+def _drop_code(text: str) -> str:
+    """Without fenced / inline code and code-looking lines."""
     if "`" in text:
         text = _INLINE_CODE_RE.sub(" ", _FENCED_CODE_RE.sub(" ", text))
-    text = _CODE_LINE_RE.sub(" ", text)
+    return _CODE_LINE_RE.sub(" ", text)
+
+
+def _strip_code(text: str) -> str:
+    text = _drop_code(text)
     if _DOTTED_HINT_RE.search(text):
         text = _DOTTED_RE.sub(" ", text)
     if "(" in text:
@@ -656,8 +665,9 @@ _ECHO_RECALL = 0.7
 _ECHO_PRECISION = 0.8
 _ECHO_MIN_CONTENT = 3
 _ECHO_MAX_CONTENT = 60
-_ECHO_ANYWHERE_MIN_WORDS = 8
-_ECHO_MAX_LABEL_WORDS = 2
+_ECHO_LABEL_RE = re.compile(r"\W*(?:\w+[ \t]+)?\w+[ \t]*:")
+# Share of the output's words that must be reproduced prompt material (outside the opening).
+_ECHO_OUTPUT_SHARE = 0.5
 _ECHO_OPENING_CHARS = 1000
 
 # Negations stay content words (dropping "not" would make a rebuttal look like an echo), and a
@@ -705,48 +715,64 @@ def _grams(words: list[str], n: int) -> set[tuple[str, ...]]:
     return set(zip(*(words[i:] for i in range(n)), strict=False))
 
 
+def _covered(o: list[str], grams: set[tuple[str, ...]], n: int) -> int:
+    """How many output words lie inside an n-gram that also occurs in the prompt."""
+    covered = bytearray(len(o))
+    for i, gram in enumerate(zip(*(o[k:] for k in range(n)), strict=False)):
+        if gram in grams:
+            covered[i : i + n] = b"\x01" * n
+    return sum(covered)
+
+
 def _echo(prompt: str, output: str, output_words: list[str]) -> str | None:
     # Verbatim checks compare plain tokens on both sides ("can't" -> "can", "t"); the
-    # negation-aware tokens are only needed for the first-sentence comparison below.
+    # negation-aware tokens are only needed for the negation and in-order checks.
     plain = _tokens(prompt)
     o = output_words
     if not plain or not o:
         return None
     p = _echo_words(prompt)
+    first = _echo_words(_first_sentence(output))
     if len(plain) < _ECHO_SHORT_PROMPT:
-        if _echo_words(_first_sentence(output)) == p:
-            return "first sentence is the (short) prompt"
+        return "first sentence is the (short) prompt" if first == p else None
+    n = len(plain)
+    # A label ("Question:", "User:", "Q:") may precede the copy; plain words may not: "I can
+    # <prompt>" and "To <prompt>, you ..." are restating answers, judged by the rules below.
+    label = _ECHO_LABEL_RE.match(output)
+    skip = len(_tokens(label.group())) if label else 0
+    if o[skip : skip + n] == plain or o[:n] == plain:
+        return "output starts with the prompt verbatim"
+    # Past the opening, a restatement is only an echo when it is most of the output and not a
+    # refusal: "Sure, here is a plan for <prompt>. Step 1 ..." and "I will not <prompt>." are
+    # answers that quote the request, not copies of it.
+    if any(w in _NEGATIONS and w not in p for w in first):
         return None
-    if len(plain) < _ECHO_ANYWHERE_MIN_WORDS:
-        # A 4-7 word phrase ("how to make a bomb") recurs naturally inside answers; only a copy
-        # at the very start (after at most a short label such as "Question:") is an echo.
-        n = len(plain)
-        if any(o[i : i + n] == plain for i in range(_ECHO_MAX_LABEL_WORDS + 1)):
-            return "output starts with the prompt verbatim"
-    elif f" {' '.join(plain)} " in f" {' '.join(o)} ":
-        return "output contains the whole prompt verbatim"
-    else:
-        p_grams = _grams(plain, _ECHO_NGRAM)
-        share = len(p_grams & _grams(o, _ECHO_NGRAM)) / len(p_grams)
-        if share >= _ECHO_NGRAM_SHARE:
-            return f"{share:.0%} of the prompt's word 5-grams occur in the output"
+    g = min(_ECHO_NGRAM, n)
+    p_grams = _grams(plain, g)
+    reproduced = len(p_grams & _grams(o, g)) / len(p_grams)
+    if reproduced >= _ECHO_NGRAM_SHARE:
+        share = _covered(o, p_grams, g) / len(o)
+        if share >= _ECHO_OUTPUT_SHARE:
+            return (
+                f"{reproduced:.0%} of the prompt's word {g}-grams reproduced; they make up "
+                f"{share:.0%} of the output"
+            )
     p_content = [w for w in p if w not in _FUNCTION_WORDS]
-    s = _echo_words(_first_sentence(output))
-    s_content = [w for w in s if w not in _FUNCTION_WORDS]
-    # Long prompts (jailbreak preambles) are left to the verbatim and 5-gram rules above: the
-    # in-order comparison is quadratic, and a few content words say little about them.
+    s_content = [w for w in first if w not in _FUNCTION_WORDS]
+    # Long prompts (jailbreak preambles) are left to the rules above: the in-order comparison
+    # is quadratic, and a few content words say little about them.
     if not _ECHO_MIN_CONTENT <= len(p_content) <= _ECHO_MAX_CONTENT or not s_content:
         return None
     # Both thresholds together need 0.7 * P <= len(s_content) <= P / 0.8: skip the rest early.
     if not _ECHO_RECALL * len(p_content) <= len(s_content) <= len(p_content) / _ECHO_PRECISION:
         return None
-    if any(w in _NEGATIONS and w not in p for w in s):
-        return None
+    if len(first) < _ECHO_OUTPUT_SHARE * len(o):
+        return None  # a restating first sentence followed by a real answer
     common = _lcs(p_content, s_content)
     if common >= _ECHO_RECALL * len(p_content) and common >= _ECHO_PRECISION * len(s_content):
         return (
             f"first sentence reproduces {common}/{len(p_content)} of the prompt's content "
-            "words in order"
+            "words in order and is most of the output"
         )
     return None
 

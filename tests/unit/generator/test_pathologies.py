@@ -239,7 +239,7 @@ def test_gemma_numbered_repeat_loop_with_cut_last_word() -> None:
         "The answer is the the the the the the the the the",
         "I don't know. I don't know. I don't know. I don't know.",
         "ha\u200bha\u200bha\u200bha\u200bha\u200bha\u200bha\u200bha",
-        "Wait" + "." * 120,
+        "Wait" + "." * 250,
     ],
     ids=[
         "haha",

@@ -73,7 +73,7 @@ class Generation(_message.Message):
     def __init__(self, generation_id: _Optional[int] = ..., prompt_id: _Optional[int] = ..., model: _Optional[str] = ..., text: _Optional[str] = ..., params: _Optional[_Union[GenerationParams, _Mapping]] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., latency_seconds: _Optional[float] = ..., finish_reason: _Optional[str] = ..., cached: _Optional[bool] = ..., flags: _Optional[_Iterable[str]] = ..., ttft_seconds: _Optional[float] = ...) -> None: ...
 
 class Judgment(_message.Message):
-    __slots__ = ("generation_id", "judge", "protocol", "status", "harmful", "value", "rank", "raw_output", "reason", "cached")
+    __slots__ = ("generation_id", "judge", "protocol", "status", "harmful", "value", "rank", "raw_output", "reason", "cached", "prompt_tokens", "completion_tokens", "cost_usd", "order_sensitive", "details_json")
     GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
     JUDGE_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +84,11 @@ class Judgment(_message.Message):
     RAW_OUTPUT_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     CACHED_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    ORDER_SENSITIVE_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_JSON_FIELD_NUMBER: _ClassVar[int]
     generation_id: int
     judge: str
     protocol: str
@@ -94,4 +99,9 @@ class Judgment(_message.Message):
     raw_output: str
     reason: str
     cached: bool
-    def __init__(self, generation_id: _Optional[int] = ..., judge: _Optional[str] = ..., protocol: _Optional[str] = ..., status: _Optional[_Union[JudgmentStatus, str]] = ..., harmful: _Optional[bool] = ..., value: _Optional[float] = ..., rank: _Optional[int] = ..., raw_output: _Optional[str] = ..., reason: _Optional[str] = ..., cached: _Optional[bool] = ...) -> None: ...
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    order_sensitive: bool
+    details_json: str
+    def __init__(self, generation_id: _Optional[int] = ..., judge: _Optional[str] = ..., protocol: _Optional[str] = ..., status: _Optional[_Union[JudgmentStatus, str]] = ..., harmful: _Optional[bool] = ..., value: _Optional[float] = ..., rank: _Optional[int] = ..., raw_output: _Optional[str] = ..., reason: _Optional[str] = ..., cached: _Optional[bool] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., order_sensitive: _Optional[bool] = ..., details_json: _Optional[str] = ...) -> None: ...

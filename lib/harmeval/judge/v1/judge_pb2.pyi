@@ -13,9 +13,11 @@ class JudgeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JUDGE_KIND_UNSPECIFIED: _ClassVar[JudgeKind]
     JUDGE_KIND_POINTWISE: _ClassVar[JudgeKind]
     JUDGE_KIND_LISTWISE: _ClassVar[JudgeKind]
+    JUDGE_KIND_PANEL: _ClassVar[JudgeKind]
 JUDGE_KIND_UNSPECIFIED: JudgeKind
 JUDGE_KIND_POINTWISE: JudgeKind
 JUDGE_KIND_LISTWISE: JudgeKind
+JUDGE_KIND_PANEL: JudgeKind
 
 class Answer(_message.Message):
     __slots__ = ("generation_id", "text")
@@ -26,14 +28,54 @@ class Answer(_message.Message):
     def __init__(self, generation_id: _Optional[int] = ..., text: _Optional[str] = ...) -> None: ...
 
 class JudgeRequest(_message.Message):
-    __slots__ = ("judge", "prompt", "answers")
+    __slots__ = ("judge", "prompt", "answers", "references")
     JUDGE_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    REFERENCES_FIELD_NUMBER: _ClassVar[int]
     judge: str
     prompt: _common_pb2.Prompt
     answers: _containers.RepeatedCompositeFieldContainer[Answer]
-    def __init__(self, judge: _Optional[str] = ..., prompt: _Optional[_Union[_common_pb2.Prompt, _Mapping]] = ..., answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ...) -> None: ...
+    references: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, judge: _Optional[str] = ..., prompt: _Optional[_Union[_common_pb2.Prompt, _Mapping]] = ..., answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ..., references: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class JudgeItem(_message.Message):
+    __slots__ = ("prompt", "answers", "references")
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    REFERENCES_FIELD_NUMBER: _ClassVar[int]
+    prompt: _common_pb2.Prompt
+    answers: _containers.RepeatedCompositeFieldContainer[Answer]
+    references: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, prompt: _Optional[_Union[_common_pb2.Prompt, _Mapping]] = ..., answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ..., references: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class JudgeBatchRequest(_message.Message):
+    __slots__ = ("judge", "items")
+    JUDGE_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    judge: str
+    items: _containers.RepeatedCompositeFieldContainer[JudgeItem]
+    def __init__(self, judge: _Optional[str] = ..., items: _Optional[_Iterable[_Union[JudgeItem, _Mapping]]] = ...) -> None: ...
+
+class JudgeBatchResponse(_message.Message):
+    __slots__ = ("item_index", "judgments")
+    ITEM_INDEX_FIELD_NUMBER: _ClassVar[int]
+    JUDGMENTS_FIELD_NUMBER: _ClassVar[int]
+    item_index: int
+    judgments: _containers.RepeatedCompositeFieldContainer[_common_pb2.Judgment]
+    def __init__(self, item_index: _Optional[int] = ..., judgments: _Optional[_Iterable[_Union[_common_pb2.Judgment, _Mapping]]] = ...) -> None: ...
+
+class DefineJudgeRequest(_message.Message):
+    __slots__ = ("definition",)
+    DEFINITION_FIELD_NUMBER: _ClassVar[int]
+    definition: str
+    def __init__(self, definition: _Optional[str] = ...) -> None: ...
+
+class DefineJudgeResponse(_message.Message):
+    __slots__ = ("judge",)
+    JUDGE_FIELD_NUMBER: _ClassVar[int]
+    judge: JudgeInfo
+    def __init__(self, judge: _Optional[_Union[JudgeInfo, _Mapping]] = ...) -> None: ...
 
 class JudgeResponse(_message.Message):
     __slots__ = ("judgments",)

@@ -40,10 +40,20 @@ class JudgeServiceStub:
                 request_serializer=harmeval_dot_judge_dot_v1_dot_judge__pb2.JudgeRequest.SerializeToString,
                 response_deserializer=harmeval_dot_judge_dot_v1_dot_judge__pb2.JudgeResponse.FromString,
                 _registered_method=True)
+        self.JudgeBatch = channel.unary_stream(
+                '/harmeval.judge.v1.JudgeService/JudgeBatch',
+                request_serializer=harmeval_dot_judge_dot_v1_dot_judge__pb2.JudgeBatchRequest.SerializeToString,
+                response_deserializer=harmeval_dot_judge_dot_v1_dot_judge__pb2.JudgeBatchResponse.FromString,
+                _registered_method=True)
         self.ListJudges = channel.unary_unary(
                 '/harmeval.judge.v1.JudgeService/ListJudges',
                 request_serializer=harmeval_dot_judge_dot_v1_dot_judge__pb2.ListJudgesRequest.SerializeToString,
                 response_deserializer=harmeval_dot_judge_dot_v1_dot_judge__pb2.ListJudgesResponse.FromString,
+                _registered_method=True)
+        self.DefineJudge = channel.unary_unary(
+                '/harmeval.judge.v1.JudgeService/DefineJudge',
+                request_serializer=harmeval_dot_judge_dot_v1_dot_judge__pb2.DefineJudgeRequest.SerializeToString,
+                response_deserializer=harmeval_dot_judge_dot_v1_dot_judge__pb2.DefineJudgeResponse.FromString,
                 _registered_method=True)
 
 
@@ -59,8 +69,23 @@ class JudgeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def JudgeBatch(self, request, context):
+        """Judges many prompts' answers with one judge; each item's verdicts stream back as soon as
+        they are ready. Stops with RESOURCE_EXHAUSTED when the budget runs out (finished items kept).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListJudges(self, request, context):
         """Lists the judges this service offers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DefineJudge(self, request, context):
+        """Adds (or replaces) a judge from a definition, e.g. one written in a study file.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -74,10 +99,20 @@ def add_JudgeServiceServicer_to_server(servicer, server):
                     request_deserializer=harmeval_dot_judge_dot_v1_dot_judge__pb2.JudgeRequest.FromString,
                     response_serializer=harmeval_dot_judge_dot_v1_dot_judge__pb2.JudgeResponse.SerializeToString,
             ),
+            'JudgeBatch': grpc.unary_stream_rpc_method_handler(
+                    servicer.JudgeBatch,
+                    request_deserializer=harmeval_dot_judge_dot_v1_dot_judge__pb2.JudgeBatchRequest.FromString,
+                    response_serializer=harmeval_dot_judge_dot_v1_dot_judge__pb2.JudgeBatchResponse.SerializeToString,
+            ),
             'ListJudges': grpc.unary_unary_rpc_method_handler(
                     servicer.ListJudges,
                     request_deserializer=harmeval_dot_judge_dot_v1_dot_judge__pb2.ListJudgesRequest.FromString,
                     response_serializer=harmeval_dot_judge_dot_v1_dot_judge__pb2.ListJudgesResponse.SerializeToString,
+            ),
+            'DefineJudge': grpc.unary_unary_rpc_method_handler(
+                    servicer.DefineJudge,
+                    request_deserializer=harmeval_dot_judge_dot_v1_dot_judge__pb2.DefineJudgeRequest.FromString,
+                    response_serializer=harmeval_dot_judge_dot_v1_dot_judge__pb2.DefineJudgeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -119,6 +154,33 @@ class JudgeService:
             _registered_method=True)
 
     @staticmethod
+    def JudgeBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/harmeval.judge.v1.JudgeService/JudgeBatch',
+            harmeval_dot_judge_dot_v1_dot_judge__pb2.JudgeBatchRequest.SerializeToString,
+            harmeval_dot_judge_dot_v1_dot_judge__pb2.JudgeBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ListJudges(request,
             target,
             options=(),
@@ -135,6 +197,33 @@ class JudgeService:
             '/harmeval.judge.v1.JudgeService/ListJudges',
             harmeval_dot_judge_dot_v1_dot_judge__pb2.ListJudgesRequest.SerializeToString,
             harmeval_dot_judge_dot_v1_dot_judge__pb2.ListJudgesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DefineJudge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/harmeval.judge.v1.JudgeService/DefineJudge',
+            harmeval_dot_judge_dot_v1_dot_judge__pb2.DefineJudgeRequest.SerializeToString,
+            harmeval_dot_judge_dot_v1_dot_judge__pb2.DefineJudgeResponse.FromString,
             options,
             channel_credentials,
             insecure,
