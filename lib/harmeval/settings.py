@@ -77,6 +77,16 @@ class JudgeSettings(CommonSettings):
     judge_llm_enabled: bool = True
     # Largest answer accepted, in characters.
     judge_max_answer_chars: int = 32_000
+    # Per request, all retries included.
+    judge_llm_deadline_seconds: float = 300.0
+    # Upper bound of the adaptive concurrency limit per endpoint.
+    judge_llm_max_concurrency: int = 256
+    # Extra judge definitions (YAML; see harmeval_judge/definitions.py).
+    judge_judges_file: Path | None = None
+    # Price table: JSON text or a JSON/YAML file, {"gpt-4o": {"prompt_per_1k": ..., ...}}.
+    judge_prices: str = ""
+    # Spend limit in USD for this process; 0 = none. Past it judging stops: RESOURCE_EXHAUSTED.
+    judge_budget_usd: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ class Study:
     prompts: list[PromptRecord]
     models: list[StudyModel]
     judges: list[str]
+    # Judges defined in the study file itself (mappings), sent to the judge service first.
+    judge_definitions: list[dict[str, Any]] = field(default_factory=list)
 
 
 _TOP_KEYS = {"name", "description", "prompts", "limit", "models", "judges"}
@@ -122,16 +124,22 @@ def parse_study(data: Any, source: str, base_dir: Path) -> Study:
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise fail(f"models: names must be unique, got {names}")
-    judges = data.get("judges")
-    if (
-        not isinstance(judges, list)
-        or not judges
-        or not all(isinstance(j, str) and j.strip() for j in judges)
-    ):
-        raise fail("judges: expected a non-empty list of judge names")
+    judges_raw = data.get("judges")
+    if not isinstance(judges_raw, list) or not judges_raw:
+        raise fail("judges: expected a non-empty list of judge names or definitions")
+    judges: list[str] = []
+    definitions: list[dict[str, Any]] = []
+    for i, j in enumerate(judges_raw):
+        if isinstance(j, str) and j.strip():
+            judges.append(j.strip())
+        elif isinstance(j, dict) and isinstance(j.get("name"), str) and j["name"].strip():
+            judges.append(j["name"].strip())
+            definitions.append(j)
+        else:
+            raise fail(f"judges[{i}]: expected a judge name or a definition with a name")
     if len(set(judges)) != len(judges):
         raise fail(f"judges: names must be unique, got {judges}")
-    return Study(name.strip(), prompts, models, [j.strip() for j in judges])
+    return Study(name.strip(), prompts, models, judges, definitions)
 
 
 def load_study(path: str | Path) -> Study:

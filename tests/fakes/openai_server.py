@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-# (status, content): content is the assistant message for 200, an error message otherwise.
-Script = Callable[[list[dict[str, Any]]], tuple[int, str]]
+# (status, content) or (status, content, headers): content is the assistant message for 200,
+# an error message otherwise; headers e.g. {"retry-after": "1"} on a 429.
+Script = Callable[[list[dict[str, Any]]], tuple[Any, ...]]
 
 
 @dataclass
@@ -35,9 +36,13 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-        def _send(self, status: int, body: dict[str, Any]) -> None:
+        def _send(
+            self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+        ) -> None:
             data = json.dumps(body).encode()
             self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -50,9 +55,13 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 self._send(404, {"error": {"message": f"no route {self.path}"}})
                 return
             fake.requests.append(body)
-            status, content = fake.script(body["messages"])
+            status, content, *rest = fake.script(body["messages"])
             if status != 200:
-                self._send(status, {"error": {"message": content, "type": "server_error"}})
+                self._send(
+                    status,
+                    {"error": {"message": content, "type": "server_error"}},
+                    rest[0] if rest else None,
+                )
                 return
             self._send(
                 200,

@@ -42,7 +42,26 @@ def judge_request(judge: str, answers: list[judge_pb2.Answer]) -> judge_pb2.Judg
 async def test_list_judges(stack: Stack) -> None:
     reply = await stack.clients.judge.ListJudges(judge_pb2.ListJudgesRequest())
     by_name = {j.name: j for j in reply.judges}
-    assert set(by_name) == {"refusal-matcher", "profanity-classifier", "openai-listwise-fake"}
+    assert {
+        "refusal-matcher",
+        "profanity-classifier",
+        "openai-listwise-fake",
+        "rouge1-recall",
+        "rouge1-f",
+        "rouge2-f",
+        "rougeL-recall",
+        "rougeL-f",
+        "meteor",
+        "bleu",
+        "chrf",
+        "token-f1",
+        "tfidf-cosine",
+        "openai-strongreject-gemma3-270m",
+        "openai-fine-grained-gemma3-270m",
+        "openai-binary-gemma3-270m",
+        "openai-likert-gemma3-270m",
+    } <= set(by_name)
+    assert by_name["rouge1-recall"].family == "reference-metric"
     assert by_name["openai-listwise-fake"].kind == judge_pb2.JUDGE_KIND_LISTWISE
     assert by_name["openai-listwise-fake"].max_answers == 8
     assert by_name["openai-listwise-fake"].settings["base_url"] == stack.fake.base_url

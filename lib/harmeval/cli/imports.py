@@ -187,6 +187,7 @@ async def run_harmmetric(
                             judge_pb2.Answer(generation_id=a.generation_id, text=a.text)
                             for a in p.answers
                         ],
+                        references=p.references,
                     )
                 )
             progress.advance(task)

@@ -7,6 +7,7 @@ recomputed), so running again after an interruption continues where it stopped.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -54,7 +55,21 @@ async def check_names(study: Study, clients: Clients) -> None:
         raise StudyRunError("; ".join(problems))
 
 
+async def define_judges(study: Study, clients: Clients) -> None:
+    """Sends the judges the study file defines to the judge service (idempotent)."""
+    for definition in study.judge_definitions:
+        try:
+            await clients.judge.DefineJudge(
+                judge_pb2.DefineJudgeRequest(definition=json.dumps(definition))
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise StudyRunError(
+                f"judge definition {definition.get('name')!r}: {exc.details()}"
+            ) from exc
+
+
 async def run_study(study: Study, clients: Clients, show_progress: bool = True) -> RunSummary:
+    await define_judges(study, clients)
     await check_names(study, clients)
     registered = await clients.metrics.RegisterStudy(
         metrics_pb2.RegisterStudyRequest(

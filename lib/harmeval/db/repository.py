@@ -560,6 +560,20 @@ class Repository:
             )
             return await cur.fetchall()
 
+    async def study_references(self, name: str) -> dict[int, list[str]]:
+        """prompt id -> reference answers of the study."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT r.prompt_id, g.text FROM study_references r"
+                " JOIN studies s ON s.id = r.study_id JOIN generations g ON g.id = r.generation_id"
+                " WHERE s.name = %s ORDER BY r.prompt_id, g.id",
+                (name,),
+            )
+            out: dict[int, list[str]] = {}
+            for prompt_id, text in await cur.fetchall():
+                out.setdefault(int(prompt_id), []).append(str(text))
+            return out
+
     async def study_flags(self, name: str) -> dict[str, tuple[int, dict[str, int]]]:
         """Per study model: (answers, {flag: answers with that flag})."""
         out: dict[str, tuple[int, dict[str, int]]] = {}

@@ -76,8 +76,9 @@ class AdaptiveLimiter:
     nothing about the new one (otherwise one burst of k overloads would divide the limit by
     2**k). They still extend the cool-down.
 
-    Waiters are served first come, first served. `clock` and `sleep` are injectable so tests
-    can run cool-downs without waiting.
+    Nobody is admitted during a cool-down or while `in_flight >= limit`; waiters are served
+    first come, first served. `clock` and `sleep` are injectable so tests can run cool-downs
+    without waiting.
     """
 
     def __init__(
@@ -110,6 +111,7 @@ class AdaptiveLimiter:
         # Releases still owed by requests that were in flight at the last halving.
         self._unreleased_at_halving = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._timer: asyncio.Task[None] | None = None
 
     @property
     def limit(self) -> int:
@@ -128,15 +130,19 @@ class AdaptiveLimiter:
         return max(0.0, self._cooldown_until - self._clock())
 
     async def acquire(self) -> None:
-        """Wait for a free slot and for any cool-down to pass; pair with `release`."""
-        # Waiting out the cool-down before queueing keeps slots free for nobody in particular;
-        # a cool-down that starts while we wait in the queue is waited out below, slot held.
-        await self._wait_cooldown()
-        if self._in_flight < self._limit and not self._waiters:
+        """Wait for a free slot outside any cool-down; pair with `release`."""
+        if not self._waiters and self._admissible():
             self._in_flight += 1
-        else:
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.append(fut)
+            return
+        loop = asyncio.get_running_loop()
+        at_front = False
+        while True:
+            fut: asyncio.Future[None] = loop.create_future()
+            if at_front:
+                self._waiters.appendleft(fut)
+            else:
+                self._waiters.append(fut)
+            self._wake()  # starts the cool-down timer if one is due
             try:
                 await fut
             except BaseException:
@@ -147,12 +153,12 @@ class AdaptiveLimiter:
                 else:
                     fut.cancel()
                 raise
-        try:
-            await self._wait_cooldown()
-        except BaseException:
+            # Between the hand-over and this task running, another release may have halved
+            # the limit or started a cool-down: then give the slot back and keep our place.
+            if self._in_flight <= self._limit and not self._cooling():
+                return
             self._in_flight -= 1
-            self._wake()
-            raise
+            at_front = True
 
     def release(self, outcome: Outcome, retry_after_s: float | None = None) -> None:
         """Give back a slot taken by `acquire`, saying how the request went."""
@@ -190,12 +196,18 @@ class AdaptiveLimiter:
             raise
         self.release(handle._outcome or "ok", handle._retry_after_s)
 
-    async def _wait_cooldown(self) -> None:
-        # A loop, not one sleep: another overload may push the cool-down further meanwhile.
-        while (wait := self._cooldown_until - self._clock()) > 0:
-            await self._sleep(wait)
+    def _cooling(self) -> bool:
+        return self._cooldown_until > self._clock()
+
+    def _admissible(self) -> bool:
+        return self._in_flight < self._limit and not self._cooling()
 
     def _wake(self) -> None:
+        if self._cooling():
+            # Nobody is admitted until the cool-down ends; one timer wakes the queue then.
+            if self._waiters and (self._timer is None or self._timer.done()):
+                self._timer = asyncio.get_running_loop().create_task(self._end_cooldown())
+            return
         # Hand slots straight to waiters (counted as theirs now) so a newcomer arriving
         # between the wake-up and the waiter running cannot take the slot first.
         while self._waiters and self._in_flight < self._limit:
@@ -203,6 +215,12 @@ class AdaptiveLimiter:
             if not fut.done():
                 fut.set_result(None)
                 self._in_flight += 1
+
+    async def _end_cooldown(self) -> None:
+        # A loop, not one sleep: another overload may push the cool-down further meanwhile.
+        while (wait := self._cooldown_until - self._clock()) > 0:
+            await self._sleep(wait)
+        self._wake()
 
 
 @dataclass(frozen=True)
@@ -300,7 +318,8 @@ def load_price_table(spec: str) -> dict[str, Prices]:
         unknown = sorted(str(k) for k in entry if k not in _PRICE_KEYS)
         if unknown:
             raise ValueError(
-                f"{source}: {model!r}: unknown key {unknown[0]!r} (expected {', '.join(_PRICE_KEYS)})"
+                f"{source}: {model!r}: unknown key {unknown[0]!r} "
+                f"(expected {', '.join(_PRICE_KEYS)})"
             )
         values: dict[str, float] = {}
         for key in _PRICE_KEYS:
@@ -436,20 +455,21 @@ async def call_with_retries(
                     try:
                         value = await fn()
                     except Exception as exc:
+                        error = last_error = exc
                         kind, retry_after = classify(exc)
                         if kind == "retry_overloaded":
                             slot.overloaded(retry_after)
                         else:
                             slot.error()
-                        last_error = exc
                     else:
                         slot.ok()
                         return value, attempts
                 if kind == "fatal" or attempts >= policy.max_attempts:
-                    raise last_error
+                    raise error
                 wait = policy.delay(attempts - 1, retry_after, rng)
+                # Sleeping into the deadline only to fail there would waste the wait.
                 if loop.time() + wait >= deadline:
-                    raise last_error
+                    raise error
                 await sleep(wait)
     except TimeoutError as exc:
         if exc is last_error or not timeout.expired():

@@ -27,9 +27,12 @@ from dataclasses import dataclass
 __all__ = [
     "LISTWISE_TEMPLATE_VERSION",
     "MAX_ANSWERS",
+    "ZERO_WIDTH",
     "ListwiseParse",
     "build_listwise_messages",
+    "fence",
     "letters",
+    "make_nonce",
     "neutralise_fences",
     "parse_listwise",
 ]
@@ -40,7 +43,7 @@ LISTWISE_TEMPLATE_VERSION = "listwise-v1"
 MAX_ANSWERS = 8
 
 _NONCE_RE = re.compile(r"[0-9A-Za-z]{4,32}")
-_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
+ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
 
 
 def letters(k: int) -> list[str]:
@@ -61,7 +64,18 @@ def neutralise_fences(text: str) -> str:
     return re.sub(r">{3,}", lambda m: "\u203a" * len(m.group(0)), text)
 
 
-def _fence(label: str, nonce: str, body: str) -> str:
+def make_nonce(nonce: str | None = None) -> str:
+    """A fresh random fence nonce, or the given one checked (tests pass fixed ones)."""
+    # Random by default so the models under test cannot predict the fence markers.
+    if nonce is None:
+        return secrets.token_hex(4)
+    if not _NONCE_RE.fullmatch(nonce):
+        raise ValueError("nonce must be 4..32 ASCII letters or digits")
+    return nonce
+
+
+def fence(label: str, nonce: str, body: str) -> str:
+    """`body` between start and end markers carrying the nonce, fence look-alikes neutralised."""
     return f"<<<{label} {nonce}>>>\n{neutralise_fences(body)}\n<<<END {label} {nonce}>>>"
 
 
@@ -103,13 +117,10 @@ def build_listwise_messages(
     if isinstance(answers, str):
         raise TypeError("answers must be a sequence of strings, not a single string")
     labels = letters(len(answers))
-    if nonce is None:
-        nonce = secrets.token_hex(4)
-    elif not _NONCE_RE.fullmatch(nonce):
-        raise ValueError("nonce must be 4..32 ASCII letters or digits")
-    parts = [_fence("PROMPT", nonce, prompt), ""]
+    nonce = make_nonce(nonce)
+    parts = [fence("PROMPT", nonce, prompt), ""]
     for label, answer in zip(labels, answers, strict=True):
-        parts += [_fence(f"CONTENT {label}", nonce, answer), ""]
+        parts += [fence(f"CONTENT {label}", nonce, answer), ""]
     parts.append(
         f"Now reply with the {len(labels)} line{'s' if len(labels) > 1 else ''} "
         + ", ".join(f"Content {x}: <value>" for x in labels)
@@ -136,7 +147,9 @@ class ListwiseParse:
 
 
 # The exact answer line (after zero-width characters and markdown bold are removed).
-_LINE_RE = re.compile(r"content[ \t]+([a-z])[ \t]*:[ \t]*(n/a|na|[0-9]+)", re.IGNORECASE | re.ASCII)
+_LINE_RE = re.compile(
+    r"content[ \t]+([a-z])[ \t]*:[ \t]*(n/a|na|[0-9]{1,9})", re.IGNORECASE | re.ASCII
+)
 # Something that tries to be an answer line but is not exactly one ("Content A - 2",
 # "Contents A: 1", "Content A: 2 (most harmful)", "downgrade: Content A: N/A").
 _NEAR_RE = re.compile(
@@ -174,7 +187,7 @@ def parse_listwise(raw: str, k: int) -> ListwiseParse:
     Earlier lines are a preamble and ignored; anything after the block makes it unscorable.
     """
     labels = letters(k)
-    lines = [s.strip() for s in raw.translate(_ZERO_WIDTH).splitlines()]
+    lines = [s.strip() for s in raw.translate(ZERO_WIDTH).splitlines()]
     lines = [s for s in lines if s]
     if not lines:
         return _fail("empty_output")

@@ -1,8 +1,11 @@
-"""JudgeService: judges the answers to one prompt and stores every verdict once."""
+"""JudgeService: judges answers with a registry of judges and stores every verdict once."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -15,25 +18,23 @@ from harmeval.db.repository import JudgeRecord, StoredJudgment
 from harmeval.judge.v1 import judge_pb2, judge_pb2_grpc
 from harmeval.server import ServiceSpec, require_ready
 from harmeval.settings import JudgeSettings
+from harmeval_judge.definitions import DefinitionError, JudgeRegistry, parse_definition
 from harmeval_judge.judges import (
     LISTWISE,
+    PANEL,
     Judge,
     JudgeBackendError,
-    OpenAIListwiseJudge,
-    ProfanityClassifierJudge,
-    RefusalMatcherJudge,
+    JudgeInput,
+    JudgeInputError,
     Verdict,
 )
+from harmeval_judge.limits import BudgetExceeded
 
 logger = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
-SPEC = ServiceSpec(
-    name="judge",
-    descriptor=judge_pb2.DESCRIPTOR.services_by_name["JudgeService"],
-    add_to_server=judge_pb2_grpc.add_JudgeServiceServicer_to_server,
-)
+MAX_BATCH_ITEMS = 1000
 
 VERDICTS = Counter(
     "harmeval_judge_verdicts",
@@ -41,18 +42,23 @@ VERDICTS = Counter(
     ["judge", "status", "reason"],
 )
 
-_KINDS = {LISTWISE: judge_pb2.JUDGE_KIND_LISTWISE}
+SPEC = ServiceSpec(
+    name="judge",
+    descriptor=judge_pb2.DESCRIPTOR.services_by_name["JudgeService"],
+    add_to_server=judge_pb2_grpc.add_JudgeServiceServicer_to_server,
+)
+
+_KINDS = {LISTWISE: judge_pb2.JUDGE_KIND_LISTWISE, PANEL: judge_pb2.JUDGE_KIND_PANEL}
 _STATUS = {
     "ok": common_pb2.JUDGMENT_STATUS_OK,
     "unscorable": common_pb2.JUDGMENT_STATUS_UNSCORABLE,
 }
 
 
-def build_panel(settings: JudgeSettings) -> list[Judge]:
-    panel: list[Judge] = [RefusalMatcherJudge(), ProfanityClassifierJudge()]
-    if settings.judge_llm_enabled:
-        panel.append(OpenAIListwiseJudge(settings))
-    return panel
+class ItemRejected(ValueError):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def to_proto(
@@ -68,117 +74,224 @@ def to_proto(
         raw_output=v.raw_output,
         reason=v.reason,
         cached=cached,
+        prompt_tokens=v.prompt_tokens,
+        completion_tokens=v.completion_tokens,
+        cost_usd=v.cost_usd,
+        order_sensitive=v.order_sensitive,
+        details_json=json.dumps(v.details, sort_keys=True) if v.details else "",
     )
     if v.rank is not None:
         j.rank = v.rank
     return j
 
 
+def info(judge: Judge) -> judge_pb2.JudgeInfo:
+    return judge_pb2.JudgeInfo(
+        name=judge.name,
+        family=judge.family,
+        kind=_KINDS.get(judge.kind, judge_pb2.JUDGE_KIND_POINTWISE),
+        protocol=judge.protocol,
+        max_answers=judge.max_answers,
+        settings=judge.config(),
+    )
+
+
 class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
-    def __init__(self, settings: JudgeSettings, panel: list[Judge] | None = None) -> None:
+    def __init__(self, settings: JudgeSettings) -> None:
         self.settings = settings
-        self.judges: dict[str, Judge] = {j.name: j for j in (panel or build_panel(settings))}
+        self.registry = JudgeRegistry(settings)
+        self.registry.add_builtin()
         self.records: dict[str, JudgeRecord] = {}
         self.repo: Repository | None = None
 
+    @property
+    def judges(self) -> dict[str, Judge]:
+        return self.registry.judges
+
+    async def _register(self, judge: Judge) -> None:
+        assert self.repo is not None
+        self.records[judge.name] = await self.repo.upsert_judge(
+            judge.name, judge.family, judge.protocol, dict(judge.config())
+        )
+
     async def startup(self, stack: AsyncExitStack) -> None:
         self.repo = await stack.enter_async_context(open_database(self.settings))
+        stack.push_async_callback(self.registry.close)
         for judge in self.judges.values():
-            self.records[judge.name] = await self.repo.upsert_judge(
-                judge.name, judge.family, judge.protocol, dict(judge.config())
-            )
-            if isinstance(judge, OpenAIListwiseJudge):
-                stack.push_async_callback(judge.close)
+            await self._register(judge)
 
     async def ListJudges(
         self, request: judge_pb2.ListJudgesRequest, context: Context
     ) -> judge_pb2.ListJudgesResponse:
-        return judge_pb2.ListJudgesResponse(
-            judges=[
-                judge_pb2.JudgeInfo(
-                    name=j.name,
-                    family=j.family,
-                    kind=_KINDS.get(j.kind, judge_pb2.JUDGE_KIND_POINTWISE),
-                    protocol=j.protocol,
-                    max_answers=j.max_answers,
-                    settings=j.config(),
-                )
-                for j in self.judges.values()
-            ]
-        )
+        return judge_pb2.ListJudgesResponse(judges=[info(j) for j in self.judges.values()])
 
-    async def _validate(self, request: judge_pb2.JudgeRequest, context: Context) -> Judge:
-        judge = self.judges.get(request.judge)
+    async def DefineJudge(
+        self, request: judge_pb2.DefineJudgeRequest, context: Context
+    ) -> judge_pb2.DefineJudgeResponse:
+        await require_ready(self.repo, context, "judge database")
+        try:
+            judge = self.registry.add(parse_definition(request.definition))
+        except DefinitionError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        await self._register(judge)
+        return judge_pb2.DefineJudgeResponse(judge=info(judge))
+
+    # -- judging -----------------------------------------------------------------------------
+
+    async def _judge_for(self, name: str, context: Context) -> Judge:
+        judge = self.judges.get(name)
         if judge is None:
-            known = ", ".join(sorted(self.judges))
             await context.abort(
-                grpc.StatusCode.NOT_FOUND, f"unknown judge {request.judge!r}; available: {known}"
+                grpc.StatusCode.NOT_FOUND,
+                f"unknown judge {name!r}; available: {', '.join(sorted(self.judges))}",
             )
         assert judge is not None
-        if not request.prompt.text.strip():
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "prompt.text: empty prompt text")
-        if not request.answers:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "answers: no answers to judge")
-        if len(request.answers) > judge.max_answers:
-            await context.abort(
+        return judge
+
+    def _check_item(
+        self,
+        judge: Judge,
+        prompt: common_pb2.Prompt,
+        answers: Sequence[judge_pb2.Answer],
+        where: str,
+    ) -> None:
+        if not prompt.text.strip():
+            raise ItemRejected(grpc.StatusCode.INVALID_ARGUMENT, f"{where}prompt.text: empty")
+        if not answers:
+            raise ItemRejected(grpc.StatusCode.INVALID_ARGUMENT, f"{where}answers: no answers")
+        if len(answers) > judge.max_answers:
+            raise ItemRejected(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"answers: {len(request.answers)} answers exceed the limit of "
+                f"{where}answers: {len(answers)} answers exceed the limit of "
                 f"{judge.max_answers} for judge {judge.name!r}",
             )
         limit = self.settings.judge_max_answer_chars
-        for i, a in enumerate(request.answers):
+        for i, a in enumerate(answers):
             if len(a.text) > limit:
-                await context.abort(
+                raise ItemRejected(
                     grpc.StatusCode.INVALID_ARGUMENT,
-                    f"answers[{i}].text: {len(a.text)} characters exceed the limit of {limit}",
+                    f"{where}answers[{i}].text: {len(a.text)} characters exceed the limit of "
+                    f"{limit}",
                 )
-        return judge
-
-    async def Judge(
-        self, request: judge_pb2.JudgeRequest, context: Context
-    ) -> judge_pb2.JudgeResponse:
-        repo = await require_ready(self.repo, context, "judge database")
-        judge = await self._validate(request, context)
-        record = self.records[judge.name]
-        ids = [a.generation_id for a in request.answers]
-        stored_ids = [i for i in ids if i != 0]
-        if len(set(stored_ids)) != len(stored_ids):
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "answers: duplicate generation_id"
+        ids = [a.generation_id for a in answers if a.generation_id]
+        if len(set(ids)) != len(ids):
+            raise ItemRejected(
+                grpc.StatusCode.INVALID_ARGUMENT, f"{where}answers: duplicate generation_id"
             )
+
+    async def _judge_item(
+        self,
+        judge: Judge,
+        prompt: common_pb2.Prompt,
+        answers: Sequence[judge_pb2.Answer],
+        references: Sequence[str],
+    ) -> list[common_pb2.Judgment]:
+        """Stored verdicts when this judge (as configured now) gave them all; else judges the
+        whole set (a listwise verdict only holds for the set) and stores it in one transaction."""
+        repo = self.repo
+        assert repo is not None
+        record = self.records[judge.name]
+        ids = [a.generation_id for a in answers]
+        stored_ids = [i for i in ids if i]
         missing = set(stored_ids) - await repo.existing_generation_ids(stored_ids)
         if missing:
-            await context.abort(
+            raise ItemRejected(
                 grpc.StatusCode.NOT_FOUND, f"answers: unknown generation_id {sorted(missing)}"
             )
-
         cached = await repo.find_judgments(record, stored_ids)
-        # A listwise verdict is only valid for the whole set, so reuse needs every answer.
         if stored_ids and len(cached) == len(ids):
-            return judge_pb2.JudgeResponse(
-                judgments=[to_proto(judge, i, cached[i], cached=True) for i in ids]
-            )
-        try:
-            verdicts = await judge.judge(request.prompt.text, [a.text for a in request.answers])
-        except JudgeBackendError as exc:
-            logger.warning("judge backend unavailable: %s", exc)
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            return [to_proto(judge, i, cached[i], cached=True) for i in ids]
+        verdicts = await judge.judge(
+            JudgeInput(prompt.text, [a.text for a in answers], list(references))
+        )
         to_store = [
             StoredJudgment(
-                i, judge.protocol, v.status, v.harmful, v.value, v.rank, v.raw_output, v.reason
+                i,
+                judge.protocol,
+                v.status,
+                v.harmful,
+                v.value,
+                v.rank,
+                v.raw_output,
+                v.reason,
+                v.prompt_tokens,
+                v.completion_tokens,
+                v.cost_usd,
+                v.order_sensitive,
+                v.details,
             )
             for i, v in zip(ids, verdicts, strict=True)
-            if i != 0
+            if i
         ]
         if to_store:
             await repo.store_judgments(record, to_store)
         for v in verdicts:
             # The reason's prefix ("duplicate_rank", not "duplicate_rank:2") keeps labels few.
-            VERDICTS.labels(
-                judge.name, v.status, v.reason.split(":", 1)[0] if v.status == "unscorable" else ""
-            ).inc()
-        return judge_pb2.JudgeResponse(
-            judgments=[
-                to_proto(judge, i, v, cached=False) for i, v in zip(ids, verdicts, strict=True)
-            ]
-        )
+            reason = v.reason.split(":", 1)[0] if v.status == "unscorable" else ""
+            VERDICTS.labels(judge.name, v.status, reason).inc()
+        return [to_proto(judge, i, v, cached=False) for i, v in zip(ids, verdicts, strict=True)]
+
+    async def _abort_for(self, exc: Exception, context: Context) -> None:
+        if isinstance(exc, ItemRejected):
+            await context.abort(exc.code, str(exc))
+        if isinstance(exc, BudgetExceeded):
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, f"{exc}; finished verdicts are stored"
+            )
+        if isinstance(exc, JudgeInputError):
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        if isinstance(exc, JudgeBackendError):
+            logger.warning("judge backend unavailable: %s", exc)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"{exc}; finished verdicts are stored")
+        raise exc
+
+    async def Judge(
+        self, request: judge_pb2.JudgeRequest, context: Context
+    ) -> judge_pb2.JudgeResponse:
+        await require_ready(self.repo, context, "judge database")
+        judge = await self._judge_for(request.judge, context)
+        try:
+            self._check_item(judge, request.prompt, request.answers, "")
+            judgments = await self._judge_item(
+                judge, request.prompt, request.answers, request.references
+            )
+        except (ItemRejected, BudgetExceeded, JudgeInputError, JudgeBackendError) as exc:
+            await self._abort_for(exc, context)
+        return judge_pb2.JudgeResponse(judgments=judgments)
+
+    async def JudgeBatch(
+        self, request: judge_pb2.JudgeBatchRequest, context: Context
+    ) -> AsyncIterator[judge_pb2.JudgeBatchResponse]:
+        await require_ready(self.repo, context, "judge database")
+        judge = await self._judge_for(request.judge, context)
+        if not request.items:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "items: nothing to judge")
+        if len(request.items) > MAX_BATCH_ITEMS:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"items: {len(request.items)} items exceed the limit of {MAX_BATCH_ITEMS}",
+            )
+        try:
+            for i, item in enumerate(request.items):
+                self._check_item(judge, item.prompt, item.answers, f"items[{i}].")
+        except ItemRejected as exc:
+            await context.abort(exc.code, str(exc))
+
+        async def one(i: int) -> judge_pb2.JudgeBatchResponse:
+            item = request.items[i]
+            judgments = await self._judge_item(judge, item.prompt, item.answers, item.references)
+            return judge_pb2.JudgeBatchResponse(item_index=i, judgments=judgments)
+
+        # Concurrency is bounded where it matters: by each endpoint's adaptive limiter.
+        tasks = [asyncio.ensure_future(one(i)) for i in range(len(request.items))]
+        try:
+            for done in asyncio.as_completed(tasks):
+                try:
+                    reply = await done
+                except (ItemRejected, BudgetExceeded, JudgeInputError, JudgeBackendError) as exc:
+                    await self._abort_for(exc, context)
+                yield reply
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)

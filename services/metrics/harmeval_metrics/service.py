@@ -254,6 +254,8 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
         self, request: metrics_pb2.GetStudyAnswersRequest, context: Context
     ) -> metrics_pb2.GetStudyAnswersResponse:
         answers = await self._answers(request.study, context)
+        repo = await require_ready(self.repo, context, "metrics database")
+        references = await repo.study_references(request.study)
         prompts: dict[int, metrics_pb2.StudyPrompt] = {}
         for a in answers:
             if a.prompt_id not in prompts:
@@ -263,7 +265,8 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
                         external_id=a.external_id,
                         text=a.prompt_text,
                         category=a.category,
-                    )
+                    ),
+                    references=references.get(a.prompt_id, []),
                 )
             prompts[a.prompt_id].answers.append(
                 metrics_pb2.StudyAnswer(generation_id=a.generation_id, model=a.model, text=a.text)

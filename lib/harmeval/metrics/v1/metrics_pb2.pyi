@@ -358,12 +358,14 @@ class StudyAnswer(_message.Message):
     def __init__(self, generation_id: _Optional[int] = ..., model: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
 
 class StudyPrompt(_message.Message):
-    __slots__ = ("prompt", "answers")
+    __slots__ = ("prompt", "answers", "references")
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    REFERENCES_FIELD_NUMBER: _ClassVar[int]
     prompt: _common_pb2.Prompt
     answers: _containers.RepeatedCompositeFieldContainer[StudyAnswer]
-    def __init__(self, prompt: _Optional[_Union[_common_pb2.Prompt, _Mapping]] = ..., answers: _Optional[_Iterable[_Union[StudyAnswer, _Mapping]]] = ...) -> None: ...
+    references: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, prompt: _Optional[_Union[_common_pb2.Prompt, _Mapping]] = ..., answers: _Optional[_Iterable[_Union[StudyAnswer, _Mapping]]] = ..., references: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetStudyAnswersResponse(_message.Message):
     __slots__ = ("prompts",)
