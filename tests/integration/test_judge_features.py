@@ -239,7 +239,7 @@ async def priced(
 
 
 async def test_retry_after_cost_and_budget(priced: Any) -> None:
-    model, fake, stub, servicer = priced
+    model, _fake, stub, servicer = priced
     calls = {"n": 0}
 
     def flaky(messages: list[dict[str, str]]) -> tuple[Any, ...]:
