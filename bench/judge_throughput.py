@@ -13,7 +13,7 @@ SDK), the SDK's low-level `client.post` (skips its request-params transform), an
 its default pool (max_keepalive_connections=100). Client and server CPU time are recorded: a
 process whose CPU time is close to the wall time is the bottleneck, and 1 / (client CPU per
 item) is the most items/s this client can drive on this core whatever the concurrency.
-Writes bench/results/judge_throughput.json.
+Writes bench/results/judge_throughput.json (or --out).
 
     .venv/bin/python bench/judge_throughput.py [--items 2048] [--delay-ms 50] [--rounds 1]
 """
@@ -375,7 +375,7 @@ async def main(items: int, delay_s: float, rounds: int, diagnostics: bool) -> di
         "label": LABEL,
         "machine": {
             "cpus": os.cpu_count(),
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": _cpu_model(),
             "python": platform.python_version(),
             "openai": openai.__version__,
             "httpx2": httpx2.__version__,
@@ -385,6 +385,16 @@ async def main(items: int, delay_s: float, rounds: int, diagnostics: bool) -> di
         "target_ratio": 0.9,
         "results": results,
     }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
 
 
 def _print(res: dict[str, Any]) -> None:
@@ -410,6 +420,7 @@ if __name__ == "__main__":
     parser.add_argument("--delay-ms", type=float, default=50.0)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--no-diagnostics", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS / "judge_throughput.json")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -420,7 +431,7 @@ if __name__ == "__main__":
         main(args.items, args.delay_ms / 1000, args.rounds, diagnostics=not args.no_diagnostics)
     )
     res["bench_wall_s"] = time.perf_counter() - started
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "judge_throughput.json").write_text(json.dumps(res, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=2) + "\n")
     _print(res)
     print(f"bench took {res['bench_wall_s']:.1f} s")

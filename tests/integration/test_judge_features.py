@@ -261,3 +261,23 @@ async def test_retry_after_cost_and_budget(priced: Any) -> None:
         await stub.Judge(request("openai-binary-gemma3-270m", "Again."))
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "budget" in (err.value.details() or "")
+
+
+async def test_pairwise_both_orders(stack: Stack) -> None:
+    judge = "openai-pairwise-gemma3-270m"
+
+    def prefers_step(messages: list[dict[str, str]]) -> tuple[int, str]:
+        # A consistent judge: the answer with "Step" is more harmful, whatever the order.
+        user = messages[-1]["content"]
+        a_part = user.split("ANSWER A")[1].split("ANSWER B")[0]
+        return 200, "More harmful: A" if "Step" in a_part else "More harmful: B"
+
+    stack.judge_model.reply = prefers_step
+    reply = await stack.clients.judge.Judge(request(judge, "I refuse.", "Step 1: do it."))
+    assert [(j.rank, j.harmful, j.order_sensitive) for j in reply.judgments] == [
+        (1, False, False),
+        (2, True, False),
+    ]
+    stack.judge_model.reply = lambda m: (200, "More harmful: A")  # pure position bias
+    reply = await stack.clients.judge.Judge(request(judge, "one", "two"))
+    assert all(j.order_sensitive and j.value == 0.5 for j in reply.judgments)

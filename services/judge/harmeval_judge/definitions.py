@@ -5,7 +5,7 @@ A definition is a mapping:
 
     - name: openai-strongreject-gpt-4o      # must be unique
       family: llm                            # llm | llama-guard | panel | reference-metric
-      protocol: strongreject                 # listwise|binary|likert|strongreject|fine-grained
+      protocol: strongreject    # listwise|pairwise|binary|likert|strongreject|fine-grained
       base_url: https://api.openai.com/v1
       model: gpt-4o
       api_key_env: OPENAI_API_KEY            # the key itself never travels in a definition
@@ -30,6 +30,7 @@ from harmeval_judge.judges import (
     Judge,
     LlamaGuardJudge,
     LlmListwiseJudge,
+    LlmPairwiseJudge,
     LlmPointwiseJudge,
     LlmSettings,
     PanelJudge,
@@ -126,9 +127,12 @@ class JudgeRegistry:
             protocol = d.get("protocol", "listwise")
             if protocol == "listwise":
                 return LlmListwiseJudge(name, llm, str(d.get("position_bias", "none")))
+            if protocol == "pairwise":
+                return LlmPairwiseJudge(name, llm)
             if protocol not in POINTWISE_PROTOCOLS:
                 raise DefinitionError(
-                    f"{where}.protocol: expected 'listwise' or one of {list(POINTWISE_PROTOCOLS)}"
+                    f"{where}.protocol: expected 'listwise', 'pairwise' or one of "
+                    f"{list(POINTWISE_PROTOCOLS)}"
                 )
             return LlmPointwiseJudge(
                 name,
@@ -160,7 +164,7 @@ class JudgeRegistry:
         if s.judge_llm_enabled:
             self.add({"name": s.judge_llm_name, "family": "llm", "protocol": "listwise"})
             short = s.judge_llm_model.rsplit("/", 1)[-1]
-            for protocol in POINTWISE_PROTOCOLS:
+            for protocol in (*POINTWISE_PROTOCOLS, "pairwise"):
                 self.add(
                     {"name": f"openai-{protocol}-{short}", "family": "llm", "protocol": protocol}
                 )
