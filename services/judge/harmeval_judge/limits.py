@@ -245,7 +245,7 @@ class RetryPolicy:
         Drawn from uniform(0, min(cap_s, base_s * 2**attempt)), and never shorter than the
         server's Retry-After (which is not capped: the server knows when it will take us back).
         """
-        # min() before the power would overflow: 2**1100 is fine as int, not as float.
+        # 2.0**attempt overflows a float past ~1023; any cap is reached long before 64.
         ceiling = self.cap_s if attempt >= 64 else min(self.cap_s, self.base_s * 2.0**attempt)
         wait = rng.uniform(0.0, ceiling)
         if retry_after_s is not None and retry_after_s > wait:
