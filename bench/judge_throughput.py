@@ -8,11 +8,12 @@ throughput at concurrency c is c / delay; the ratio to it shows what the client 
 
 Main path: the SDK on its default httpx2 transport with the pool raised to the concurrency,
 and the same on the SDK's aiohttp transport (`openai.DefaultAioHttpClient`). Diagnostics locate
-any shortfall: the limiter with no network at all, the limiter with a bare aiohttp client (no
-SDK), the SDK's low-level `client.post` (skips its request-params transform), and the SDK with
-its default pool (max_keepalive_connections=100). Client and server CPU time are recorded: a
-process whose CPU time is close to the wall time is the bottleneck, and 1 / (client CPU per
-item) is the most items/s this client can drive on this core whatever the concurrency.
+any shortfall: a plain asyncio.Semaphore and the limiter with no network at all (the event
+loop's own cost, and ours on top), the limiter with a bare aiohttp client (no SDK), the SDK's
+low-level `client.post` (skips its request-params transform), and the SDK with its default
+pool (max_keepalive_connections=100). Client and server CPU time are recorded: a process whose
+CPU time is close to the wall time is the bottleneck, and 1 / (client CPU per item) is the
+most items/s this client can drive on this core whatever the concurrency.
 Writes bench/results/judge_throughput.json (or --out).
 
     .venv/bin/python bench/judge_throughput.py [--items 2048] [--delay-ms 50] [--rounds 1]
@@ -215,12 +216,13 @@ VARIANTS = {
     "sdk_httpx2_default_pool": "chat.completions.create, httpx2, default pool (100 keep-alive)",
     "raw_aiohttp": "limiter + bare aiohttp POST, no SDK",
     "limiter_only": "limiter + asyncio.sleep(delay), no network",
+    "semaphore_only": "asyncio.Semaphore + asyncio.sleep(delay): the event loop's own cost",
 }
 
 
 @asynccontextmanager
 async def make_call(name: str, base: str, concurrency: int, delay_s: float) -> AsyncIterator[Call]:
-    if name == "limiter_only":
+    if name in ("limiter_only", "semaphore_only"):
         yield lambda: asyncio.sleep(delay_s)
     elif name == "raw_aiohttp":
         url = f"{base}/v1/chat/completions"
@@ -259,9 +261,14 @@ async def drive(
     server: Server,
     session: aiohttp.ClientSession,
     delay_s: float,
+    plain: bool = False,
 ) -> dict[str, float]:
-    """Push `items` through call_with_retries under one limiter; time it and its CPU."""
+    """Push `items` through call_with_retries under one limiter; time it and its CPU.
+
+    `plain`: an asyncio.Semaphore and no call_with_retries, the baseline for our machinery.
+    """
     limiter = AdaptiveLimiter(initial=concurrency, minimum=1, maximum=concurrency)
+    semaphore = asyncio.Semaphore(concurrency)
     policy = RetryPolicy()
     budget = Budget(None)
     latencies: list[float] = []
@@ -275,6 +282,11 @@ async def drive(
 
     async def item() -> None:
         nonlocal attempts_total
+        if plain:
+            async with semaphore:
+                await timed()
+            attempts_total += 1
+            return
         value, attempts = await call_with_retries(
             timed, limiter=limiter, policy=policy, deadline_s=30.0, classify=classify_openai_error
         )
@@ -326,11 +338,13 @@ async def run_variant(
     server: Server,
     session: aiohttp.ClientSession,
 ) -> dict[str, Any]:
+    plain = name == "semaphore_only"
     async with make_call(name, server.base, concurrency, delay_s) as call:
         # Warm-up: open the connections and let first-request costs pass.
-        await drive(call, concurrency, 2 * concurrency, server, session, delay_s)
+        await drive(call, concurrency, 2 * concurrency, server, session, delay_s, plain)
         runs = [
-            await drive(call, concurrency, items, server, session, delay_s) for _ in range(rounds)
+            await drive(call, concurrency, items, server, session, delay_s, plain)
+            for _ in range(rounds)
         ]
     # The median round (the lower one of an even count), reported whole.
     median = sorted(runs, key=lambda r: r["items_per_s"])[(len(runs) - 1) // 2]
@@ -349,6 +363,8 @@ async def run_variant(
 
 MAIN = [("sdk_httpx2", 64), ("sdk_httpx2", 256), ("sdk_aiohttp", 64), ("sdk_aiohttp", 256)]
 DIAGNOSTICS = [
+    ("semaphore_only", 64),
+    ("semaphore_only", 256),
     ("limiter_only", 64),
     ("limiter_only", 256),
     ("raw_aiohttp", 64),
