@@ -71,11 +71,14 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-## bench: generator overhead against llama.cpp called directly; alpha bootstrap vs krippendorff
+## bench: generator overhead, alpha bootstrap, seed-study import, reference metrics, judge throughput
 bench: install
 	$(BIN)/python bench/generator_overhead.py
 	$(BIN)/python bench/alpha_bootstrap.py
 	$(BIN)/python bench/import_llm_harm.py
+	$(BIN)/python bench/reference_metrics.py
+	$(BIN)/python bench/judge_throughput.py
+	$(BIN)/python bench/judge_service_throughput.py
 
 clean:
 	-$(BIN)/harmeval down

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import platform
@@ -294,6 +295,8 @@ async def drive(
         usage = value.usage if isinstance(value, ChatCompletion) else None
         budget.charge(CallResult.of(value, attempts, usage, PRICES).cost_usd)
 
+    # Start every run from a collected heap, so earlier runs' garbage is not charged to it.
+    gc.collect()
     before = await server.stats(session)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     await asyncio.gather(*(item() for _ in range(items)))
@@ -362,11 +365,14 @@ async def run_variant(
 
 
 MAIN = [("sdk_httpx2", 64), ("sdk_httpx2", 256), ("sdk_aiohttp", 64), ("sdk_aiohttp", 256)]
-DIAGNOSTICS = [
+# No-network baselines run first, before the SDK runs have grown this process's heap.
+BASELINES = [
     ("semaphore_only", 64),
     ("semaphore_only", 256),
     ("limiter_only", 64),
     ("limiter_only", 256),
+]
+DIAGNOSTICS = [
     ("raw_aiohttp", 64),
     ("raw_aiohttp", 256),
     ("sdk_aiohttp_post", 64),
@@ -381,7 +387,8 @@ async def main(items: int, delay_s: float, rounds: int, diagnostics: bool) -> di
     try:
         async with aiohttp.ClientSession() as session:
             await server.wait_healthy(session)
-            for name, concurrency in MAIN + (DIAGNOSTICS if diagnostics else []):
+            plan = BASELINES + MAIN + DIAGNOSTICS if diagnostics else MAIN
+            for name, concurrency in plan:
                 results.append(
                     await run_variant(name, concurrency, items, rounds, delay_s, server, session)
                 )

@@ -34,7 +34,8 @@ logger = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
-MAX_BATCH_ITEMS = 1000
+# The message-size limit bounds a batch too; this keeps one request from holding the service.
+MAX_BATCH_ITEMS = 4096
 
 VERDICTS = Counter(
     "harmeval_judge_verdicts",
@@ -193,14 +194,15 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
         record = self.records[judge.name]
         ids = [a.generation_id for a in answers]
         stored_ids = [i for i in ids if i]
-        missing = set(stored_ids) - await repo.existing_generation_ids(stored_ids)
-        if missing:
-            raise ItemRejected(
-                grpc.StatusCode.NOT_FOUND, f"answers: unknown generation_id {sorted(missing)}"
-            )
-        cached = await repo.find_judgments(record, stored_ids)
-        if stored_ids and len(cached) == len(ids):
-            return [to_proto(judge, i, cached[i], cached=True) for i in ids]
+        if stored_ids:  # ad-hoc answers need no database round trip
+            missing = set(stored_ids) - await repo.existing_generation_ids(stored_ids)
+            if missing:
+                raise ItemRejected(
+                    grpc.StatusCode.NOT_FOUND, f"answers: unknown generation_id {sorted(missing)}"
+                )
+            cached = await repo.find_judgments(record, stored_ids)
+            if len(cached) == len(ids):
+                return [to_proto(judge, i, cached[i], cached=True) for i in ids]
         verdicts = await judge.judge(
             JudgeInput(prompt.text, [a.text for a in answers], list(references))
         )
