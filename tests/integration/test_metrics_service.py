@@ -20,14 +20,7 @@ from harmeval.prompts import PromptRecord
 from harmeval.study import Study, StudyModel
 from tests.conftest import SHARED_DATASETS
 from tests.integration.conftest import Stack
-
-# Krippendorff (2011), 4 observers x 12 units; published alpha nominal 0.743, interval 0.849.
-K2011 = [
-    [1, 2, 3, 3, 2, 1, 4, 1, 2, None, None, None],
-    [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, None, 3],
-    [None, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, None],
-    [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, None],
-]
+from tests.published_examples import FOUR_OBSERVERS
 
 needs_data = pytest.mark.skipif(
     not SHARED_DATASETS.is_dir(), reason=f"research data not found at {SHARED_DATASETS}"
@@ -35,11 +28,12 @@ needs_data = pytest.mark.skipif(
 
 
 def k2011_values() -> list[metrics_pb2.ReliabilityValue]:
+    """Krippendorff's (2011) 4 observers x 12 units; published alpha nominal 0.743."""
     return [
-        metrics_pb2.ReliabilityValue(unit=f"u{u}", coder=f"c{c}", number=v)
-        if v is not None
+        metrics_pb2.ReliabilityValue(unit=f"u{u}", coder=f"c{c}", number=float(v))
+        if not math.isnan(v)
         else metrics_pb2.ReliabilityValue(unit=f"u{u}", coder=f"c{c}")
-        for c, row in enumerate(K2011)
+        for c, row in enumerate(FOUR_OBSERVERS)
         for u, v in enumerate(row)
     ]
 

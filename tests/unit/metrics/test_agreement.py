@@ -21,19 +21,10 @@ from harmeval_metrics.agreement import (
     krippendorff_alpha,
     pairwise_agreement,
 )
+from tests.published_examples import FOUR_OBSERVERS
 
 nan = math.nan
 
-# Section C of the paper: 4 observers × 12 units, nominal values 1..5, with missing data.
-# Pairable values n = 40, n_c = (9, 13, 10, 5, 3), sum of o_cc = 32.
-FOUR_OBSERVERS = np.array(
-    [
-        [1, 2, 3, 3, 2, 1, 4, 1, 2, nan, nan, nan],  # A
-        [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, nan, 3],  # B
-        [nan, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, nan],  # C
-        [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, nan],  # D
-    ]
-)
 
 # Section A of the paper: binary data, 2 observers, 10 units, no missing data.
 # o_00 = 10, o_01 = o_10 = 4, o_11 = 2; n_0 = 14, n_1 = 6; alpha = 1 - 19 * 4 / (14 * 6).

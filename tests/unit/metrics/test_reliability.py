@@ -30,18 +30,9 @@ from harmeval_metrics.reliability import (
     fleiss_kappa,
     kendall_tau_b_within_groups,
 )
+from tests.published_examples import FOUR_OBSERVERS
 
 nan = math.nan
-
-# Section C of Krippendorff (2011): 4 observers × 12 units, values 1..5, with missing data.
-FOUR_OBSERVERS = np.array(
-    [
-        [1, 2, 3, 3, 2, 1, 4, 1, 2, nan, nan, nan],  # A
-        [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, nan, 3],  # B
-        [nan, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, nan],  # C
-        [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, nan],  # D
-    ]
-)
 
 
 def _delta_fraction(level: Level, c: Fraction, k: Fraction, n_v: dict[Fraction, int]) -> Fraction:
