@@ -48,9 +48,7 @@ EXTERNAL_SECRETS = {
     "gpu": {"harmeval-database", "harmeval-judge-llm", "harmeval-hf-token"},
 }
 # Settings the manifests set before the services read them; each needs its code change.
-PLANNED_SETTINGS = {
-    "HARMEVAL_GENERATOR_BACKEND": "the generator's vLLM engine (llama.cpp | vllm), gpu overlay",
-}
+PLANNED_SETTINGS: dict[str, str] = {}
 # The longest RPC each service may be handling when SIGTERM comes. Generator: a full batch on
 # CPU (256 prompts x 64 tokens at ~60 tokens/s is ~270 s). Judge: computed from its settings.
 LONGEST_GENERATION_SECONDS = 300
@@ -482,3 +480,22 @@ def test_service_monitor_scrapes_the_three_services(
         if c["metadata"].get("labels", {}).get("grafana_dashboard") == "1"
     ]
     assert [list(c["data"]) for c in dashboards] == [["harmeval.json"]]
+
+
+def test_gpu_models_file_is_what_the_generator_reads(
+    rendered: dict[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """The GPU overlay's models file parses with the generator's own loader: vLLM engine."""
+    from harmeval_generator.engines import _entries
+
+    config = one(rendered["gpu"], "ConfigMap", "generator-models")
+    path = tmp_path / "models.yaml"
+    path.write_text(config["data"]["models.yaml"])
+    [entry] = _entries(path)
+    assert entry["backend"] == "vllm" and entry["model"]
+    generator = one(rendered["gpu"], "Deployment", "generator")
+    env = {
+        e["name"]: e.get("value")
+        for e in generator["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["HARMEVAL_GENERATOR_MODELS_FILE"] == "/etc/harmeval/models.yaml"
