@@ -294,21 +294,13 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
             async for text in engine.stream(
                 ModelPrompt(job.text, job.params.system_prompt), job.params, state
             ):
-                first = first or time.perf_counter() - started
+                first = first or time.perf_counter()
                 yield generator_pb2.GenerateStreamResponse(text=text)
         except PromptTooLongError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except EngineUnavailableError as exc:
             await self._engine_failed(engine, exc, context)
-        completion = Completion(
-            text="".join(state.text_parts),
-            prompt_tokens=state.prompt_tokens,
-            completion_tokens=state.completion_tokens,
-            finish_reason=state.finish_reason,
-            latency_seconds=time.perf_counter() - started,
-            ttft_seconds=first,
-        )
-        saved = await self._store(engine, job, completion)
+        saved = await self._store(engine, job, state.completion(started, first))
         yield generator_pb2.GenerateStreamResponse(
             generation=to_proto(saved, engine.name, cached=False)
         )

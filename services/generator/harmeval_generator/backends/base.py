@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -52,6 +53,17 @@ class StreamState:
     finish_reason: str = "stop"
     text_parts: list[str] = field(default_factory=list)
 
+    def completion(self, started: float, first_token_at: float | None) -> Completion:
+        """The finished generation; times are `time.perf_counter()` readings."""
+        return Completion(
+            text="".join(self.text_parts),
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            finish_reason=self.finish_reason,
+            latency_seconds=time.perf_counter() - started,
+            ttft_seconds=None if first_token_at is None else first_token_at - started,
+        )
+
 
 class Engine(Protocol):
     """One served model."""
@@ -81,6 +93,27 @@ class Engine(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+async def complete_by_streaming(
+    engine: Engine, prompt: ModelPrompt, params: GenerationParams
+) -> Completion:
+    """A whole generation from an engine's stream, so cancelling it stops the engine too."""
+    started, first = time.perf_counter(), None
+    state = StreamState()
+    async for _ in engine.stream(prompt, params, state):
+        first = first or time.perf_counter()
+    return state.completion(started, first)
+
+
+def check_context(n_prompt: int, max_tokens: int, context_length: int) -> None:
+    """Raises PromptTooLongError, saying by how much, when prompt + max_tokens exceed it."""
+    budget = context_length - max_tokens
+    if n_prompt > budget:
+        raise PromptTooLongError(
+            f"prompt is {n_prompt} tokens; with max_tokens={max_tokens} the context of "
+            f"{context_length} tokens leaves room for {budget}: {n_prompt - budget} tokens too long"
+        )
 
 
 def completion_prompt(p: ModelPrompt) -> str:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,10 @@ from harmeval_generator.backends.base import (
     TEMPLATE_VERSION,
     Completion,
     ModelPrompt,
-    PromptTooLongError,
     StreamState,
     chat_messages,
+    check_context,
+    complete_by_streaming,
     completion_prompt,
 )
 
@@ -97,13 +97,7 @@ class LlamaCppEngine:
         n_prompt = self.count_tokens(self._prompt_text(prompt)) + (
             CHAT_TEMPLATE_TOKENS if self.prompt_format == "chat" else 0
         )
-        budget = self.context_length - params.max_tokens
-        if n_prompt > budget:
-            raise PromptTooLongError(
-                f"prompt is {n_prompt} tokens; with max_tokens={params.max_tokens} the context of "
-                f"{self.context_length} tokens leaves room for {budget}: "
-                f"{n_prompt - budget} tokens too long"
-            )
+        check_context(n_prompt, params.max_tokens, self.context_length)
 
     def _produce(
         self,
@@ -191,23 +185,7 @@ class LlamaCppEngine:
                 waiting.dec()
 
     async def complete(self, prompt: ModelPrompt, params: GenerationParams) -> Completion:
-        started = time.perf_counter()
-        first: float | None = None
-        state = StreamState()
-        async for _ in self.stream(prompt, params, state):
-            first = first or time.perf_counter() - started
-        # Streamed chunks are not always one token each; the engine's own count is exact.
-        text = "".join(state.text_parts)
-        return Completion(
-            text=text,
-            prompt_tokens=state.prompt_tokens,
-            completion_tokens=len(self._llm.tokenize(text.encode("utf-8"), add_bos=False))
-            if text
-            else 0,
-            finish_reason=state.finish_reason,
-            latency_seconds=time.perf_counter() - started,
-            ttft_seconds=first,
-        )
+        return await complete_by_streaming(self, prompt, params)
 
     def settings(self) -> dict[str, str]:
         return {

@@ -9,7 +9,6 @@ this module loads without it; it is written against vLLM's current API (vllm >= 
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,9 +19,10 @@ from harmeval_generator.backends.base import (
     Completion,
     EngineUnavailableError,
     ModelPrompt,
-    PromptTooLongError,
     StreamState,
     chat_messages,
+    check_context,
+    complete_by_streaming,
     completion_prompt,
 )
 
@@ -83,13 +83,7 @@ class VllmEngine:
     async def check_fits(self, prompt: ModelPrompt, params: GenerationParams) -> None:
         text = await self._render(prompt)
         n_prompt = len(self._tokenizer.encode(text))
-        budget = self.context_length - params.max_tokens
-        if n_prompt > budget:
-            raise PromptTooLongError(
-                f"prompt is {n_prompt} tokens; with max_tokens={params.max_tokens} the context of "
-                f"{self.context_length} tokens leaves room for {budget}: "
-                f"{n_prompt - budget} tokens too long"
-            )
+        check_context(n_prompt, params.max_tokens, self.context_length)
 
     def _sampling(self, params: GenerationParams) -> Any:
         from vllm import SamplingParams
@@ -129,19 +123,7 @@ class VllmEngine:
             await self._engine.abort(request_id)
 
     async def complete(self, prompt: ModelPrompt, params: GenerationParams) -> Completion:
-        started = time.perf_counter()
-        first: float | None = None
-        state = StreamState()
-        async for _ in self.stream(prompt, params, state):
-            first = first or time.perf_counter() - started
-        return Completion(
-            text="".join(state.text_parts),
-            prompt_tokens=state.prompt_tokens,
-            completion_tokens=state.completion_tokens,
-            finish_reason=state.finish_reason,
-            latency_seconds=time.perf_counter() - started,
-            ttft_seconds=first,
-        )
+        return await complete_by_streaming(self, prompt, params)
 
     async def close(self) -> None:
         self._engine.shutdown()
