@@ -28,12 +28,7 @@ from harmeval.cli.imports import (
 from harmeval.cli.report import fetch_report, print_report
 from harmeval.cli.runner import StudyRunError, run_study
 from harmeval.clients import connect
-from harmeval.importers import (
-    AnnotationFileError,
-    BenchmarkFileError,
-    ReliabilityTableError,
-    TableFileError,
-)
+from harmeval.importers import TableFileError
 from harmeval.settings import ClientSettings, SettingsError
 from harmeval.study import StudyFileError, load_study
 
@@ -237,10 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         SettingsError,
         processes.StackError,
         BenchmarkError,
-        AnnotationFileError,
-        BenchmarkFileError,
-        ReliabilityTableError,
-        TableFileError,
+        TableFileError,  # every import file error: names file, line and field
         FileNotFoundError,
     ) as exc:
         err.print(f"[red]error:[/red] {exc}")

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from harmeval.importers.annotations import TableFileError
+
 __all__ = [
     "SLOTS",
     "V1_FIELDS",
@@ -120,23 +122,12 @@ class Benchmark:
     """Slots 1-12 of every prompt, ordered by prompt then slot; no references."""
 
 
-class BenchmarkFileError(ValueError):
+class BenchmarkFileError(TableFileError):
     """The benchmark file is unreadable or invalid.
 
     The message reads like ``"dataset_v2.jsonl line 14: field 'response_id' ..."``; the parts
     are also attributes (``line``/``field`` are None for problems of the whole file).
     """
-
-    def __init__(
-        self, file: str, detail: str, *, line: int | None = None, field: str | None = None
-    ) -> None:
-        self.file = file
-        self.line = line
-        self.field = field
-        self.detail = detail
-        where = file if line is None else f"{file} line {line}"
-        what = detail if field is None else f"field '{field}' {detail}"
-        super().__init__(f"{where}: {what}")
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
