@@ -19,3 +19,13 @@ FOUR_OBSERVERS = np.array(
         [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, nan],  # D
     ]
 )
+
+# Section A: binary data, 2 observers, 10 units, no missing data. Published nominal alpha 0.095
+# (= 2/21: o_00 = 10, o_01 = o_10 = 4, o_11 = 2; n_0 = 14, n_1 = 6; alpha = 1 - 19*4/(14*6)).
+BINARY_TWO_OBSERVERS = np.array(
+    [
+        [0, 1, 0, 0, 0, 0, 0, 0, 1, 0],
+        [1, 1, 1, 0, 0, 1, 0, 0, 0, 0],
+    ],
+    dtype=float,
+)

@@ -12,7 +12,7 @@ import os
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -167,6 +167,5 @@ __all__ = [
     "SettingsError",
     "describe",
     "env_name",
-    "field",
     "load",
 ]

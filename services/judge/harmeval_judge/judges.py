@@ -22,7 +22,7 @@ from harmeval_judge.listwise import (
     build_listwise_messages,
     parse_listwise,
 )
-from harmeval_judge.llm_client import JudgeBackendError, LlmEndpoint
+from harmeval_judge.llm_client import LlmEndpoint
 from harmeval_judge.refusal import REFUSAL_MATCHER_VERSION, classify_refusal
 
 POINTWISE = "pointwise"
@@ -30,8 +30,6 @@ LISTWISE = "listwise"
 PANEL = "panel"
 # Pointwise judges see one answer at a time; a batch limit keeps requests bounded.
 MAX_POINTWISE_ANSWERS = 64
-
-__all__ = ["JudgeBackendError"]
 
 
 class JudgeInputError(ValueError):

@@ -23,12 +23,12 @@ from harmeval_judge.judges import (
     LISTWISE,
     PANEL,
     Judge,
-    JudgeBackendError,
     JudgeInput,
     JudgeInputError,
     Verdict,
 )
 from harmeval_judge.limits import BudgetExceeded
+from harmeval_judge.llm_client import JudgeBackendError
 
 logger = logging.getLogger(__name__)
 

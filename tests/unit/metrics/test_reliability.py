@@ -83,7 +83,7 @@ def _alpha_by_hand(matrix: list[list[float]], level: Level) -> Fraction:
 def test_krippendorff_2011_published_values(
     level: Level, published: float, exact: Fraction
 ) -> None:
-    # The exact fractions are the hand derivations in test_agreement.py; the literal Fraction
+    # The exact fractions are hand derivations of the coincidence formula; the literal Fraction
     # recipe reproducing them is what lets it vouch for the ratio value below.
     assert _alpha_by_hand(FOUR_OBSERVERS.tolist(), level) == exact
     result = alpha(FOUR_OBSERVERS, level)
@@ -532,3 +532,12 @@ def test_tau_b_matches_scipy_per_group() -> None:
     mean, groups = kendall_tau_b_within_groups(a, b)
     assert groups == len(expected)
     assert mean == pytest.approx(float(np.mean(expected)), abs=1e-12)
+
+
+def test_krippendorff_2011_binary_two_observers() -> None:
+    from tests.published_examples import BINARY_TWO_OBSERVERS
+
+    result = alpha(BINARY_TWO_OBSERVERS, "nominal")
+    assert result.alpha is not None and round(result.alpha, 3) == 0.095
+    assert result.alpha == pytest.approx(float(Fraction(2, 21)), abs=1e-12)
+    assert (result.n_units, result.n_coders, result.n_values) == (10, 2, 20)
