@@ -8,6 +8,7 @@ GPU tests are skipped with a reason when no GPU is present.
 from __future__ import annotations
 
 import shutil
+import socket
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -17,6 +18,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports (all held open together, so none repeats)."""
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [int(s.getsockname()[1]) for s in socks]
+    for s in socks:
+        s.close()
+    return ports
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

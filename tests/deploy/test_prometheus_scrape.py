@@ -32,10 +32,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from harmeval.generator.v1 import generator_pb2, generator_pb2_grpc
 from harmeval.judge.v1 import judge_pb2, judge_pb2_grpc
 from harmeval.metrics.v1 import metrics_pb2, metrics_pb2_grpc
+from tests.conftest import free_ports
 from tests.deploy.conftest import SERVICES, render_report, tool
 from tests.deploy.promql import grafana_queries
 from tests.deploy.test_monitoring import dashboard, rule_groups
-from tests.integration.test_cli_end_to_end import free_ports
 
 SCRAPE_INTERVAL_S = 1
 NAMESPACE = "harmeval"

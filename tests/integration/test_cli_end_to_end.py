@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from harmeval.common.v1 import common_pb2
 from harmeval.generator.v1 import generator_pb2, generator_pb2_grpc
+from tests.conftest import free_ports
 
 pytestmark = pytest.mark.slow
 
@@ -36,16 +36,6 @@ models:
   - {name: sampled, model: gemma3-270m, temperature: 0.9, max_tokens: 16, seed: 11}
 judges: [refusal-matcher, profanity-classifier, openai-listwise-gemma3-270m]
 """
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 @pytest.fixture(scope="module")

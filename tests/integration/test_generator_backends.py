@@ -6,7 +6,6 @@ when an in-process engine dies."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from harmeval_generator.backends.base import (
     StreamState,
 )
 from harmeval_generator.service import SPEC, GeneratorServicer
+from tests.conftest import free_ports
 from tests.fakes.tgi_server import fake_tgi
 from tests.integration.conftest import Stack, running
 
@@ -202,16 +202,10 @@ async def test_dead_engine_is_unavailable_and_flips_health(stack: Stack) -> None
 # -- other backends, through the service -----------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def llama_server(model_path: Path) -> Iterator[str]:
     """llama-cpp-python's real OpenAI-compatible server over the same Gemma file."""
-    port = free_port()
+    (port,) = free_ports(1)
     proc = subprocess.Popen(
         [
             sys.executable,
