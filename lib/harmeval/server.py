@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -113,6 +114,7 @@ async def serve(
     async with AsyncExitStack() as stack:
         try:
             await servicer.startup(stack)
+            tune_garbage_collector()
             await running.set_serving(True)
             logger.info("%s service ready", spec.name)
             watchdog = asyncio.create_task(_watchdog(servicer, running, stop))
@@ -128,6 +130,20 @@ async def serve(
 
 
 T = TypeVar("T")
+
+# A young-generation collection every 10,000 allocations instead of CPython's 700: with
+# hundreds of requests in flight, each allocating hundreds of short-lived objects, the default
+# collects thousands of times a second, and the older generations it then sweeps hold every
+# in-flight request (bench/judge_service_throughput.py: ratio 0.74 -> 0.86 at 256 concurrent).
+GC_THRESHOLDS = (10_000, 10, 10)
+
+
+def tune_garbage_collector() -> None:
+    """Called once the service is ready: what start-up allocated (modules, models, pools) is
+    kept for the process's lifetime, so it is frozen out of every later collection."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 WATCHDOG_INTERVAL_S = 1.0
 
