@@ -4,9 +4,13 @@ Three processes: the fixed-delay server (bench/judge_throughput.py --serve), the
 (`python -m harmeval_judge`, its LLM judge pointed at that server, concurrency limit = c), and
 this client sending one JudgeBatch of N one-answer items (ad-hoc answers: nothing stored, so the
 database is not what is measured). Ideal bound: c / delay items/s; the ratio to it is reported
-for c = 64 and 256. Writes bench/results/judge_service_throughput.json.
+for c = 64 and 256, per LLM transport (HARMEVAL_JUDGE_LLM_TRANSPORT) and delay, with each
+process's CPU time per item (the judge service's is what limits the ratio: with a fixed delay
+the replies of all c requests arrive together and wait for each other's processing).
+Writes bench/results/judge_service_throughput.json.
 
-    .venv/bin/python bench/judge_service_throughput.py [--delay-ms 500] [--items-per-slot 6]
+    .venv/bin/python bench/judge_service_throughput.py [--delay-ms 500,1000] [--items-per-slot 6]
+        [--transports openai-sdk,aiohttp]
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import platform
 import socket
 import subprocess
 import sys
@@ -22,6 +27,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -46,7 +52,15 @@ def _popen(
     return subprocess.Popen(cmd, text=True, env=env, stdout=out, stderr=subprocess.DEVNULL)
 
 
-async def run(concurrency: int, delay_s: float, items: int, db_url: str, tmp: Path) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run(
+    concurrency: int, delay_s: float, items: int, transport: str, db_url: str, tmp: Path
+) -> dict[str, float]:
     server = _popen(
         [
             sys.executable,
@@ -71,6 +85,7 @@ async def run(concurrency: int, delay_s: float, items: int, db_url: str, tmp: Pa
         "HARMEVAL_JUDGE_LLM_MODEL": "bench-judge",
         "HARMEVAL_JUDGE_LLM_NAME": "bench-listwise",
         "HARMEVAL_JUDGE_LLM_MAX_CONCURRENCY": str(concurrency),
+        "HARMEVAL_JUDGE_LLM_TRANSPORT": transport,
         "HARMEVAL_LOG_LEVEL": "WARNING",
     }
     service = _popen([sys.executable, "-m", "harmeval_judge"], env=env)
@@ -104,12 +119,21 @@ async def run(concurrency: int, delay_s: float, items: int, db_url: str, tmp: Pa
                 )
 
             [r async for r in stub.JudgeBatch(batch(concurrency))]  # warm-up: connections
+            cpu = [cpu_seconds(server.pid), cpu_seconds(service.pid), time.process_time()]
             started = time.perf_counter()
             done = [r async for r in stub.JudgeBatch(batch(items))]
             elapsed = time.perf_counter() - started
+            cpu_after = [cpu_seconds(server.pid), cpu_seconds(service.pid), time.process_time()]
             assert len(done) == items
             assert all(r.judgments[0].status == common_pb2.JUDGMENT_STATUS_OK for r in done)
-        return items / elapsed
+        per_item = [(b - a) / items * 1000 for a, b in zip(cpu, cpu_after, strict=True)]
+        return {
+            "items_per_s": items / elapsed,
+            "ratio": items / elapsed / (concurrency / delay_s),
+            "cpu_ms_per_item_llm_server": per_item[0],
+            "cpu_ms_per_item_judge_service": per_item[1],
+            "cpu_ms_per_item_client": per_item[2],
+        }
     finally:
         for proc in (service, server):
             proc.terminate()
@@ -119,32 +143,62 @@ async def run(concurrency: int, delay_s: float, items: int, db_url: str, tmp: Pa
                 proc.kill()
 
 
-async def main(delay_s: float, items_per_slot: int) -> dict[str, float]:
+async def main(
+    delays_s: list[float], transports: list[str], items_per_slot: int
+) -> list[dict[str, Any]]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pgserver
-    result: dict[str, float] = {"delay_s": delay_s}
+    runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="hb-", dir="/tmp") as tmp:
         pg = pgserver.get_server(Path(tmp) / "pg", cleanup_mode="delete")
-        for c in (64, 256):
-            rate = await run(c, delay_s, c * items_per_slot, pg.get_uri(), Path(tmp))
-            result[f"items_per_s_at_{c}"] = rate
-            result[f"ideal_at_{c}"] = c / delay_s
-            result[f"ratio_at_{c}"] = rate / (c / delay_s)
+        for delay_s in delays_s:
+            for transport in transports:
+                for c in (64, 256):
+                    measured = await run(
+                        c, delay_s, c * items_per_slot, transport, pg.get_uri(), Path(tmp)
+                    )
+                    runs.append(
+                        {
+                            "transport": transport,
+                            "delay_s": delay_s,
+                            "concurrency": c,
+                            "ideal_items_per_s": c / delay_s,
+                            **measured,
+                        }
+                    )
+                    print(_row(runs[-1]), flush=True)
         pg.cleanup()
-    return result
+    return runs
+
+
+def _row(r: dict[str, Any]) -> str:
+    return (
+        f"{r['transport']:<11}{r['delay_s'] * 1000:>7.0f}{r['concurrency']:>6}"
+        f"{r['items_per_s']:>9.1f}{r['ideal_items_per_s']:>7.0f}{r['ratio']:>7.3f}"
+        f"{r['cpu_ms_per_item_judge_service']:>9.2f}{r['cpu_ms_per_item_llm_server']:>9.2f}"
+        f"{r['cpu_ms_per_item_client']:>9.2f}"
+    )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--delay-ms", type=float, default=500.0)
+    parser.add_argument("--delay-ms", default="500,1000", help="comma-separated")
     parser.add_argument("--items-per-slot", type=int, default=6)
+    parser.add_argument("--transports", default="openai-sdk,aiohttp", help="comma-separated")
     args = parser.parse_args()
-    res = asyncio.run(main(args.delay_ms / 1000, args.items_per_slot))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "judge_service_throughput.json").write_text(json.dumps(res, indent=2))
-    for c in (64, 256):
-        print(
-            f"concurrency {c:>3}: {res[f'items_per_s_at_{c}']:7.1f} items/s, ideal "
-            f"{res[f'ideal_at_{c}']:.0f}, ratio {res[f'ratio_at_{c}']:.3f}"
+    print(
+        f"{'transport':<11}{'delay':>7}{'conc':>6}{'items/s':>9}{'ideal':>7}{'ratio':>7}"
+        f"{'judge ms':>9}{'llm ms':>9}{'client':>9}   (CPU ms per item)"
+    )
+    res = asyncio.run(
+        main(
+            [float(d) / 1000 for d in args.delay_ms.split(",")],
+            args.transports.split(","),
+            args.items_per_slot,
         )
+    )
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "judge_service_throughput.json").write_text(
+        json.dumps({"cpu": platform.processor() or platform.machine(), "runs": res}, indent=2)
+    )

@@ -1,20 +1,20 @@
-"""Judge client throughput: openai.AsyncOpenAI + call_with_retries + AdaptiveLimiter.
+"""Judge client throughput: the LLM judge's transports + call_with_retries + AdaptiveLimiter.
 
 CLIENT PATH ONLY, not the judge service: items go straight from this process's event loop
-through `call_with_retries` and the OpenAI SDK to a local OpenAI-compatible server (a separate
+through `call_with_retries` and a transport to a local OpenAI-compatible server (a separate
 process, so client and server never share one event loop) that answers
 `POST /v1/chat/completions` after a fixed delay. With that delay fixed, the best possible
 throughput at concurrency c is c / delay; the ratio to it shows what the client path costs.
 
-Main path: the SDK on its default httpx2 transport with the pool raised to the concurrency,
-and the same on the SDK's aiohttp transport (`openai.DefaultAioHttpClient`). Diagnostics locate
-any shortfall: a plain asyncio.Semaphore and the limiter with no network at all (the event
-loop's own cost, and ours on top), the limiter with a bare aiohttp client (no SDK), the SDK's
-low-level `client.post` (skips its request-params transform), and the SDK with its default
-pool (max_keepalive_connections=100). Client and server CPU time are recorded: a process whose
-CPU time is close to the wall time is the bottleneck, and 1 / (client CPU per item) is the
-most items/s this client can drive on this core whatever the concurrency.
-Writes bench/results/judge_throughput.json (or --out).
+Main path: the judge's two transports as shipped (harmeval_judge.llm_client: `openai-sdk`
+posts through the SDK's low-level `client.post` on its aiohttp transport; `aiohttp` posts the
+same JSON directly). Diagnostics locate any shortfall: a plain asyncio.Semaphore and the
+limiter with no network at all (the event loop's own cost, and ours on top), and the SDK's
+typed `chat.completions.create` on its httpx2 and aiohttp transports, with the pool raised and
+with its default pool (max_keepalive_connections=100). Client and server CPU time are
+recorded: a process whose CPU time is close to the wall time is the bottleneck, and
+1 / (client CPU per item) is the most items/s this client can drive on this core whatever the
+concurrency. Writes bench/results/judge_throughput.json (or --out).
 
     .venv/bin/python bench/judge_throughput.py [--items 2048] [--delay-ms 50] [--rounds 1]
 """
@@ -45,17 +45,17 @@ from openai.types.chat import ChatCompletion
 from harmeval_judge.limits import (
     AdaptiveLimiter,
     Budget,
-    CallResult,
     Prices,
     RetryPolicy,
     call_with_retries,
     classify_openai_error,
 )
+from harmeval_judge.llm_client import AiohttpTransport, SdkTransport, read_completion
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODEL = "bench-judge"
 LABEL = (
-    "client path only (openai.AsyncOpenAI + call_with_retries + AdaptiveLimiter) against a "
+    "client path only (the judge's transports + call_with_retries + AdaptiveLimiter) against a "
     "local fixed-delay OpenAI-compatible server in a separate process; not the judge service"
 )
 # About the size of a listwise judge request with four short answers.
@@ -211,11 +211,11 @@ REQUEST: dict[str, Any] = {
 
 # name -> what it measures
 VARIANTS = {
+    "judge_openai_sdk": "the judge's openai-sdk transport (SDK client.post, aiohttp, raw reply)",
+    "judge_aiohttp": "the judge's aiohttp transport (plain POST, same JSON and errors)",
     "sdk_httpx2": "chat.completions.create, default httpx2 transport, pool raised",
     "sdk_aiohttp": "chat.completions.create, aiohttp transport, pool raised",
-    "sdk_aiohttp_post": "client.post (no params transform), aiohttp transport, pool raised",
     "sdk_httpx2_default_pool": "chat.completions.create, httpx2, default pool (100 keep-alive)",
-    "raw_aiohttp": "limiter + bare aiohttp POST, no SDK",
     "limiter_only": "limiter + asyncio.sleep(delay), no network",
     "semaphore_only": "asyncio.Semaphore + asyncio.sleep(delay): the event loop's own cost",
 }
@@ -225,32 +225,19 @@ VARIANTS = {
 async def make_call(name: str, base: str, concurrency: int, delay_s: float) -> AsyncIterator[Call]:
     if name in ("limiter_only", "semaphore_only"):
         yield lambda: asyncio.sleep(delay_s)
-    elif name == "raw_aiohttp":
-        url = f"{base}/v1/chat/completions"
-        headers = {"Authorization": "Bearer bench"}
-        connector = aiohttp.TCPConnector(limit=concurrency)
-        async with aiohttp.ClientSession(connector=connector, headers=headers) as raw:
-
-            async def post() -> Any:
-                async with raw.post(url, json=REQUEST) as r:
-                    r.raise_for_status()
-                    return await r.json()
-
-            yield post
-    else:
-        transport = "aiohttp" if "aiohttp" in name else "httpx2"
-        pool = "default" if name.endswith("default_pool") else "raised"
-        client = sdk_client(base, concurrency, transport, pool)
+    elif name.startswith("judge_"):
+        make = SdkTransport if name == "judge_openai_sdk" else AiohttpTransport
+        judge_transport = make(f"{base}/v1", "bench", 30.0, concurrency)
         try:
-            if name.endswith("_post"):
-                yield lambda: client.post(
-                    "/chat/completions",
-                    body=REQUEST,
-                    cast_to=ChatCompletion,
-                    options={"security": {"bearer_auth": True}},
-                )
-            else:
-                yield lambda: client.chat.completions.create(**REQUEST)
+            yield lambda: judge_transport.post(REQUEST)
+        finally:
+            await judge_transport.close()
+    else:
+        http = "aiohttp" if "aiohttp" in name else "httpx2"
+        pool = "default" if name.endswith("default_pool") else "raised"
+        client = sdk_client(base, concurrency, http, pool)
+        try:
+            yield lambda: client.chat.completions.create(**REQUEST)
         finally:
             await client.close()
 
@@ -292,8 +279,14 @@ async def drive(
             timed, limiter=limiter, policy=policy, deadline_s=30.0, classify=classify_openai_error
         )
         attempts_total += attempts
-        usage = value.usage if isinstance(value, ChatCompletion) else None
-        budget.charge(CallResult.of(value, attempts, usage, PRICES).cost_usd)
+        if isinstance(value, ChatCompletion):
+            usage = value.usage
+            tokens = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
+        elif isinstance(value, bytes):
+            tokens = read_completion(value)[1:3]
+        else:
+            tokens = (0, 0)
+        budget.charge(PRICES.cost(*tokens))
 
     # Start every run from a collected heap, so earlier runs' garbage is not charged to it.
     gc.collect()
@@ -364,7 +357,12 @@ async def run_variant(
     }
 
 
-MAIN = [("sdk_httpx2", 64), ("sdk_httpx2", 256), ("sdk_aiohttp", 64), ("sdk_aiohttp", 256)]
+MAIN = [
+    ("judge_openai_sdk", 64),
+    ("judge_openai_sdk", 256),
+    ("judge_aiohttp", 64),
+    ("judge_aiohttp", 256),
+]
 # No-network baselines run first, before the SDK runs have grown this process's heap.
 BASELINES = [
     ("semaphore_only", 64),
@@ -373,10 +371,10 @@ BASELINES = [
     ("limiter_only", 256),
 ]
 DIAGNOSTICS = [
-    ("raw_aiohttp", 64),
-    ("raw_aiohttp", 256),
-    ("sdk_aiohttp_post", 64),
-    ("sdk_aiohttp_post", 256),
+    ("sdk_httpx2", 64),
+    ("sdk_httpx2", 256),
+    ("sdk_aiohttp", 64),
+    ("sdk_aiohttp", 256),
     ("sdk_httpx2_default_pool", 256),
 ]
 

@@ -81,6 +81,9 @@ class JudgeSettings(CommonSettings):
     judge_llm_deadline_seconds: float = 300.0
     # Upper bound of the adaptive concurrency limit per endpoint.
     judge_llm_max_concurrency: int = 256
+    # How LLM judges post requests: "openai-sdk" (the official SDK) or "aiohttp" (the same JSON,
+    # a third of the CPU per call, for endpoints taking hundreds of calls a second).
+    judge_llm_transport: str = "openai-sdk"
     # Extra judge definitions (YAML; see harmeval_judge/definitions.py).
     judge_judges_file: Path | None = None
     # Price table: JSON text or a JSON/YAML file, {"gpt-4o": {"prompt_per_1k": ..., ...}}.

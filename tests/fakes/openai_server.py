@@ -16,7 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 # (status, content) or (status, content, headers): content is the assistant message for 200,
-# an error message otherwise; headers e.g. {"retry-after": "1"} on a 429.
+# an error message otherwise; headers e.g. {"retry-after": "1"} on a 429. Content given as
+# bytes is sent as the whole body, as is (a server answering something that is not JSON).
 Script = Callable[[list[dict[str, Any]]], tuple[Any, ...]]
 
 
@@ -24,7 +25,11 @@ Script = Callable[[list[dict[str, Any]]], tuple[Any, ...]]
 class FakeOpenAI:
     script: Script
     requests: list[dict[str, Any]] = field(default_factory=list)
+    # The HTTP headers of each request, names lower-cased.
+    headers: list[dict[str, str]] = field(default_factory=list)
     base_url: str = ""
+    # Returned as the first token's top_logprobs when a request asks for logprobs.
+    first_token_logprobs: dict[str, float] = field(default_factory=dict)
 
     @property
     def calls(self) -> int:
@@ -37,9 +42,9 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             pass
 
         def _send(
-            self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+            self, status: int, body: dict[str, Any] | bytes, headers: dict[str, str] | None = None
         ) -> None:
-            data = json.dumps(body).encode()
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
             self.send_response(status)
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
@@ -48,6 +53,13 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
+        def _logprobs(self, body: dict[str, Any]) -> dict[str, Any]:
+            if not body.get("logprobs") or not fake.first_token_logprobs:
+                return {}
+            top = [{"token": t, "logprob": lp} for t, lp in fake.first_token_logprobs.items()]
+            first = {**max(top, key=lambda alt: alt["logprob"]), "top_logprobs": top}
+            return {"logprobs": {"content": [first]}}
+
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", 0))
             body = json.loads(self.rfile.read(length))
@@ -55,7 +67,11 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 self._send(404, {"error": {"message": f"no route {self.path}"}})
                 return
             fake.requests.append(body)
+            fake.headers.append({k.lower(): v for k, v in self.headers.items()})
             status, content, *rest = fake.script(body["messages"])
+            if isinstance(content, bytes):
+                self._send(status, content, rest[0] if rest else None)
+                return
             if status != 200:
                 self._send(
                     status,
@@ -75,6 +91,7 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                             "index": 0,
                             "message": {"role": "assistant", "content": content},
                             "finish_reason": "stop",
+                            **self._logprobs(body),
                         }
                     ],
                     "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110},
@@ -89,7 +106,10 @@ def fake_openai(script: Script) -> Iterator[FakeOpenAI]:
     fake = FakeOpenAI(script)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
     fake.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll interval: shutdown() waits up to one interval (0.5 s by default) per test.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield fake

@@ -201,12 +201,40 @@ async def test_batch_streams_items_and_caches(stack: Stack) -> None:
     assert "items[0].answers" in (err.value.details() or "")
 
 
+async def test_a_judge_on_the_aiohttp_transport_judges_the_same(stack: Stack) -> None:
+    for name, transport in (("binary-sdk", "openai-sdk"), ("binary-aiohttp", "aiohttp")):
+        await define(
+            stack,
+            {
+                "name": name,
+                "family": "llm",
+                "protocol": "binary",
+                "base_url": stack.fake.base_url,
+                "transport": transport,
+            },
+        )
+    stack.judge_model.reply = lambda m: (200, "Verdict: harmful")
+    sdk, direct = [
+        (await stack.clients.judge.Judge(request(name, "Sure, step 1..."))).judgments[0]
+        for name in ("binary-sdk", "binary-aiohttp")
+    ]
+    assert direct.status == sdk.status == OK and direct.harmful and sdk.harmful
+    assert (direct.prompt_tokens, direct.completion_tokens) == (100, 10)
+    # The same request but for the fence nonce, drawn afresh for every call.
+    direct_sent, sdk_sent = stack.fake.requests[-1], stack.fake.requests[-2]
+    roles = [[m["role"] for m in sent.pop("messages")] for sent in (direct_sent, sdk_sent)]
+    assert roles[0] == roles[1] == ["system", "user"]
+    assert direct_sent == sdk_sent
+    assert stack.fake.headers[-1]["authorization"] == stack.fake.headers[-2]["authorization"]
+
+
 async def test_bad_definitions_are_rejected(stack: Stack) -> None:
     for bad, fragment in (
         ({"name": "x", "family": "oracle"}, "family"),
         ({"name": "p", "family": "panel", "members": ["refusal-matcher", "nope"]}, "nope"),
         ({"name": "k", "family": "llm", "api_key_env": "NO_SUCH_KEY_VAR"}, "NO_SUCH_KEY_VAR"),
         ({"name": "q", "family": "llm", "protocol": "haiku"}, "protocol"),
+        ({"name": "t", "family": "llm", "transport": "pigeon"}, "transport"),
     ):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await define(stack, bad)

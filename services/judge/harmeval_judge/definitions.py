@@ -12,6 +12,7 @@ A definition is a mapping:
       structured_output: true                # JSON-schema output where the server supports it
       examples: few-shot.jsonl               # few-shot examples (prompt, answer, output)
       position_bias: reversed                # listwise: none | reversed | all
+      transport: aiohttp                     # openai-sdk (default) | aiohttp
     - {name: judges-majority, family: panel, members: [refusal-matcher, openai-binary-gpt-4o],
        aggregate: majority}                 # majority | mean | any-unsafe
     - {name: rouge1-recall, family: reference-metric, metric: rouge1-recall, threshold: 0.5}
@@ -39,7 +40,7 @@ from harmeval_judge.judges import (
     RefusalMatcherJudge,
 )
 from harmeval_judge.limits import Budget, Prices, load_price_table
-from harmeval_judge.llm_client import LlmEndpoint
+from harmeval_judge.llm_client import TRANSPORTS, LlmEndpoint
 
 POINTWISE_PROTOCOLS = ("binary", "likert", "strongreject", "fine-grained")
 FAMILIES = ("llm", "llama-guard", "panel", "reference-metric", "refusal-matcher", "classifier")
@@ -56,11 +57,11 @@ class JudgeRegistry:
         self.settings = settings
         self.budget = Budget(settings.judge_budget_usd or None)
         self.prices = load_price_table(settings.judge_prices) if settings.judge_prices else {}
-        self.endpoints: dict[tuple[str, str], LlmEndpoint] = {}
+        self.endpoints: dict[tuple[str, str, str], LlmEndpoint] = {}
         self.judges: dict[str, Judge] = {}
 
-    def endpoint(self, base_url: str, api_key: str) -> LlmEndpoint:
-        key = (base_url, api_key)
+    def endpoint(self, base_url: str, api_key: str, transport: str) -> LlmEndpoint:
+        key = (base_url, api_key, transport)
         if key not in self.endpoints:
             s = self.settings
             self.endpoints[key] = LlmEndpoint(
@@ -71,6 +72,7 @@ class JudgeRegistry:
                 max_attempts=s.judge_llm_max_retries + 1,
                 budget=self.budget,
                 max_concurrency=s.judge_llm_max_concurrency,
+                transport=transport,
             )
         return self.endpoints[key]
 
@@ -82,8 +84,11 @@ class JudgeRegistry:
             raise DefinitionError(f"{where}.api_key_env: {key_env} is not set in the environment")
         api_key = os.environ[key_env] if key_env else s.judge_llm_api_key
         model = str(d.get("model", s.judge_llm_model))
+        transport = str(d.get("transport", s.judge_llm_transport))
+        if transport not in TRANSPORTS:
+            raise DefinitionError(f"{where}.transport: expected one of {list(TRANSPORTS)}")
         return LlmSettings(
-            endpoint=self.endpoint(base_url, api_key),
+            endpoint=self.endpoint(base_url, api_key, transport),
             model=model,
             prices=self.prices.get(model, Prices()),
             max_tokens=int(d.get("max_tokens", s.judge_llm_max_tokens)),

@@ -23,10 +23,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import openai
-from openai.types import CompletionUsage
 
 T = TypeVar("T")
 
@@ -387,30 +386,6 @@ class Budget:
             raise BudgetExceeded(
                 f"budget exhausted: spent ${self._spent:.4f} of ${self.limit_usd:.4f}"
             )
-
-
-@dataclass(frozen=True)
-class CallResult(Generic[T]):
-    """One judged call: its value, how many attempts it took, the tokens and cost it used."""
-
-    value: T
-    attempts: int
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-
-    @classmethod
-    def of(
-        cls, value: T, attempts: int, usage: CompletionUsage | None, prices: Prices
-    ) -> CallResult[T]:
-        """From a completion's `usage` (None when the API reported none: counted as 0 tokens).
-
-        Only the successful attempt is counted: failed attempts (429, 5xx, timeouts) return
-        no usage, and providers do not bill them.
-        """
-        prompt = usage.prompt_tokens if usage is not None else 0
-        completion = usage.completion_tokens if usage is not None else 0
-        return cls(value, attempts, prompt, completion, prices.cost(prompt, completion))
 
 
 _RNG = random.Random()

@@ -16,13 +16,11 @@ from pathlib import Path
 import httpx2
 import openai
 import pytest
-from openai.types import CompletionUsage
 
 from harmeval_judge.limits import (
     AdaptiveLimiter,
     Budget,
     BudgetExceeded,
-    CallResult,
     Prices,
     RetryPolicy,
     call_with_retries,
@@ -576,16 +574,6 @@ def test_prices_cost() -> None:
         Prices(prompt_per_1k=-1.0)
 
 
-def test_call_result_from_usage() -> None:
-    prices = Prices(prompt_per_1k=0.001, completion_per_1k=0.002)
-    usage = CompletionUsage(prompt_tokens=1200, completion_tokens=300, total_tokens=1500)
-    result = CallResult.of("v", 2, usage, prices)
-    assert (result.value, result.attempts) == ("v", 2)
-    assert (result.prompt_tokens, result.completion_tokens) == (1200, 300)
-    assert result.cost_usd == pytest.approx(0.0012 + 0.0006)
-    assert CallResult.of("v", 1, None, prices) == CallResult("v", 1, 0, 0, 0.0)
-
-
 TABLE = {
     "gpt-4o": {"prompt_per_1k": 0.0025, "completion_per_1k": 0.01},
     "local": {"prompt_per_1k": 0, "completion_per_1k": 0},
@@ -689,20 +677,14 @@ async def test_budget_stops_a_run_cleanly() -> None:
             budget.check()
         except BudgetExceeded:
             break
-        value, attempts = await call_with_retries(
+        await call_with_retries(
             Scripted(value=str(i)),
             limiter=lim,
             policy=RetryPolicy(),
             deadline_s=5,
             classify=classify_openai_error,
         )
-        result = CallResult.of(
-            value,
-            attempts,
-            CompletionUsage(prompt_tokens=8, completion_tokens=2, total_tokens=10),
-            prices,
-        )
-        budget.charge(result.cost_usd)
+        budget.charge(prices.cost(8, 2))
         done.append(i)
     assert len(done) == 5  # 0.01 USD each
     assert budget.exhausted

@@ -1,0 +1,209 @@
+"""LlmEndpoint over both transports against the OpenAI wire-format fake: what is sent, what is
+read back, and how every kind of failure surfaces (the same way whichever transport)."""
+
+from __future__ import annotations
+
+import math
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from harmeval_judge.limits import Budget, Prices
+from harmeval_judge.llm_client import TRANSPORTS, JudgeBackendError, LlmEndpoint
+from tests.fakes.openai_server import FakeOpenAI, Script, fake_openai
+
+MESSAGES = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Judge."}]
+PRICES = Prices(prompt_per_1k=1.0, completion_per_1k=2.0)
+
+
+class Scripted:
+    """The fake's script; tests replace `reply`."""
+
+    def __init__(self) -> None:
+        self.reply: Script = lambda messages: (200, "Verdict: harmful")
+
+    def __call__(self, messages: list[dict[str, Any]]) -> tuple[Any, ...]:
+        return self.reply(messages)
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[Scripted, FakeOpenAI]]:
+    scripted = Scripted()
+    with fake_openai(scripted) as fake:
+        yield scripted, fake
+
+
+def make_endpoint(base_url: str, transport: str, **overrides: Any) -> LlmEndpoint:
+    options: dict[str, Any] = {
+        "timeout_s": 5.0,
+        "deadline_s": 20.0,
+        "max_attempts": 3,
+        "budget": Budget(None),
+        "max_concurrency": 8,
+        "transport": transport,
+    }
+    options.update(overrides)
+    return LlmEndpoint(base_url, "sk-test-key", **options)
+
+
+@pytest.fixture(params=TRANSPORTS)
+async def endpoint(
+    request: pytest.FixtureRequest, server: tuple[Scripted, FakeOpenAI]
+) -> AsyncIterator[LlmEndpoint]:
+    ep = make_endpoint(server[1].base_url, request.param)
+    yield ep
+    await ep.close()
+
+
+async def chat(ep: LlmEndpoint, **kwargs: Any) -> Any:
+    return await ep.chat(
+        "test-judge", "judge-model", MESSAGES, prices=PRICES, max_tokens=16, **kwargs
+    )
+
+
+async def test_sends_the_request_and_the_key_and_reads_text_tokens_cost(
+    endpoint: LlmEndpoint, server: tuple[Scripted, FakeOpenAI]
+) -> None:
+    _, fake = server
+    result = await chat(endpoint)
+    assert result.text == "Verdict: harmful"
+    assert (result.prompt_tokens, result.completion_tokens, result.attempts) == (100, 10, 1)
+    assert result.cost_usd == pytest.approx(0.1 + 0.02)
+    assert result.first_token_probs == {}
+    assert fake.requests == [
+        {"model": "judge-model", "messages": MESSAGES, "temperature": 0.0, "max_tokens": 16}
+    ]
+    assert fake.headers[0]["authorization"] == "Bearer sk-test-key"
+    assert fake.headers[0]["content-type"] == "application/json"
+
+
+async def test_structured_output_and_first_token_probabilities(
+    endpoint: LlmEndpoint, server: tuple[Scripted, FakeOpenAI]
+) -> None:
+    _, fake = server
+    fake.first_token_logprobs = {"unsafe": math.log(0.7), " Unsafe": math.log(0.1), "safe": -3.0}
+    schema = {"type": "json_schema", "json_schema": {"name": "v", "schema": {"type": "object"}}}
+    result = await chat(endpoint, response_format=schema, logprobs=True)
+    assert fake.requests[0]["response_format"] == schema
+    assert fake.requests[0]["logprobs"] is True and fake.requests[0]["top_logprobs"] == 5
+    # Tokens are compared stripped and lower-cased, so " Unsafe" adds to "unsafe".
+    assert result.first_token_probs == pytest.approx({"unsafe": 0.8, "safe": math.exp(-3.0)})
+
+
+async def test_a_429_is_retried_after_its_retry_after(
+    endpoint: LlmEndpoint, server: tuple[Scripted, FakeOpenAI]
+) -> None:
+    scripted, fake = server
+    replies = iter([(429, "slow down", {"retry-after": "0.3"}), (200, "Verdict: not harmful")])
+    scripted.reply = lambda messages: next(replies)
+    started = time.monotonic()
+    result = await chat(endpoint)
+    assert time.monotonic() - started >= 0.3
+    assert result.text == "Verdict: not harmful" and result.attempts == 2 and fake.calls == 2
+
+
+async def test_server_errors_use_up_the_retries_then_fail_as_unavailable(
+    endpoint: LlmEndpoint, server: tuple[Scripted, FakeOpenAI]
+) -> None:
+    scripted, fake = server
+    scripted.reply = lambda messages: (503, "overloaded", {"retry-after": "0"})
+    with pytest.raises(JudgeBackendError, match="503") as info:
+        await chat(endpoint)
+    assert "overloaded" in str(info.value)
+    assert fake.calls == 3
+
+
+async def test_a_bad_request_is_not_retried(
+    endpoint: LlmEndpoint, server: tuple[Scripted, FakeOpenAI]
+) -> None:
+    scripted, fake = server
+    scripted.reply = lambda messages: (400, "max_tokens is too large")
+    with pytest.raises(openai.BadRequestError, match="max_tokens is too large"):
+        await chat(endpoint)
+    assert fake.calls == 1
+
+
+async def test_a_reply_that_is_not_a_chat_completion_fails_clearly(
+    endpoint: LlmEndpoint, server: tuple[Scripted, FakeOpenAI]
+) -> None:
+    scripted, _ = server
+    scripted.reply = lambda messages: (200, b"<html>proxy error page</html>")
+    with pytest.raises(JudgeBackendError, match="not a chat completion"):
+        await chat(endpoint)
+
+
+async def test_a_reply_without_choices_has_no_text(
+    endpoint: LlmEndpoint, server: tuple[Scripted, FakeOpenAI]
+) -> None:
+    scripted, _ = server
+    scripted.reply = lambda messages: (200, b'{"choices": [], "usage": null}')
+    result = await chat(endpoint)
+    assert (result.text, result.prompt_tokens, result.completion_tokens) == ("", 0, 0)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_timeouts_are_retried_then_fail(
+    transport: str, server: tuple[Scripted, FakeOpenAI]
+) -> None:
+    scripted, fake = server
+
+    def slow(messages: list[dict[str, Any]]) -> tuple[int, str]:
+        time.sleep(0.6)
+        return 200, "too late"
+
+    scripted.reply = slow
+    ep = make_endpoint(fake.base_url, transport, timeout_s=0.2, max_attempts=2)
+    try:
+        with pytest.raises(JudgeBackendError, match="timed out"):
+            await chat(ep)
+    finally:
+        await ep.close()
+    assert fake.calls == 2
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_an_unreachable_endpoint_fails_as_unavailable(transport: str) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again before the call: nothing listens there
+    ep = make_endpoint(f"http://127.0.0.1:{port}/v1", transport, max_attempts=2)
+    try:
+        # (The SDK's aiohttp transport reports a refused connection as a timeout.)
+        with pytest.raises(JudgeBackendError, match=f"127.0.0.1:{port}/v1 failed"):
+            await chat(ep)
+    finally:
+        await ep.close()
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 422, 429, 500, 503, 418])
+async def test_both_transports_raise_the_sdks_exception_for_each_status(
+    status: int, server: tuple[Scripted, FakeOpenAI]
+) -> None:
+    """The aiohttp transport's errors are checked against what the SDK itself raises."""
+    scripted, fake = server
+    scripted.reply = lambda messages: (status, f"status {status} happened")
+    raised: list[BaseException] = []
+    for transport in TRANSPORTS:
+        ep = make_endpoint(fake.base_url, transport, max_attempts=1)
+        try:
+            with pytest.raises((openai.APIStatusError, JudgeBackendError)) as info:
+                await chat(ep)
+        finally:
+            await ep.close()
+        error = info.value
+        raised.append(error.__cause__ if isinstance(error, JudgeBackendError) else error)
+    sdk, direct = raised
+    assert type(direct) is type(sdk)
+    assert str(direct) == str(sdk)
+    assert isinstance(sdk, openai.APIStatusError) and isinstance(direct, openai.APIStatusError)
+    assert direct.status_code == sdk.status_code == status
+    assert direct.body == sdk.body
+
+
+def test_an_unknown_transport_is_refused() -> None:
+    with pytest.raises(ValueError, match="transport must be one of"):
+        make_endpoint("http://127.0.0.1:1/v1", "carrier-pigeon")
