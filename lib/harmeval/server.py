@@ -145,6 +145,7 @@ def tune_garbage_collector() -> None:
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
 
+
 WATCHDOG_INTERVAL_S = 1.0
 
 
