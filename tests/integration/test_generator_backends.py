@@ -6,11 +6,8 @@ when an in-process engine dies."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -30,7 +27,6 @@ from harmeval_generator.backends.base import (
     StreamState,
 )
 from harmeval_generator.service import SPEC, GeneratorServicer
-from tests.conftest import free_ports
 from tests.fakes.tgi_server import fake_tgi
 from tests.integration.conftest import Stack, running
 
@@ -200,50 +196,6 @@ async def test_dead_engine_is_unavailable_and_flips_health(stack: Stack) -> None
 
 
 # -- other backends, through the service -----------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def llama_server(model_path: Path) -> Iterator[str]:
-    """llama-cpp-python's real OpenAI-compatible server over the same Gemma file."""
-    (port,) = free_ports(1)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(model_path),
-            "--model_alias",
-            "gemma",
-            "--chat_format",
-            "gemma",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "1024",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{base}/models", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("llama_cpp.server did not start")
-    yield base
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 async def generator_with(
