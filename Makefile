@@ -79,6 +79,7 @@ bench: install
 	$(BIN)/python bench/reference_metrics.py
 	$(BIN)/python bench/judge_throughput.py
 	$(BIN)/python bench/judge_service_throughput.py
+	$(BIN)/python bench/judge_cache_rerun.py
 
 clean:
 	-$(BIN)/harmeval down

@@ -26,9 +26,13 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import grpc
 
 from harmeval.clients import health_status
@@ -58,9 +62,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def run(
-    concurrency: int, delay_s: float, items: int, transport: str, db_url: str, tmp: Path
-) -> dict[str, float]:
+@dataclass
+class JudgeStack:
+    """The fixed-delay LLM server and a judge service using it, both running."""
+
+    stub: judge_pb2_grpc.JudgeServiceStub
+    llm_server: subprocess.Popen[str]
+    llm_base: str
+    service: subprocess.Popen[str]
+    judge: str = "bench-listwise"
+
+    async def backend_requests(self) -> int:
+        """Requests the LLM server has answered so far (its own count)."""
+        base = self.llm_base.removesuffix("/v1")
+        async with aiohttp.ClientSession() as s, s.get(f"{base}/stats") as r:
+            return int((await r.json())["requests"])
+
+
+@asynccontextmanager
+async def judge_stack(
+    concurrency: int, delay_s: float, transport: str, db_url: str, tmp: Path
+) -> AsyncIterator[JudgeStack]:
     server = _popen(
         [
             sys.executable,
@@ -104,28 +126,43 @@ async def run(
                 ("grpc.max_receive_message_length", limit),
             ],
         ) as channel:
-            stub = judge_pb2_grpc.JudgeServiceStub(channel)
+            yield JudgeStack(judge_pb2_grpc.JudgeServiceStub(channel), server, base, service)
+    finally:
+        for proc in (service, server):
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
-            def batch(n: int) -> judge_pb2.JudgeBatchRequest:
-                return judge_pb2.JudgeBatchRequest(
-                    judge="bench-listwise",
-                    items=[
-                        judge_pb2.JudgeItem(
-                            prompt=common_pb2.Prompt(text=f"prompt {i}"),
-                            answers=[judge_pb2.Answer(text=f"answer {i}")],
-                        )
-                        for i in range(n)
-                    ],
-                )
 
-            [r async for r in stub.JudgeBatch(batch(concurrency))]  # warm-up: connections
-            cpu = [cpu_seconds(server.pid), cpu_seconds(service.pid), time.process_time()]
-            started = time.perf_counter()
-            done = [r async for r in stub.JudgeBatch(batch(items))]
-            elapsed = time.perf_counter() - started
-            cpu_after = [cpu_seconds(server.pid), cpu_seconds(service.pid), time.process_time()]
-            assert len(done) == items
-            assert all(r.judgments[0].status == common_pb2.JUDGMENT_STATUS_OK for r in done)
+def ad_hoc_batch(n: int) -> judge_pb2.JudgeBatchRequest:
+    """n one-answer items sent as text (nothing stored: the database is not measured)."""
+    return judge_pb2.JudgeBatchRequest(
+        judge="bench-listwise",
+        items=[
+            judge_pb2.JudgeItem(
+                prompt=common_pb2.Prompt(text=f"prompt {i}"),
+                answers=[judge_pb2.Answer(text=f"answer {i}")],
+            )
+            for i in range(n)
+        ],
+    )
+
+
+async def run(
+    concurrency: int, delay_s: float, items: int, transport: str, db_url: str, tmp: Path
+) -> dict[str, float]:
+    async with judge_stack(concurrency, delay_s, transport, db_url, tmp) as js:
+        stub, server, service = js.stub, js.llm_server, js.service
+        [r async for r in stub.JudgeBatch(ad_hoc_batch(concurrency))]  # warm-up: connections
+        cpu = [cpu_seconds(server.pid), cpu_seconds(service.pid), time.process_time()]
+        started = time.perf_counter()
+        done = [r async for r in stub.JudgeBatch(ad_hoc_batch(items))]
+        elapsed = time.perf_counter() - started
+        cpu_after = [cpu_seconds(server.pid), cpu_seconds(service.pid), time.process_time()]
+        assert len(done) == items
+        assert all(r.judgments[0].status == common_pb2.JUDGMENT_STATUS_OK for r in done)
         per_item = [(b - a) / items * 1000 for a, b in zip(cpu, cpu_after, strict=True)]
         return {
             "items_per_s": items / elapsed,
@@ -134,13 +171,6 @@ async def run(
             "cpu_ms_per_item_judge_service": per_item[1],
             "cpu_ms_per_item_client": per_item[2],
         }
-    finally:
-        for proc in (service, server):
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 async def main(
