@@ -12,7 +12,6 @@ from __future__ import annotations
 from harmeval.importers.annotations import (
     AnnotationFileError,
     AnnotationRow,
-    TableFileError,
     load_annotation_file,
 )
 from harmeval.importers.harmmetric import (
@@ -37,9 +36,9 @@ from harmeval.importers.llm_harm import (
 )
 from harmeval.importers.reliability_table import (
     ReliabilityTableError,
-    encode_values,
     load_reliability_table,
 )
+from harmeval.tables import TableFileError
 
 __all__ = [
     "MODELS",
@@ -57,7 +56,6 @@ __all__ = [
     "Problem",
     "ReliabilityTableError",
     "TableFileError",
-    "encode_values",
     "load_annotation_file",
     "load_harmmetric",
     "load_llm_harm",

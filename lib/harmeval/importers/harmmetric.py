@@ -19,13 +19,11 @@ among :attr:`Benchmark.responses`.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from harmeval.importers.annotations import TableFileError
+from harmeval.tables import TableFileError, jsonl_records, read_text
 
 __all__ = [
     "SLOTS",
@@ -130,31 +128,9 @@ class BenchmarkFileError(TableFileError):
     """
 
 
-def _rows(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
+def _rows(path: Path) -> list[tuple[int, dict[str, object]]]:
     """(1-based line, JSON object) for every non-blank line."""
-    source = str(path)
-    try:
-        content = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise BenchmarkFileError(source, f"not valid UTF-8 text ({exc.reason})") from exc
-    except OSError as exc:
-        raise BenchmarkFileError(source, f"cannot read file: {exc.strerror or exc}") from exc
-    # Split on "\n" only: str.splitlines() would also split on characters (U+2028, \x1c...)
-    # that are legal inside JSON strings and do occur in model outputs.
-    for line_no, line in enumerate(content.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            value: object = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BenchmarkFileError(
-                source, f"invalid JSON: {exc.msg} (column {exc.colno})", line=line_no
-            ) from exc
-        if not isinstance(value, dict):
-            raise BenchmarkFileError(
-                source, f"expected a JSON object, got {type(value).__name__}", line=line_no
-            )
-        yield line_no, value
+    return jsonl_records(str(path), read_text(path, BenchmarkFileError), BenchmarkFileError)
 
 
 @dataclass

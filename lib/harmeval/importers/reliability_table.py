@@ -18,15 +18,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
-import numpy.typing as npt
-
-from harmeval.importers.annotations import TableFileError, read_table, text_field
+from harmeval.tables import TableFileError, read_table, text_field
 
 __all__ = [
     "ReliabilityTableError",
     "Value",
-    "encode_values",
     "load_reliability_table",
 ]
 
@@ -109,48 +105,3 @@ def load_reliability_table(path: Path) -> list[tuple[str, str, Value]]:
         seen[(unit, coder)] = line
         rows.append((unit, coder, value))
     return rows
-
-
-def _category(value: str | float) -> str:
-    """Category name of a value: numbers as written without a spurious ``.0``."""
-    if isinstance(value, str):
-        return value
-    return str(int(value)) if value.is_integer() else repr(value)
-
-
-def encode_values(
-    rows: list[tuple[str, str, Value]],
-) -> tuple[npt.NDArray[np.float64], list[str], list[str], dict[str, float]]:
-    """Turn records into a coders × units matrix for Krippendorff's alpha.
-
-    Returns ``(matrix, coders, units, codebook)``: ``matrix[i, j]`` is coder ``coders[i]``'s
-    value for unit ``units[j]`` (``np.nan`` = not coded); coders and units are in order of
-    first appearance. When every value is numeric the values are used as they are and the
-    codebook is empty. When any value is a category name, *all* values are treated as
-    categories (numbers by their written form, ``1.0`` -> ``"1"``) and coded 0, 1, 2... in
-    sorted order of the names; ``codebook`` maps name -> code. Such codes are only meaningful
-    at the nominal level, which is what string categories imply.
-
-    Raises ValueError for a repeated (unit, coder).
-    """
-    coders: dict[str, int] = {}
-    units: dict[str, int] = {}
-    for unit, coder, _ in rows:
-        coders.setdefault(coder, len(coders))
-        units.setdefault(unit, len(units))
-    present = [value for _, _, value in rows if value is not None]
-    codebook: dict[str, float] = {}
-    if any(isinstance(value, str) for value in present):
-        names = sorted({_category(value) for value in present})
-        codebook = {name: float(code) for code, name in enumerate(names)}
-    matrix = np.full((len(coders), len(units)), np.nan, dtype=np.float64)
-    filled = np.zeros(matrix.shape, dtype=bool)
-    for unit, coder, value in rows:
-        i, j = coders[coder], units[unit]
-        if filled[i, j]:
-            raise ValueError(f"unit {unit!r} has two values from coder {coder!r}")
-        filled[i, j] = True
-        if value is None:
-            continue
-        matrix[i, j] = codebook[_category(value)] if codebook else float(value)
-    return matrix, list(coders), list(units), codebook

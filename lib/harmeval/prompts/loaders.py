@@ -14,13 +14,12 @@ file, the 1-based line number (for CSV the header is line 1) and the field.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+from harmeval.tables import TableFileError, jsonl_records, read_csv, read_jsonl, read_table
 
 __all__ = [
     "BUILTIN_SPEC",
@@ -47,8 +46,6 @@ BUILTIN_SPEC = "builtin"
 _BUILTIN_PACKAGE = "harmeval.prompts"
 _BUILTIN_RESOURCE = "builtin.jsonl"
 
-_JSONL_SUFFIXES = frozenset({".jsonl", ".json-lines"})
-_CSV_SUFFIXES = frozenset({".csv"})
 
 # Canonical field -> accepted names, in order of preference.
 _TEXT_FIELDS = ("text", "prompt")
@@ -67,27 +64,12 @@ class PromptRecord:
     """Free text for user files; one of :data:`HARM_CATEGORIES` for the built-in set."""
 
 
-class PromptFileError(ValueError):
+class PromptFileError(TableFileError):
     """A prompt file cannot be read or is invalid.
 
     The message reads like ``"prompts.csv line 4: field 'text' is empty"``;
     the parts are also available as attributes.
     """
-
-    def __init__(
-        self,
-        file: str,
-        detail: str,
-        *,
-        line: int | None = None,
-        field: str | None = None,
-    ) -> None:
-        self.file = file
-        self.line = line
-        self.field = field
-        self.detail = detail
-        where = file if line is None else f"{file} line {line}"
-        super().__init__(f"{where}: {detail}")
 
 
 def _pick(record: Mapping[str, object], names: tuple[str, ...]) -> tuple[str, object] | None:
@@ -111,7 +93,7 @@ def _build_records(
         if picked is None:
             raise PromptFileError(
                 source,
-                "field 'text' is missing (also accepted: 'prompt')",
+                "is missing (also accepted: 'prompt')",
                 line=line_no,
                 field="text",
             )
@@ -119,15 +101,13 @@ def _build_records(
         if not isinstance(raw_text, str):
             raise PromptFileError(
                 source,
-                f"field '{text_field}' must be a string, got {type(raw_text).__name__}",
+                f"must be a string, got {type(raw_text).__name__}",
                 line=line_no,
                 field=text_field,
             )
         text = raw_text.strip()
         if not text:
-            raise PromptFileError(
-                source, f"field '{text_field}' is empty", line=line_no, field=text_field
-            )
+            raise PromptFileError(source, "is empty", line=line_no, field=text_field)
 
         # id (optional)
         prompt_id = ""
@@ -137,8 +117,7 @@ def _build_records(
             if isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
                 raise PromptFileError(
                     source,
-                    f"field '{id_field}' must be a string or an integer, "
-                    f"got {type(raw_id).__name__}",
+                    f"must be a string or an integer, got {type(raw_id).__name__}",
                     line=line_no,
                     field=id_field,
                 )
@@ -149,7 +128,7 @@ def _build_records(
         if first_line is not None:
             raise PromptFileError(
                 source,
-                f"field 'id' repeats id {prompt_id!r} already used on line {first_line}",
+                f"repeats id {prompt_id!r} already used on line {first_line}",
                 line=line_no,
                 field="id",
             )
@@ -163,7 +142,7 @@ def _build_records(
             if not isinstance(raw_category, str):
                 raise PromptFileError(
                     source,
-                    f"field '{category_field}' must be a string, got {type(raw_category).__name__}",
+                    f"must be a string, got {type(raw_category).__name__}",
                     line=line_no,
                     field=category_field,
                 )
@@ -178,44 +157,9 @@ def _build_records(
     return records
 
 
-def _jsonl_rows(content: str, source: str) -> list[tuple[int, Mapping[str, object]]]:
-    rows: list[tuple[int, Mapping[str, object]]] = []
-    # Universal newlines were applied on read, so "\n" is the only line break left;
-    # str.splitlines() would also split on characters valid inside JSON strings.
-    for line_no, line in enumerate(content.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            value: object = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise PromptFileError(
-                source, f"invalid JSON: {exc.msg} (column {exc.colno})", line=line_no
-            ) from exc
-        if not isinstance(value, dict):
-            raise PromptFileError(
-                source,
-                f"expected a JSON object, got {type(value).__name__}",
-                line=line_no,
-            )
-        rows.append((line_no, value))
-    return rows
-
-
-def _read_text(path: Path, *, newline: str | None = None) -> str:
-    try:
-        with path.open(encoding="utf-8-sig", newline=newline) as handle:
-            return handle.read()
-    except UnicodeDecodeError as exc:
-        raise PromptFileError(str(path), f"not valid UTF-8 text ({exc.reason})") from exc
-    except OSError as exc:
-        raise PromptFileError(str(path), f"cannot read file: {exc.strerror or exc}") from exc
-
-
 def load_jsonl_prompts(path: str | Path) -> list[PromptRecord]:
     """Load a JSONL prompt file: one JSON object per line, blank lines skipped."""
-    path = Path(path)
-    source = str(path)
-    return _build_records(_jsonl_rows(_read_text(path), source), source)
+    return _build_records(read_jsonl(path, PromptFileError).rows, str(path))
 
 
 def load_csv_prompts(path: str | Path) -> list[PromptRecord]:
@@ -224,63 +168,24 @@ def load_csv_prompts(path: str | Path) -> list[PromptRecord]:
     Column names are matched case-insensitively; unknown columns are ignored.
     Rows whose cells are all blank are skipped.
     """
-    path = Path(path)
-    source = str(path)
-    content = _read_text(path, newline="")
-    reader = csv.reader(io.StringIO(content, newline=""))
-    rows: list[tuple[int, Mapping[str, object]]] = []
-    try:
-        header = next(reader, None)
-        if header is None or not any(cell.strip() for cell in header):
-            raise PromptFileError(source, "no prompts")
-        columns = [cell.strip().lower() for cell in header]
-        if not any(name in columns for name in _TEXT_FIELDS):
-            found = ", ".join(repr(cell) for cell in header)
-            raise PromptFileError(
-                source,
-                f"header has no 'text' column (also accepted: 'prompt'); found {found}",
-                line=1,
-                field="text",
-            )
-        end_line = reader.line_num
-        for cells in reader:
-            # A quoted cell may span several lines: report the line the row starts on.
-            line_no, end_line = end_line + 1, reader.line_num
-            if not any(cell.strip() for cell in cells):
-                continue
-            if len(cells) > len(columns):
-                raise PromptFileError(
-                    source,
-                    f"row has {len(cells)} fields but the header has {len(columns)} "
-                    "(unquoted comma in a field?)",
-                    line=line_no,
-                )
-            row: dict[str, object] = {}
-            for name, cell in zip(columns, cells, strict=False):
-                row.setdefault(name, cell)
-            rows.append((line_no, row))
-    except csv.Error as exc:
-        raise PromptFileError(source, f"malformed CSV: {exc}", line=reader.line_num) from exc
-    return _build_records(rows, source)
+    table = read_csv(path, PromptFileError, any_of=_TEXT_FIELDS)
+    return _build_records(table.rows, str(path))
 
 
 def load_prompt_file(path: str | Path) -> list[PromptRecord]:
-    """Load a prompt file, choosing the format from its suffix (.jsonl, .json-lines, .csv)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in _JSONL_SUFFIXES:
-        return load_jsonl_prompts(path)
-    if suffix in _CSV_SUFFIXES:
-        return load_csv_prompts(path)
-    kind = f"file type {suffix!r}" if suffix else "file without a suffix"
-    raise PromptFileError(str(path), f"unsupported {kind}; use .jsonl, .json-lines or .csv")
+    """Load a prompt file, choosing the format from its suffix (.jsonl, .json-lines, .ndjson,
+    .csv)."""
+    table = read_table(path, PromptFileError, any_of=_TEXT_FIELDS)
+    return _build_records(table.rows, str(path))
 
 
 def load_builtin_prompts() -> list[PromptRecord]:
     """Load the prompt set shipped with harmeval (48 prompts, 12 per harm category)."""
     resource = resources.files(_BUILTIN_PACKAGE).joinpath(_BUILTIN_RESOURCE)
     content = resource.read_text(encoding="utf-8")
-    records = _build_records(_jsonl_rows(content, _BUILTIN_RESOURCE), _BUILTIN_RESOURCE)
+    records = _build_records(
+        jsonl_records(_BUILTIN_RESOURCE, content, PromptFileError), _BUILTIN_RESOURCE
+    )
     for line_no, record in enumerate(records, start=1):
         if record.category not in HARM_CATEGORIES:
             raise PromptFileError(

@@ -11,9 +11,9 @@ import pytest
 from harmeval.importers.annotations import (
     AnnotationFileError,
     AnnotationRow,
-    TableFileError,
     load_annotation_file,
 )
+from harmeval.tables import TableFileError
 
 HEADER = "study,prompt,model,annotator,value,rank\n"
 

@@ -318,7 +318,7 @@ def test_jsonl_without_records(tmp_path: Path, content: str) -> None:
     path = write(tmp_path / "empty.jsonl", content)
     with pytest.raises(PromptFileError) as info:
         load_jsonl_prompts(path)
-    check_error(info.value, path, line=None, field=None, contains="no prompts")
+    check_error(info.value, path, line=None, field=None, contains="has no rows")
 
 
 def test_csv_whitespace_text(tmp_path: Path) -> None:
@@ -348,7 +348,7 @@ def test_csv_missing_text_column_names_header(tmp_path: Path) -> None:
     with pytest.raises(PromptFileError) as info:
         load_csv_prompts(path)
     check_error(info.value, path, line=1, field="text", contains="header")
-    assert "'question'" in str(info.value)
+    assert "found: category, id, question" in str(info.value)
 
 
 def test_csv_row_with_too_many_fields(tmp_path: Path) -> None:
@@ -358,12 +358,15 @@ def test_csv_row_with_too_many_fields(tmp_path: Path) -> None:
     check_error(info.value, path, line=2, field=None, contains="3 fields")
 
 
-@pytest.mark.parametrize("content", ["", "text\n", "text\n\n,\n"])
-def test_csv_without_records(tmp_path: Path, content: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("", "is empty (no header row)"), ("text\n", "has no rows"), ("text\n\n,\n", "has no rows")],
+)
+def test_csv_without_records(tmp_path: Path, content: str, message: str) -> None:
     path = write(tmp_path / "empty.csv", content)
     with pytest.raises(PromptFileError) as info:
         load_csv_prompts(path)
-    check_error(info.value, path, line=None, field=None, contains="no prompts")
+    check_error(info.value, path, line=None, field=None, contains=message)
 
 
 def test_csv_not_utf8(tmp_path: Path) -> None:

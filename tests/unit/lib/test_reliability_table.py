@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from harmeval.importers.annotations import TableFileError
 from harmeval.importers.reliability_table import (
     ReliabilityTableError,
-    encode_values,
     load_reliability_table,
 )
+from harmeval.tables import TableFileError
 
 
 def write(path: Path, content: str, encoding: str = "utf-8") -> Path:
@@ -125,53 +123,3 @@ def test_jsonl_errors(tmp_path: Path, obj: dict[str, object], field: str, contai
 )
 def test_file_errors(tmp_path: Path, name: str, content: str, contains: str) -> None:
     expect_error(write(tmp_path / name, content), None, None, contains)
-
-
-# --- encode_values -------------------------------------------------------------------------
-
-
-def test_encode_numeric_values() -> None:
-    rows: list[tuple[str, str, str | float | None]] = [
-        ("u1", "a", 1.0),
-        ("u1", "b", 2.0),
-        ("u2", "b", 0.5),
-        ("u3", "a", None),
-    ]
-    matrix, coders, units, codebook = encode_values(rows)
-    assert coders == ["a", "b"]
-    assert units == ["u1", "u2", "u3"]
-    assert codebook == {}
-    np.testing.assert_array_equal(matrix, [[1.0, np.nan, np.nan], [2.0, 0.5, np.nan]])
-    assert matrix.dtype == np.float64
-
-
-def test_encode_categories_when_any_value_is_a_string() -> None:
-    rows: list[tuple[str, str, str | float | None]] = [
-        ("u1", "judge", "harmful"),
-        ("u1", "human", 1.0),
-        ("u2", "judge", "N/A"),
-        ("u2", "human", "harmful"),
-        ("u3", "human", 0.5),
-        ("u3", "judge", None),
-    ]
-    matrix, coders, units, codebook = encode_values(rows)
-    # numbers become categories by their written form (1.0 -> "1"), codes follow sorted names
-    assert codebook == {"0.5": 0.0, "1": 1.0, "N/A": 2.0, "harmful": 3.0}
-    assert coders == ["judge", "human"]
-    assert units == ["u1", "u2", "u3"]
-    np.testing.assert_array_equal(matrix, [[3.0, 2.0, np.nan], [1.0, 3.0, 0.0]])
-
-
-def test_encode_empty_and_duplicates() -> None:
-    matrix, coders, units, codebook = encode_values([])
-    assert matrix.shape == (0, 0) and coders == [] and units == [] and codebook == {}
-    with pytest.raises(ValueError, match="two values"):
-        encode_values([("u", "c", 1.0), ("u", "c", None)])
-
-
-def test_load_then_encode_feeds_agreement(tmp_path: Path) -> None:
-    path = write(tmp_path / "t.csv", "unit,coder,value\nu1,a,yes\nu1,b,yes\nu2,a,no\nu2,b,yes\n")
-    matrix, coders, units, codebook = encode_values(load_reliability_table(path))
-    assert codebook == {"no": 0.0, "yes": 1.0}
-    assert (coders, units) == (["a", "b"], ["u1", "u2"])
-    np.testing.assert_array_equal(matrix, [[1.0, 0.0], [1.0, 1.0]])
