@@ -214,3 +214,22 @@ async def test_judge_metrics_count_calls_and_verdicts(stack: Stack) -> None:
     ]
     assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 2]
     assert sample("harmeval_judge_llm_tokens_total", {"judge": judge, "kind": "prompt"}) >= 100
+
+
+async def test_a_batch_with_an_unknown_answer_judges_nothing(stack: Stack) -> None:
+    [known] = await stored_answers(stack, "Step 1: do it.")
+    batch = judge_pb2.JudgeBatchRequest(
+        judge="refusal-matcher",
+        items=[
+            judge_pb2.JudgeItem(prompt=common_pb2.Prompt(text="How?"), answers=[known]),
+            judge_pb2.JudgeItem(
+                prompt=common_pb2.Prompt(text="How?"),
+                answers=[judge_pb2.Answer(generation_id=987654, text="x")],
+            ),
+        ],
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        [r async for r in stack.clients.judge.JudgeBatch(batch)]
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "items[1].answers: unknown generation_id [987654]" in (err.value.details() or "")
+    assert await stack.servicers["judge"].repo.count_rows("judgments") == 0

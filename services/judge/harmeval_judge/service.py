@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -180,29 +180,43 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT, f"{where}answers: duplicate generation_id"
             )
 
+    async def _stored_verdicts(
+        self, judge: Judge, items: Sequence[Sequence[judge_pb2.Answer]], where: str
+    ) -> dict[int, StoredJudgment]:
+        """Verdicts this judge (as configured now) already gave on the stored answers of
+        `items`, read in two queries for the whole request; an unknown generation_id rejects
+        the request before anything is judged."""
+        repo = self.repo
+        assert repo is not None
+        ids = [a.generation_id for answers in items for a in answers if a.generation_id]
+        if not ids:  # ad-hoc answers need no database round trip
+            return {}
+        known = await repo.existing_generation_ids(ids)
+        for i, answers in enumerate(items):
+            missing = {a.generation_id for a in answers if a.generation_id} - known
+            if missing:
+                raise ItemRejected(
+                    grpc.StatusCode.NOT_FOUND,
+                    f"{where.format(i)}answers: unknown generation_id {sorted(missing)}",
+                )
+        return await repo.find_judgments(self.records[judge.name], ids)
+
     async def _judge_item(
         self,
         judge: Judge,
         prompt: common_pb2.Prompt,
         answers: Sequence[judge_pb2.Answer],
         references: Sequence[str],
+        stored: Mapping[int, StoredJudgment],
     ) -> list[common_pb2.Judgment]:
-        """Stored verdicts when this judge (as configured now) gave them all; else judges the
-        whole set (a listwise verdict only holds for the set) and stores it in one transaction."""
+        """The stored verdicts when this judge gave them all; else judges the whole set (a
+        listwise verdict only holds for the set) and stores it in one transaction."""
         repo = self.repo
         assert repo is not None
         record = self.records[judge.name]
         ids = [a.generation_id for a in answers]
-        stored_ids = [i for i in ids if i]
-        if stored_ids:  # ad-hoc answers need no database round trip
-            missing = set(stored_ids) - await repo.existing_generation_ids(stored_ids)
-            if missing:
-                raise ItemRejected(
-                    grpc.StatusCode.NOT_FOUND, f"answers: unknown generation_id {sorted(missing)}"
-                )
-            cached = await repo.find_judgments(record, stored_ids)
-            if len(cached) == len(ids):
-                return [to_proto(judge, i, cached[i], cached=True) for i in ids]
+        if all(i in stored for i in ids):
+            return [to_proto(judge, i, stored[i], cached=True) for i in ids]
         verdicts = await judge.judge(
             JudgeInput(prompt.text, [a.text for a in answers], list(references))
         )
@@ -254,8 +268,9 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
         judge = await self._judge_for(request.judge, context)
         try:
             self._check_item(judge, request.prompt, request.answers, "")
+            stored = await self._stored_verdicts(judge, [request.answers], "")
             judgments = await self._judge_item(
-                judge, request.prompt, request.answers, request.references
+                judge, request.prompt, request.answers, request.references, stored
             )
         except (ItemRejected, BudgetExceeded, JudgeInputError, JudgeBackendError) as exc:
             await self._abort_for(exc, context)
@@ -276,12 +291,17 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
         try:
             for i, item in enumerate(request.items):
                 self._check_item(judge, item.prompt, item.answers, f"items[{i}].")
+            stored = await self._stored_verdicts(
+                judge, [item.answers for item in request.items], "items[{}]."
+            )
         except ItemRejected as exc:
             await context.abort(exc.code, str(exc))
 
         async def one(i: int) -> judge_pb2.JudgeBatchResponse:
             item = request.items[i]
-            judgments = await self._judge_item(judge, item.prompt, item.answers, item.references)
+            judgments = await self._judge_item(
+                judge, item.prompt, item.answers, item.references, stored
+            )
             return judge_pb2.JudgeBatchResponse(item_index=i, judgments=judgments)
 
         # Concurrency is bounded where it matters: by each endpoint's adaptive limiter.
