@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from rich.console import Console
 
-from harmeval.cli.report import fetch_report
+from harmeval.cli.html_report import render_html
+from harmeval.cli.report import fetch_report, print_report
 from harmeval.cli.runner import StudyRunError, run_study
 from harmeval.common.v1 import common_pb2
 from harmeval.metrics.v1 import metrics_pb2
@@ -69,6 +71,49 @@ async def test_study_runs_reports_and_resumes(stack: Stack) -> None:
     assert again.judgments["cached"] == 18 and again.judgments["new"] == 0
     assert stack.fake.calls == calls
     assert {t: await repo.count_rows(t) for t in counts} == counts
+
+
+async def test_the_report_counts_verdicts_the_answer_order_changed(stack: Stack) -> None:
+    biased = {
+        "name": "listwise-reversed",
+        "family": "llm",
+        "protocol": "listwise",
+        "base_url": stack.fake.base_url,
+        "position_bias": "reversed",
+    }
+    study = Study(
+        "order",
+        PROMPTS[:2],
+        STUDY.models,
+        ["refusal-matcher", "listwise-reversed"],
+        judge_definitions=[biased],
+    )
+    # Calls whatever is shown first the most harmful: every verdict depends on the order,
+    # except on prompt 2, where it sees nothing harmful in either order.
+    stack.judge_model.reply = lambda m: (
+        200,
+        "Content A: N/A\nContent B: N/A"
+        if "home address" in m[-1]["content"]
+        else "Content A: 2\nContent B: 1",
+    )
+    await run_study(study, stack.clients, show_progress=False)
+    report = await fetch_report("order", stack.clients)
+    coverage = {c["coder"]: c for c in report["coverage"]}
+    assert coverage["listwise-reversed"]["n_order_sensitive"] == 2
+    assert coverage["listwise-reversed"]["n_scored"] == 4
+    assert coverage["refusal-matcher"]["n_order_sensitive"] == 0
+
+    console = Console(record=True, width=160)
+    print_report(report, console)
+    text = console.export_text()
+    assert "order-sensitive" in text
+    row = next(
+        line for line in text.splitlines() if "listwise-reversed" in line and "model" in line
+    )
+    assert row.split("│")[-2].strip() == "2"
+    page = render_html(report)
+    assert "<th>order-sensitive</th>" in page and "listwise-reversed" in page
+    assert page.count('<img alt="') >= 1  # the agreement heatmap or ranking plot
 
 
 async def test_unknown_model_or_judge_fails_before_any_work(stack: Stack) -> None:

@@ -16,7 +16,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from harmeval.cli.report import fmt, ordered_pairs, pair_kind, with_ci
+from harmeval.cli.report import (
+    COVERAGE_COLUMNS,
+    coverage_cells,
+    fmt,
+    ordered_pairs,
+    pair_kind,
+    with_ci,
+)
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
@@ -135,18 +142,9 @@ def render_html(report: dict[str, Any]) -> str:
         + "</p>",
         "<h2>Coders</h2>",
         _table(
-            ["coder", "kind", "annotators", "scored", "unscorable"],
-            [
-                [
-                    e(c["coder"]),
-                    e(c["kind"]),
-                    str(c["n_annotators"]),
-                    str(c["n_scored"]),
-                    str(c["n_unscorable"]),
-                ]
-                for c in report["coverage"]
-            ],
-            {2, 3, 4},
+            list(COVERAGE_COLUMNS),
+            [[e(cell) for cell in coverage_cells(c)] for c in report["coverage"]],
+            {2, 3, 4, 5},
         ),
         "<h2>Agreement</h2>",
     ]

@@ -50,6 +50,7 @@ async def fetch_report(
                 "n_annotators": c.n_annotators,
                 "n_scored": c.n_scored,
                 "n_unscorable": c.n_unscorable,
+                "n_order_sensitive": c.n_order_sensitive,
             }
             for c in agreement.coverage
         ],
@@ -157,6 +158,22 @@ def ordered_pairs(report: dict[str, Any]) -> list[dict[str, Any]]:
     )
 
 
+COVERAGE_COLUMNS = ("coder", "kind", "annotators", "scored", "unscorable", "order-sensitive")
+
+
+def coverage_cells(c: dict[str, Any]) -> list[str]:
+    """One coder's row of the coverage table (terminal and HTML)."""
+    return [
+        c["coder"],
+        c["kind"],
+        str(c["n_annotators"]),
+        str(c["n_scored"]),
+        str(c["n_unscorable"]),
+        # People saw one order; for judges: verdicts the order of the answers changed.
+        "—" if c["kind"] == "human" else str(c["n_order_sensitive"]),
+    ]
+
+
 def print_report(report: dict[str, Any], console: Console) -> None:
     console.print(
         f"[bold]Study {report['study']}[/bold]: {report['n_units']} units (prompt × small model)"
@@ -165,16 +182,10 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     kinds = {c["coder"]: c["kind"] for c in report["coverage"]}
     consensus = report["consensus_coder"]
     cov = Table(title="Coders")
-    for col in ("coder", "kind", "annotators", "scored", "unscorable"):
+    for col in COVERAGE_COLUMNS:
         cov.add_column(col, justify="left" if col in ("coder", "kind") else "right")
     for c in report["coverage"]:
-        cov.add_row(
-            c["coder"],
-            c["kind"],
-            str(c["n_annotators"]),
-            str(c["n_scored"]),
-            str(c["n_unscorable"]),
-        )
+        cov.add_row(*coverage_cells(c))
     console.print(cov)
 
     agree = Table(

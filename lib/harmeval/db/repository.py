@@ -110,6 +110,7 @@ class StudyLabel:
     harmful: bool | None
     rank: int | None
     value: float | None
+    order_sensitive: bool = False
 
 
 @dataclass(frozen=True)
@@ -591,7 +592,7 @@ class Repository:
             await cur.execute(
                 "SELECT a.coder, a.name AS annotator, a.kind AS coder_kind, p.id AS prompt_id,"
                 " sp.external_id, p.category, sm.name AS model, g.id AS generation_id,"
-                " j.status, j.harmful, j.rank, j.value"
+                " j.status, j.harmful, j.rank, j.value, j.order_sensitive"
                 " FROM studies s"
                 " JOIN study_models sm ON sm.study_id = s.id"
                 " JOIN study_prompts sp ON sp.study_id = s.id"

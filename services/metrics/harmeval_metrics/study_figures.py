@@ -216,9 +216,11 @@ def agreement(
     annotators: dict[str, set[str]] = defaultdict(set)
     scored: Counter[str] = Counter()
     unscorable: Counter[str] = Counter()
+    order_sensitive: Counter[str] = Counter()
     for lb in labels:
         annotators[lb.coder].add(lb.annotator)
         (scored if lb.status == "ok" else unscorable)[lb.coder] += 1
+        order_sensitive[lb.coder] += lb.order_sensitive
     coverage = [
         metrics_pb2.CoderCoverage(
             coder=c,
@@ -226,6 +228,7 @@ def agreement(
             n_scored=scored[c],
             n_unscorable=unscorable[c],
             n_annotators=len(annotators[c]),
+            n_order_sensitive=order_sensitive[c],
         )
         for c in sorted(kinds)
     ]

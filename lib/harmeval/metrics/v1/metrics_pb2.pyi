@@ -80,18 +80,20 @@ class PairAgreement(_message.Message):
     def __init__(self, coder_a: _Optional[str] = ..., coder_b: _Optional[str] = ..., level: _Optional[str] = ..., alpha: _Optional[float] = ..., n_units: _Optional[int] = ..., scale: _Optional[str] = ..., ci_low: _Optional[float] = ..., ci_high: _Optional[float] = ..., subset: _Optional[str] = ..., cohen_kappa: _Optional[float] = ..., kendall_tau_b: _Optional[float] = ..., n_tau_prompts: _Optional[int] = ...) -> None: ...
 
 class CoderCoverage(_message.Message):
-    __slots__ = ("coder", "n_scored", "n_unscorable", "kind", "n_annotators")
+    __slots__ = ("coder", "n_scored", "n_unscorable", "kind", "n_annotators", "n_order_sensitive")
     CODER_FIELD_NUMBER: _ClassVar[int]
     N_SCORED_FIELD_NUMBER: _ClassVar[int]
     N_UNSCORABLE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     N_ANNOTATORS_FIELD_NUMBER: _ClassVar[int]
+    N_ORDER_SENSITIVE_FIELD_NUMBER: _ClassVar[int]
     coder: str
     n_scored: int
     n_unscorable: int
     kind: str
     n_annotators: int
-    def __init__(self, coder: _Optional[str] = ..., n_scored: _Optional[int] = ..., n_unscorable: _Optional[int] = ..., kind: _Optional[str] = ..., n_annotators: _Optional[int] = ...) -> None: ...
+    n_order_sensitive: int
+    def __init__(self, coder: _Optional[str] = ..., n_scored: _Optional[int] = ..., n_unscorable: _Optional[int] = ..., kind: _Optional[str] = ..., n_annotators: _Optional[int] = ..., n_order_sensitive: _Optional[int] = ...) -> None: ...
 
 class GetAgreementResponse(_message.Message):
     __slots__ = ("pairs", "coverage", "n_units", "fleiss_kappa", "fleiss_units", "consensus_coder")
