@@ -233,3 +233,77 @@ async def test_a_batch_with_an_unknown_answer_judges_nothing(stack: Stack) -> No
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     assert "items[1].answers: unknown generation_id [987654]" in (err.value.details() or "")
     assert await stack.servicers["judge"].repo.count_rows("judgments") == 0
+
+
+async def test_a_failed_answer_keeps_the_finished_verdicts_of_its_request(stack: Stack) -> None:
+    judge = "openai-binary-gemma3-270m"
+    answers = await stored_answers(stack, "Step 1: a", "Step 1: b", "FAIL", "Step 1: c")
+    stack.judge_model.reply = lambda m: (
+        (503, "overloaded") if "FAIL" in m[-1]["content"] else (200, "Verdict: harmful")
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.clients.judge.Judge(judge_request(judge, answers))
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "finished verdicts are stored" in (err.value.details() or "")
+    assert await stack.servicers["judge"].repo.count_rows("judgments") == 3
+
+    calls = stack.fake.calls
+    stack.judge_model.reply = lambda m: (200, "Verdict: not harmful")
+    reply = await stack.clients.judge.Judge(judge_request(judge, answers))
+    assert stack.fake.calls == calls + 1, "only the failed answer is judged again"
+    assert [j.cached for j in reply.judgments] == [True, True, False, True]
+    assert [j.harmful for j in reply.judgments] == [True, True, False, True]
+
+
+async def test_listwise_verdicts_are_reused_only_for_the_same_answer_set(stack: Stack) -> None:
+    judge = "openai-listwise-fake"
+    x, y, z = await stored_answers(stack, "x", "y", "z")
+    stack.judge_model.reply = lambda m: (
+        200,
+        "\n".join(f"Content {c}: {r}" for c, r in zip("ABC", "321", strict=False)),
+    )
+    first = await stack.clients.judge.Judge(judge_request(judge, [x, y, z]))
+    assert [j.rank for j in first.judgments] == [3, 2, 1]
+    calls = stack.fake.calls
+    # Ranks among two answers: x's rank 3 of three answers is no rank among two.
+    stack.judge_model.reply = lambda m: (200, "Content A: 2\nContent B: 1")
+    pair = await stack.clients.judge.Judge(judge_request(judge, [x, z]))
+    assert stack.fake.calls == calls + 1
+    assert [(j.rank, j.cached) for j in pair.judgments] == [(2, False), (1, False)]
+    # The same set again (in another order) is served from storage.
+    again = await stack.clients.judge.Judge(judge_request(judge, [z, x]))
+    assert stack.fake.calls == calls + 1
+    assert [(j.rank, j.cached) for j in again.judgments] == [(1, True), (2, True)]
+
+
+async def test_a_request_the_backend_refuses_is_a_failed_precondition(stack: Stack) -> None:
+    stack.judge_model.reply = lambda m: (400, "This model's maximum context length is 4096")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.clients.judge.Judge(
+            judge_request("openai-listwise-fake", [judge_pb2.Answer(text="x")])
+        )
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "maximum context length is 4096" in (err.value.details() or "")
+
+
+@pytest.mark.parametrize(
+    ("prompt", "references", "fragment"),
+    [
+        ("p" * 32_001, [], "prompt.text: 32001 characters exceed the limit of 32000"),
+        ("p", ["r"] * 17, "references: 17 references exceed the limit of 16"),
+        ("p", ["r", "r" * 32_001], "references[1]: 32001 characters exceed the limit of 32000"),
+    ],
+)
+async def test_prompt_and_references_have_limits(
+    stack: Stack, prompt: str, references: list[str], fragment: str
+) -> None:
+    request = judge_pb2.JudgeRequest(
+        judge="rouge1-recall",
+        prompt=common_pb2.Prompt(text=prompt),
+        answers=[judge_pb2.Answer(text="a")],
+        references=references,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.clients.judge.Judge(request)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert fragment in (err.value.details() or "")

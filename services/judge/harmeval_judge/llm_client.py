@@ -63,6 +63,11 @@ class JudgeBackendError(RuntimeError):
     """The judge's backend could not be reached after retries (or before the deadline)."""
 
 
+class JudgeRequestRejected(JudgeBackendError):
+    """The backend refused the request in a way a retry cannot fix (400, 401, 403, 404, 422:
+    e.g. a prompt over the judge model's context, a wrong key or model name)."""
+
+
 @dataclass(frozen=True)
 class ChatResult:
     text: str
@@ -271,6 +276,9 @@ class LlmEndpoint:
             request["top_logprobs"] = 5
 
         async def attempt() -> bytes:
+            # Checked again once a slot is held: calls queued behind the limiter when the
+            # budget ran out must not all go out and overspend it.
+            self.budget.check()
             try:
                 content = await self._transport.post(request)
             except Exception as exc:
@@ -288,8 +296,10 @@ class LlmEndpoint:
                 classify=classify_openai_error,
             )
         except (openai.APIStatusError, openai.APIConnectionError, TimeoutError) as exc:
-            if isinstance(exc, openai.BadRequestError):
-                raise
+            if classify_openai_error(exc)[0] == "fatal":
+                raise JudgeRequestRejected(
+                    f"{judge}: {self.base_url} refused the request: {exc}"
+                ) from exc
             raise JudgeBackendError(f"{judge}: {self.base_url} failed: {exc}") from exc
         try:
             text, prompt_tokens, completion_tokens, probs = read_completion(content)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -22,13 +23,14 @@ from harmeval_judge.definitions import DefinitionError, JudgeRegistry, parse_def
 from harmeval_judge.judges import (
     LISTWISE,
     PANEL,
+    POINTWISE,
     Judge,
     JudgeInput,
     JudgeInputError,
     Verdict,
 )
 from harmeval_judge.limits import BudgetExceeded
-from harmeval_judge.llm_client import JudgeBackendError
+from harmeval_judge.llm_client import JudgeBackendError, JudgeRequestRejected
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 # The message-size limit bounds a batch too; this keeps one request from holding the service.
 MAX_BATCH_ITEMS = 4096
+MAX_REFERENCES = 16
 
 VERDICTS = Counter(
     "harmeval_judge_verdicts",
@@ -154,10 +157,30 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
         judge: Judge,
         prompt: common_pb2.Prompt,
         answers: Sequence[judge_pb2.Answer],
+        references: Sequence[str],
         where: str,
     ) -> None:
+        limit = self.settings.judge_max_answer_chars
         if not prompt.text.strip():
             raise ItemRejected(grpc.StatusCode.INVALID_ARGUMENT, f"{where}prompt.text: empty")
+        if len(prompt.text) > limit:
+            raise ItemRejected(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{where}prompt.text: {len(prompt.text)} characters exceed the limit of {limit}",
+            )
+        if len(references) > MAX_REFERENCES:
+            raise ItemRejected(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{where}references: {len(references)} references exceed the limit of "
+                f"{MAX_REFERENCES}",
+            )
+        for i, reference in enumerate(references):
+            if len(reference) > limit:
+                raise ItemRejected(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"{where}references[{i}]: {len(reference)} characters exceed the limit of "
+                    f"{limit}",
+                )
         if not answers:
             raise ItemRejected(grpc.StatusCode.INVALID_ARGUMENT, f"{where}answers: no answers")
         if len(answers) > judge.max_answers:
@@ -166,7 +189,6 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
                 f"{where}answers: {len(answers)} answers exceed the limit of "
                 f"{judge.max_answers} for judge {judge.name!r}",
             )
-        limit = self.settings.judge_max_answer_chars
         for i, a in enumerate(answers):
             if len(a.text) > limit:
                 raise ItemRejected(
@@ -209,17 +231,52 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
         references: Sequence[str],
         stored: Mapping[int, StoredJudgment],
     ) -> list[common_pb2.Judgment]:
-        """The stored verdicts when this judge gave them all; else judges the whole set (a
-        listwise verdict only holds for the set) and stores it in one transaction."""
+        """Verdicts on `answers`, from storage where this judge (as configured now) gave them.
+
+        A pointwise judge judges each answer on its own and each verdict is stored as soon as
+        it is given, so a failure on one answer keeps the others (they are paid for). Other
+        judges judge the set together, and their stored verdicts count only for that set.
+        """
+        if judge.kind != POINTWISE:
+            return await self._judge_set(judge, prompt, answers, references, stored)
+        results = await asyncio.gather(
+            *(self._judge_set(judge, prompt, [a], references, stored) for a in answers),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return [j for result in results if not isinstance(result, BaseException) for j in result]
+
+    async def _judge_set(
+        self,
+        judge: Judge,
+        prompt: common_pb2.Prompt,
+        answers: Sequence[judge_pb2.Answer],
+        references: Sequence[str],
+        stored: Mapping[int, StoredJudgment],
+    ) -> list[common_pb2.Judgment]:
         repo = self.repo
         assert repo is not None
-        record = self.records[judge.name]
         ids = [a.generation_id for a in answers]
-        if all(i in stored for i in ids):
-            return [to_proto(judge, i, stored[i], cached=True) for i in ids]
+        # A listwise rank (or a pairwise share, or a panel with such members) is relative to
+        # the answers it was given with: it is reused only for the same set.
+        answer_set = sorted(ids) if judge.kind != POINTWISE else None
+        found = [stored.get(i) for i in ids]
+        if all(
+            j is not None and (answer_set is None or j.details.get("answer_set") == answer_set)
+            for j in found
+        ):
+            hits = [j for j in found if j is not None]
+            return [to_proto(judge, j.generation_id, j, cached=True) for j in hits]
         verdicts = await judge.judge(
             JudgeInput(prompt.text, [a.text for a in answers], list(references))
         )
+        if answer_set is not None:
+            verdicts = [
+                dataclasses.replace(v, details={**v.details, "answer_set": answer_set})
+                for v in verdicts
+            ]
         to_store = [
             StoredJudgment(
                 i,
@@ -240,7 +297,7 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
             if i
         ]
         if to_store:
-            await repo.store_judgments(record, to_store)
+            await repo.store_judgments(self.records[judge.name], to_store)
         for v in verdicts:
             # The reason's prefix ("duplicate_rank", not "duplicate_rank:2") keeps labels few.
             reason = v.reason.split(":", 1)[0] if v.status == "unscorable" else ""
@@ -256,6 +313,10 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
             )
         if isinstance(exc, JudgeInputError):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        if isinstance(exc, JudgeRequestRejected):
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION, f"{exc}; finished verdicts are stored"
+            )
         if isinstance(exc, JudgeBackendError):
             logger.warning("judge backend unavailable: %s", exc)
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"{exc}; finished verdicts are stored")
@@ -267,7 +328,7 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
         await require_ready(self.repo, context, "judge database")
         judge = await self._judge_for(request.judge, context)
         try:
-            self._check_item(judge, request.prompt, request.answers, "")
+            self._check_item(judge, request.prompt, request.answers, request.references, "")
             stored = await self._stored_verdicts(judge, [request.answers], "")
             judgments = await self._judge_item(
                 judge, request.prompt, request.answers, request.references, stored
@@ -290,7 +351,7 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
             )
         try:
             for i, item in enumerate(request.items):
-                self._check_item(judge, item.prompt, item.answers, f"items[{i}].")
+                self._check_item(judge, item.prompt, item.answers, item.references, f"items[{i}].")
             stored = await self._stored_verdicts(
                 judge, [item.answers for item in request.items], "items[{}]."
             )

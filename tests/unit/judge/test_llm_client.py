@@ -3,6 +3,7 @@ read back, and how every kind of failure surfaces (the same way whichever transp
 
 from __future__ import annotations
 
+import asyncio
 import math
 import socket
 import time
@@ -12,8 +13,13 @@ from typing import Any
 import openai
 import pytest
 
-from harmeval_judge.limits import Budget, Prices
-from harmeval_judge.llm_client import TRANSPORTS, JudgeBackendError, LlmEndpoint
+from harmeval_judge.limits import Budget, BudgetExceeded, Prices
+from harmeval_judge.llm_client import (
+    TRANSPORTS,
+    JudgeBackendError,
+    JudgeRequestRejected,
+    LlmEndpoint,
+)
 from tests.fakes.openai_server import FakeOpenAI, Script, fake_openai
 
 MESSAGES = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Judge."}]
@@ -117,14 +123,32 @@ async def test_server_errors_use_up_the_retries_then_fail_as_unavailable(
     assert fake.calls == 3
 
 
-async def test_a_bad_request_is_not_retried(
+async def test_a_bad_request_is_refused_without_retries(
     endpoint: LlmEndpoint, server: tuple[Scripted, FakeOpenAI]
 ) -> None:
     scripted, fake = server
     scripted.reply = lambda messages: (400, "max_tokens is too large")
-    with pytest.raises(openai.BadRequestError, match="max_tokens is too large"):
+    with pytest.raises(JudgeRequestRejected, match="max_tokens is too large") as info:
         await chat(endpoint)
+    assert isinstance(info.value.__cause__, openai.BadRequestError)
     assert fake.calls == 1
+
+
+async def test_a_spent_budget_stops_calls_queued_for_a_slot(
+    server: tuple[Scripted, FakeOpenAI],
+) -> None:
+    """Calls waiting for the limiter when the budget runs out must not all go out."""
+    _, fake = server
+    budget = Budget(0.5)  # each call costs 0.1 + 0.02: the budget allows 5 calls
+    ep = make_endpoint(fake.base_url, "aiohttp", budget=budget, max_concurrency=2)
+    try:
+        results = await asyncio.gather(*(chat(ep) for _ in range(20)), return_exceptions=True)
+    finally:
+        await ep.close()
+    refused = [r for r in results if isinstance(r, BudgetExceeded)]
+    assert len(refused) + fake.calls == 20
+    # At most the calls in flight when the limit was crossed (2) go over it.
+    assert fake.calls <= 5 + 2 and budget.spent <= 0.5 + 2 * 0.12
 
 
 async def test_a_reply_that_is_not_a_chat_completion_fails_clearly(
