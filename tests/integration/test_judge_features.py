@@ -235,6 +235,14 @@ async def test_bad_definitions_are_rejected(stack: Stack) -> None:
         ({"name": "k", "family": "llm", "api_key_env": "NO_SUCH_KEY_VAR"}, "NO_SUCH_KEY_VAR"),
         ({"name": "q", "family": "llm", "protocol": "haiku"}, "protocol"),
         ({"name": "t", "family": "llm", "transport": "pigeon"}, "transport"),
+        (
+            {
+                "name": "twice",
+                "family": "panel",
+                "members": ["refusal-matcher", "refusal-matcher", "profanity-classifier"],
+            },
+            "members listed more than once: ['refusal-matcher']",
+        ),
     ):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await define(stack, bad)
