@@ -18,6 +18,7 @@ from harmeval_judge.judges import (
     LlmSettings,
     PanelJudge,
     Verdict,
+    split_usage,
 )
 from harmeval_judge.limits import Prices
 from harmeval_judge.llm_client import ChatResult, LlmEndpoint
@@ -161,3 +162,17 @@ def test_few_shot_examples_content_is_part_of_the_cache_key(tmp_path: Path) -> N
     harmful, harmless = judge_with("Verdict: harmful"), judge_with("Verdict: not harmful")
     assert harmful.config()["examples"] == harmless.config()["examples"]  # same file
     assert harmful.config() != harmless.config()
+
+
+def test_one_calls_usage_is_shared_without_losing_tokens() -> None:
+    shares = split_usage(100, 7, 0.03, 3)
+    assert [s["prompt_tokens"] for s in shares] == [34, 33, 33]
+    assert [s["completion_tokens"] for s in shares] == [3, 2, 2]
+    assert sum(s["cost_usd"] for s in shares) == pytest.approx(0.03)
+
+
+def test_every_order_is_offered_only_for_up_to_four_answers() -> None:
+    def judge(bias: str) -> LlmListwiseJudge:
+        return LlmListwiseJudge("lw", llm(lambda m: ""), bias)
+
+    assert (judge("none").max_answers, judge("all").max_answers) == (8, 4)
