@@ -31,17 +31,27 @@ JUDGE_CONCURRENCY = 4
 
 
 def llm_harm_request(data: LlmHarmData, study: str) -> metrics_pb2.ImportStudyRequest:
-    index = {p.key: i for i, p in enumerate(data.prompts)}
+    """The data set as an import. A prompt that a later group asked again with different
+    answers (a unit of its own, already reported as REASON_DUPLICATE_PROMPT) is left out: the
+    database keeps one prompt per text, and merging the two would mix their answers' labels."""
+    texts: set[str] = set()
+    kept = []
+    for p in data.prompts:
+        if p.text not in texts:
+            texts.add(p.text)
+            kept.append(p)
+    index = {p.key: i for i, p in enumerate(kept)}
     return metrics_pb2.ImportStudyRequest(
         name=study,
         prompts=[
             common_pb2.Prompt(external_id=f"llm-harm-{i:04d}", text=p.text)
-            for i, p in enumerate(data.prompts)
+            for i, p in enumerate(kept)
         ],
         models=list(MODELS),
         answers=[
             metrics_pb2.ImportedAnswer(prompt_index=index[a.prompt_key], model=a.model, text=a.text)
             for a in data.answers
+            if a.prompt_key in index
         ],
         labels=[
             metrics_pb2.ImportedLabel(
@@ -53,6 +63,7 @@ def llm_harm_request(data: LlmHarmData, study: str) -> metrics_pb2.ImportStudyRe
                 rank=lb.rank,
             )
             for lb in data.labels
+            if lb.prompt_key in index
         ],
     )
 

@@ -238,14 +238,40 @@ async def _insert_generations(
         return await _returned_ids(cur)
 
 
+def imported_model(study: str, model: str) -> str:
+    """The model an imported answer is stored under: scoped to its study (reports show the
+    study's own name for it)."""
+    return f"{study}/{model}"
+
+
+async def _replace_changed_texts(
+    conn: AsyncConnection[Any], ids: Sequence[int], texts: Sequence[str]
+) -> None:
+    """Imported answers whose text differs from the stored one take the new text; verdicts
+    given on the old text go with it."""
+    cur = await conn.execute(
+        "UPDATE generations g SET text = n.text"
+        " FROM unnest(%s::bigint[], %s::text[]) AS n(id, text)"
+        " WHERE g.id = n.id AND g.text <> n.text RETURNING g.id",
+        (list(ids), list(texts)),
+    )
+    changed = [int(r[0]) for r in await cur.fetchall()]
+    if changed:
+        await conn.execute("DELETE FROM judgments WHERE generation_id = ANY(%s)", (changed,))
+
+
 async def _upsert_annotator(
     conn: AsyncConnection[Any], name: str, kind: str, coder: str | None = None
 ) -> int:
+    """An annotator's id; `coder` (default: the annotator's own name, for a new one) is the
+    coder it is reported under. Without `coder` an existing annotator keeps its coder: adding
+    annotations by "group-1" must not take it out of the "students" it was imported under."""
     cur = await conn.execute(
         "INSERT INTO annotators (name, kind, coder) VALUES (%s, %s, %s)"
-        " ON CONFLICT (name) DO UPDATE SET kind = EXCLUDED.kind, coder = EXCLUDED.coder"
+        " ON CONFLICT (name) DO UPDATE SET kind = EXCLUDED.kind,"
+        " coder = CASE WHEN %s THEN EXCLUDED.coder ELSE annotators.coder END"
         " RETURNING id",
-        (name, kind, coder or name),
+        (name, kind, coder or name, coder is not None),
     )
     row = await cur.fetchone()
     assert row is not None
@@ -455,12 +481,18 @@ class Repository:
         labels: Sequence[ImportLabel],
         references: Sequence[ImportAnswer] = (),
     ) -> int:
-        """Stores a published data set as a study, all in one transaction."""
+        """Stores a published data set as a study, all in one transaction.
+
+        Imported answers belong to their study: two data sets with the same prompt and a model
+        of the same name (HarmMetric v1 and v2 both have "slot-01") keep their own texts and
+        labels. Importing a study again replaces its labels and any answer whose text changed
+        (with every verdict on the old text).
+        """
         params = GenerationParams()
         async with self.pool.connection() as conn, conn.transaction():
             prompt_ids = await _upsert_prompts(conn, prompts)
             model_ids = {
-                m: await _upsert_model(conn, m, IMPORTED_BACKEND, {})
+                m: await _upsert_model(conn, imported_model(name, m), IMPORTED_BACKEND, {})
                 for m in {*models, *(r.model for r in references)}
             }
 
@@ -478,12 +510,19 @@ class Repository:
 
             answer_ids = await _insert_generations(conn, [new(a, a.model) for a in answers])
             reference_ids = await _insert_generations(conn, [new(r, r.model) for r in references])
+            await _replace_changed_texts(
+                conn, [*answer_ids, *reference_ids], [a.text for a in (*answers, *references)]
+            )
+            await conn.execute(
+                "DELETE FROM judgments WHERE protocol = %s AND generation_id = ANY(%s)",
+                (IMPORTED_PROTOCOL, answer_ids),
+            )
             study_id = await _register_study(
                 conn,
                 name,
                 prompt_ids,
                 prompts,
-                [StudyModelIn(m, m, params) for m in models],
+                [StudyModelIn(m, imported_model(name, m), params) for m in models],
                 sorted({label.coder for label in labels}),
                 "import",
             )

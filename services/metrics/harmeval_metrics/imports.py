@@ -55,7 +55,31 @@ def study_problems(name: str, prompts: Sequence[common_pb2.Prompt]) -> list[str]
     problems += [
         f"prompts[{i}].text: empty prompt text" for i, p in enumerate(prompts) if not p.text.strip()
     ]
+    # Prompts are stored once per text: two with one text would silently become one.
+    first: dict[str, int] = {}
+    for i, p in enumerate(prompts):
+        if p.text.strip() and first.setdefault(p.text, i) != i:
+            problems.append(f"prompts[{i}].text: same text as prompts[{first[p.text]}]")
     return problems
+
+
+class _LabelKinds:
+    """Whether each coder gives ranks or only values: one coder cannot do both (its ranking
+    would mix two scales)."""
+
+    def __init__(self) -> None:
+        self.first: dict[tuple[str, bool], str] = {}
+
+    def check(self, coder: str, ranked: bool, where: str) -> str | None:
+        self.first.setdefault((coder, ranked), where)
+        other = self.first.get((coder, not ranked))
+        if other is None:
+            return None
+        ranked_at, valued_at = (where, other) if ranked else (other, where)
+        return (
+            f"{where}: {coder!r} gives a rank at {ranked_at} but only a value at {valued_at}; "
+            "one coder's labels must all be ranks or all be values"
+        )
 
 
 def validate_import(request: metrics_pb2.ImportStudyRequest) -> ValidatedImport:
@@ -81,6 +105,7 @@ def validate_import(request: metrics_pb2.ImportStudyRequest) -> ValidatedImport:
     for i, r in enumerate(request.references):
         check_ref(f"references[{i}]", r.prompt_index, r.model, None)
     labelled: set[tuple[int, str, str]] = set()
+    kinds = _LabelKinds()
     labels: list[ImportLabel] = []
     for i, lb in enumerate(request.labels):
         where = f"labels[{i}]"
@@ -103,6 +128,8 @@ def validate_import(request: metrics_pb2.ImportStudyRequest) -> ValidatedImport:
             problems.append(f"{where}.value: {value} outside [0, 1]")
         if not lb.unscorable and rank is None and value is None:
             problems.append(f"{where}: a scorable label needs a value or a rank")
+        elif not lb.unscorable and (mixed := kinds.check(lb.coder, rank is not None, where)):
+            problems.append(mixed)
         labels.append(
             ImportLabel(
                 lb.prompt_index,
@@ -145,6 +172,7 @@ def resolve_annotations(
     unknown_prompts: list[str] = []
     unknown_models: list[str] = []
     seen: dict[tuple[str, int], str] = {}
+    kinds = _LabelKinds()
     out: list[Annotation] = []
     for i, row in enumerate(rows):
         where = row.source or f"rows[{i}]"
@@ -170,7 +198,16 @@ def resolve_annotations(
         if value is not None and not 0.0 <= value <= 1.0:
             problems.append(f"{where}: field 'value' {value} outside the scale [0, 1]")
             continue
-        gid = by_key[(row.prompt, row.model)]
+        gid = by_key.get((row.prompt, row.model))
+        if gid is None:
+            problems.append(
+                f"{where}: the study has no answer by {row.model!r} to prompt {row.prompt!r}"
+            )
+            continue
+        mixed = kinds.check(row.annotator, rank is not None, where)
+        if mixed:
+            problems.append(mixed)
+            continue
         key = (row.annotator, gid)
         if key in seen:
             problems.append(f"{where}: duplicate of {seen[key]} (same annotator, prompt, model)")

@@ -10,7 +10,7 @@ uncertainty. This module adds:
 * ``compare_models``: BT log-strengths and harm rates per coder with percentile bootstrap CIs,
   resampling *prompts* (the unit the study samples; the models' answers to one prompt are
   correlated, so resampling (prompt, model) cells would understate the uncertainty);
-* ``rank_stability``: Kendall's tau-b between the model orders of every pair of coders;
+* ``rank_stability``: Kendall's tau-b between the model scores of every pair of coders;
 * ``corrected_harm_rate(s)``: Rogan–Gladen correction of a judge's harm rate by its sensitivity
   and specificity measured against human labels.
 
@@ -42,7 +42,6 @@ __all__ = [
     "corrected_harm_rates",
     "harm_score",
     "kendall_tau_b",
-    "orders_by_strength",
     "rank_stability",
     "tie_matrix",
     "win_matrix",
@@ -466,18 +465,6 @@ def compare_models(
     return results
 
 
-def orders_by_strength(strengths: Iterable[ModelStrength]) -> dict[str, list[str]]:
-    """Per-coder model order, most harmful (highest log-strength) first; ready for
-    ``rank_stability``. Equal strengths fall back to model name."""
-    by_coder: dict[str, list[ModelStrength]] = {}
-    for s in strengths:
-        by_coder.setdefault(s.coder, []).append(s)
-    return {
-        coder: [s.model for s in sorted(ss, key=lambda s: (-s.log_strength, s.model))]
-        for coder, ss in by_coder.items()
-    }
-
-
 # ---------------------------------------------------------------------------------------------
 # Rank stability across coders
 # ---------------------------------------------------------------------------------------------
@@ -512,24 +499,22 @@ def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float | None:
     return (concordant - discordant) / denom
 
 
-def rank_stability(orders: Mapping[str, Sequence[str]]) -> list[tuple[str, str, float | None]]:
-    """Kendall's tau-b between the model orders (most harmful first) of every pair of coders.
+def rank_stability(
+    scores: Mapping[str, Mapping[str, float]],
+) -> list[tuple[str, str, float | None]]:
+    """Kendall's tau-b between the models' scores (e.g. Bradley–Terry log-strengths) of every
+    pair of coders.
 
-    Only models present in both orders are compared (a coder may not have scored every model);
-    tau is None with fewer than two shared models. Pairs follow the mapping's order. An order
-    is strict, so tau-b equals tau-a here; tau-b is used so the number means the same as
-    elsewhere when tied scores are compared with ``kendall_tau_b`` directly.
+    Only models scored by both coders are compared (a coder may not have scored every model);
+    tied scores stay tied (ordering them by name would invent agreement), so tau is None when
+    either coder scores all shared models alike, or fewer than two models are shared. Pairs
+    follow the mapping's order.
     """
-    for coder, order in orders.items():
-        if len(set(order)) != len(order):
-            raise ValueError(f"order of coder {coder!r} lists a model twice: {list(order)!r}")
     results: list[tuple[str, str, float | None]] = []
-    for a, b in itertools.combinations(list(orders), 2):
-        pos_b = {m: i for i, m in enumerate(orders[b])}
-        shared = [m for m in orders[a] if m in pos_b]
-        # Position in a's order vs position in b's: both "rank from the top".
-        x = [float(i) for i in range(len(shared))]
-        y = [float(pos_b[m]) for m in shared]
+    for a, b in itertools.combinations(list(scores), 2):
+        shared = [m for m in scores[a] if m in scores[b]]
+        x = [scores[a][m] for m in shared]
+        y = [scores[b][m] for m in shared]
         results.append((a, b, kendall_tau_b(x, y)))
     return results
 

@@ -29,6 +29,9 @@ def reliability_matrix(values: Sequence[metrics_pb2.ReliabilityValue], level: st
         elif kind == "number":
             if not np.isfinite(v.number):
                 raise ValueError(f"values[{i}]: value must be finite")
+            if level == "ratio" and v.number < 0:
+                # Ratio distances assume a true zero: a negative value has no meaning there.
+                raise ValueError(f"values[{i}]: {v.number:g} is negative; level 'ratio' needs >= 0")
             cells[key] = v.number
         else:
             cells[key] = None

@@ -105,7 +105,13 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
     def _options(self, bootstrap: int, confidence: float, seed: int) -> Options:
         return Options(bootstrap=bootstrap, confidence=confidence or 0.95, seed=seed)
 
-    async def _check_options(self, context: Context, bootstrap: int, confidence: float) -> None:
+    async def _check_options(
+        self, context: Context, bootstrap: int, confidence: float, seed: int
+    ) -> None:
+        if seed < 0:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"seed: {seed} is negative; use 0 or more"
+            )
         if not 0 <= bootstrap <= MAX_BOOTSTRAP:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -119,7 +125,7 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
     async def GetAgreement(
         self, request: metrics_pb2.GetAgreementRequest, context: Context
     ) -> metrics_pb2.GetAgreementResponse:
-        await self._check_options(context, request.bootstrap, request.confidence)
+        await self._check_options(context, request.bootstrap, request.confidence, request.seed)
         unknown = set(request.breakdown) - {"category", "model"}
         if unknown:
             await context.abort(
@@ -146,12 +152,15 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
     async def GetModelRanking(
         self, request: metrics_pb2.GetModelRankingRequest, context: Context
     ) -> metrics_pb2.GetModelRankingResponse:
-        await self._check_options(context, request.bootstrap, request.confidence)
+        await self._check_options(context, request.bootstrap, request.confidence, request.seed)
         labels = await self._labels(request.study, context)
         repo = await require_ready(self.repo, context, "metrics database")
         models = await repo.study_model_names(request.study)
         options = self._options(request.bootstrap, request.confidence, request.seed)
-        reply = await asyncio.to_thread(model_ranking, labels, models, options)
+        try:
+            reply = await asyncio.to_thread(model_ranking, labels, models, options)
+        except ValueError as exc:  # labels that cannot be ranked together (e.g. mixed scales)
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{request.study!r}: {exc}")
         for model, (n, counts) in (await repo.study_flags(request.study)).items():
             reply.pathologies.extend(
                 metrics_pb2.PathologyRate(model=model, flag=flag, n_flagged=k, n_answers=n)
@@ -162,7 +171,7 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
     async def ComputeAgreement(
         self, request: metrics_pb2.ComputeAgreementRequest, context: Context
     ) -> metrics_pb2.ComputeAgreementResponse:
-        await self._check_options(context, request.bootstrap, request.confidence)
+        await self._check_options(context, request.bootstrap, request.confidence, request.seed)
         if request.level not in LEVELS:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -276,6 +285,10 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
     async def GetDisagreements(
         self, request: metrics_pb2.GetDisagreementsRequest, context: Context
     ) -> metrics_pb2.GetDisagreementsResponse:
+        if request.limit < 0:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"limit: {request.limit} is negative"
+            )
         labels = await self._labels(request.study, context)
         answers = {(a.prompt_id, a.model): a for a in await self._answers(request.study, context)}
         items = []

@@ -24,7 +24,6 @@ from harmeval_metrics.model_comparison import (
     CorrectedHarm,
     compare_models,
     corrected_harm_rates,
-    orders_by_strength,
     rank_stability,
     tie_matrix,
     win_matrix,
@@ -328,9 +327,12 @@ def model_ranking(
                 ties=[int(x) for x in tie_matrix(mine, present).ravel()],
             )
         )
+    log_strengths: dict[str, dict[str, float]] = defaultdict(dict)
+    for s in strengths:
+        log_strengths[s.coder][s.model] = s.log_strength
     stability = [
         metrics_pb2.RankStability(coder_a=a, coder_b=b, kendall_tau=tau)
-        for a, b, tau in rank_stability(orders_by_strength(strengths))
+        for a, b, tau in rank_stability(log_strengths)
     ]
     return metrics_pb2.GetModelRankingResponse(
         rankings=rows, win_matrices=matrices, stability=stability

@@ -17,7 +17,6 @@ from harmeval_metrics.model_comparison import (
     corrected_harm_rates,
     harm_score,
     kendall_tau_b,
-    orders_by_strength,
     rank_stability,
     tie_matrix,
     win_matrix,
@@ -222,10 +221,9 @@ def test_compare_models_order_cis_and_rates() -> None:
         assert s.n_prompts == 400
     for coder in ("h", "j"):
         assert sum(s.log_strength for s in result if s.coder == coder) == pytest.approx(0.0)
-    assert orders_by_strength(result) == {
-        "h": ["bad", "mid", "safe"],
-        "j": ["bad", "mid", "safe"],
-    }
+    for coder in ("h", "j"):
+        strength = {s.model: s.log_strength for s in result if s.coder == coder}
+        assert strength["bad"] > strength["mid"] > strength["safe"]
 
 
 def test_compare_models_point_estimate_is_bt_of_win_matrix() -> None:
@@ -284,23 +282,24 @@ def test_compare_models_is_fast() -> None:
 
 
 def test_rank_stability() -> None:
-    orders = {
-        "human": ["a", "b", "c", "d"],
-        "same": ["a", "b", "c", "d"],
-        "reversed": ["d", "c", "b", "a"],
-        "swap": ["a", "c", "b"],  # d missing: compared on shared models only
-        "lonely": ["a", "x"],
+    scores = {
+        "human": {"a": 4.0, "b": 3.0, "c": 2.0, "d": 1.0},
+        "same": {"a": 0.4, "b": 0.3, "c": 0.2, "d": 0.1},
+        "reversed": {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0},
+        "swap": {"a": 3.0, "b": 1.0, "c": 2.0},  # d missing: compared on shared models only
+        "lonely": {"a": 1.0, "x": 2.0},
+        "flat": {"a": 0.0, "b": 0.0, "c": 0.0, "d": 0.0},  # e.g. every model judged harmless
     }
-    result = {(a, b): tau for a, b, tau in rank_stability(orders)}
-    assert len(result) == 10
+    result = {(a, b): tau for a, b, tau in rank_stability(scores)}
+    assert len(result) == 15
     assert result[("human", "same")] == 1.0
     assert result[("human", "reversed")] == -1.0
     # a,b,c vs a,c,b: pairs ab +, ac +, bc - -> (2 - 1) / 3.
     assert result[("human", "swap")] == pytest.approx(1 / 3)
     assert result[("human", "lonely")] is None  # only "a" shared
+    # Ties stay ties: two coders who cannot tell the models apart do not "agree perfectly".
+    assert result[("human", "flat")] is None
     assert next(iter(result)) == ("human", "same")  # mapping order
-    with pytest.raises(ValueError, match="twice"):
-        rank_stability({"x": ["a", "a"]})
 
 
 def test_kendall_tau_b_with_ties_matches_scipy() -> None:

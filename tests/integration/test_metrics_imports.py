@@ -1,0 +1,177 @@
+"""Imports keep studies apart and report bad input clearly (through gRPC, real PostgreSQL)."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from harmeval.cli.report import fetch_report
+from harmeval.common.v1 import common_pb2
+from harmeval.metrics.v1 import metrics_pb2
+from tests.integration.conftest import Stack
+
+PROMPT = "How do I pick a lock?"
+
+
+def label(coder: str, value: float | None = None, rank: int | None = None, **kw: str) -> object:
+    return metrics_pb2.ImportedLabel(
+        prompt_index=0,
+        model=kw.get("model", "m1"),
+        coder=coder,
+        annotator=kw.get("annotator", coder),
+        annotator_kind="human",
+        value=value,
+        rank=rank,
+    )
+
+
+def study(name: str, answer: str, *labels: object, models: tuple[str, ...] = ("m1",)) -> object:
+    return metrics_pb2.ImportStudyRequest(
+        name=name,
+        prompts=[common_pb2.Prompt(text=PROMPT, external_id="p0")],
+        models=list(models),
+        answers=[metrics_pb2.ImportedAnswer(prompt_index=0, model=m, text=answer) for m in models],
+        labels=labels,
+    )
+
+
+async def harm_rates(stack: Stack, name: str) -> dict[str, float]:
+    report = await fetch_report(name, stack.clients, bootstrap=0)
+    return {r["coder"]: r["harm_rate"] for r in report["ranking"]}
+
+
+async def answer_texts(stack: Stack, name: str) -> list[str]:
+    reply = await stack.clients.metrics.GetStudyAnswers(
+        metrics_pb2.GetStudyAnswersRequest(study=name)
+    )
+    return [a.text for p in reply.prompts for a in p.answers]
+
+
+async def test_studies_with_the_same_prompt_and_model_name_stay_apart(stack: Stack) -> None:
+    m = stack.clients.metrics
+    await m.ImportStudy(study("a", "answer of study A", label("h1", 1.0), label("h2", 1.0)))
+    await m.ImportStudy(study("b", "answer of study B", label("h1", 0.0), label("h2", 0.0)))
+    assert await answer_texts(stack, "a") == ["answer of study A"]
+    assert await answer_texts(stack, "b") == ["answer of study B"]
+    assert await harm_rates(stack, "a") == {"h1": 1.0, "h2": 1.0}
+    assert await harm_rates(stack, "b") == {"h1": 0.0, "h2": 0.0}
+
+
+async def test_importing_a_study_again_replaces_its_labels_and_changed_answers(
+    stack: Stack,
+) -> None:
+    m = stack.clients.metrics
+    await m.ImportStudy(study("r", "first text", label("h1", 1.0), label("h2", 1.0)))
+    await m.ImportStudy(study("r", "second text", label("h1", 0.0), label("h3", 0.0)))
+    assert await answer_texts(stack, "r") == ["second text"]
+    assert await harm_rates(stack, "r") == {"h1": 0.0, "h3": 0.0}  # h2 is gone
+
+
+async def test_added_annotations_keep_an_annotator_in_its_coder(stack: Stack) -> None:
+    m = stack.clients.metrics
+    await m.ImportStudy(
+        study(
+            "groups",
+            "an answer",
+            label("students", 1.0, annotator="group-1"),
+            label("students", 0.0, annotator="group-2"),
+            label("judge", 1.0),
+            models=("m1",),
+        )
+    )
+    await m.ImportStudy(
+        study("groups-2", "another answer", label("x", 1.0, model="m2"), models=("m2",))
+    )  # a second study, so the annotation below has something to be confused with
+    await m.ImportAnnotations(
+        metrics_pb2.ImportAnnotationsRequest(
+            study="groups-2",
+            rows=[metrics_pb2.AnnotationRow(prompt="p0", model="m2", annotator="group-1", value=0)],
+        )
+    )
+    report = await fetch_report("groups", stack.clients, bootstrap=0)
+    coverage = {c["coder"]: c["n_annotators"] for c in report["coverage"]}
+    assert coverage["students"] == 2 and "group-1" not in coverage
+
+
+@pytest.mark.parametrize(
+    ("request_", "fragment"),
+    [
+        (
+            metrics_pb2.ImportStudyRequest(
+                name="dup",
+                prompts=[common_pb2.Prompt(text=PROMPT), common_pb2.Prompt(text=PROMPT)],
+                models=["m1"],
+            ),
+            "prompts[1].text: same text as prompts[0]",
+        ),
+        (
+            study(
+                "mixed",
+                "x",
+                label("j", rank=1),
+                label("j", value=1.0, model="m2"),
+                models=("m1", "m2"),
+            ),
+            "labels[1]: 'j' gives a rank at labels[0] but only a value at labels[1]",
+        ),
+    ],
+)
+async def test_imports_that_would_lose_or_mix_labels_are_refused(
+    stack: Stack, request_: metrics_pb2.ImportStudyRequest, fragment: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.clients.metrics.ImportStudy(request_)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert fragment in (err.value.details() or "")
+
+
+async def test_an_annotation_for_a_missing_answer_is_named(stack: Stack) -> None:
+    m = stack.clients.metrics
+    request = metrics_pb2.ImportStudyRequest(
+        name="sparse",
+        prompts=[
+            common_pb2.Prompt(text="p zero", external_id="e0"),
+            common_pb2.Prompt(text="p one", external_id="e1"),
+        ],
+        models=["m1", "m2"],
+        answers=[
+            metrics_pb2.ImportedAnswer(prompt_index=0, model="m1", text="a"),
+            metrics_pb2.ImportedAnswer(prompt_index=1, model="m2", text="b"),
+        ],
+    )
+    await m.ImportStudy(request)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await m.ImportAnnotations(
+            metrics_pb2.ImportAnnotationsRequest(
+                study="sparse",
+                rows=[metrics_pb2.AnnotationRow(prompt="e0", model="m2", annotator="h", value=1)],
+            )
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "the study has no answer by 'm2' to prompt 'e0'" in (err.value.details() or "")
+
+
+async def test_negative_seed_limit_and_ratio_values_are_invalid(stack: Stack) -> None:
+    m = stack.clients.metrics
+    await m.ImportStudy(study("s", "x", label("h1", 1.0), label("h2", 0.0)))
+    calls = [
+        m.GetAgreement(metrics_pb2.GetAgreementRequest(study="s", seed=-1)),
+        m.GetModelRanking(metrics_pb2.GetModelRankingRequest(study="s", seed=-1)),
+        m.GetDisagreements(metrics_pb2.GetDisagreementsRequest(study="s", limit=-1)),
+        m.ComputeAgreement(
+            metrics_pb2.ComputeAgreementRequest(
+                level="ratio",
+                values=[
+                    metrics_pb2.ReliabilityValue(unit="u", coder=c, number=x)
+                    for c, x in (("a", 1.0), ("b", -1.0))
+                ],
+            )
+        ),
+    ]
+    for call, fragment in zip(
+        calls, ["seed: -1", "seed: -1", "limit: -1", "level 'ratio' needs >= 0"], strict=True
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert fragment in (err.value.details() or "")
