@@ -12,6 +12,11 @@ from harmeval.common.v1 import common_pb2
 DEFAULT_MAX_TOKENS = 128
 
 
+# Seeds are 32-bit in llama.cpp and vLLM, and llama.cpp reads 2**32 - 1 as "pick a random
+# seed": anything above this is refused, not silently made random or wrapped around.
+MAX_SEED = 2**32 - 2
+
+
 @dataclass(frozen=True)
 class GenerationParams:
     temperature: float = 0.0
@@ -75,8 +80,10 @@ class GenerationParams:
             problems.append("stop sequences must not be empty strings")
         if len(self.system_prompt) > 8000:
             problems.append("system_prompt: longer than 8000 characters")
-        if self.seed < 0:
-            problems.append(f"seed must be >= 0, got {self.seed}")
+        if not 0 <= self.seed <= MAX_SEED:
+            problems.append(f"seed must be in [0, {MAX_SEED}], got {self.seed}")
+        if any("\x00" in s for s in (*self.stop, self.system_prompt)):
+            problems.append("stop and system_prompt must not contain NUL characters")
         return problems
 
     def cache_key(self) -> str:

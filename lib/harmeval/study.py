@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,9 @@ _MODEL_KEYS = {
 def _number(where: str, value: Any, kind: type[int] | type[float]) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise StudyFileError(f"{where}: expected a number, got {value!r}")
-    if kind is int and not float(value).is_integer():
+    if isinstance(value, float) and not math.isfinite(value):
+        raise StudyFileError(f"{where}: expected a finite number, got {value!r}")
+    if kind is int and isinstance(value, float) and not value.is_integer():
         raise StudyFileError(f"{where}: expected a whole number, got {value!r}")
     return kind(value)
 
@@ -148,6 +151,10 @@ def load_study(path: str | Path) -> Study:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise StudyFileError(f"{path}: no such study file") from exc
+    except UnicodeDecodeError as exc:
+        raise StudyFileError(f"{path}: not UTF-8 text ({exc.reason})") from exc
+    except OSError as exc:
+        raise StudyFileError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     except yaml.YAMLError as exc:
         raise StudyFileError(f"{path}: not valid YAML: {exc}") from exc
     return parse_study(data, str(path), path.parent)

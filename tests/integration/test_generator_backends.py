@@ -287,6 +287,17 @@ async def test_tgi_backend_against_the_contract_fake(tmp_path: Path, database_ur
             assert sent["do_sample"] is False
             listed = await gen.ListModels(generator_pb2.ListModelsRequest())
             assert listed.models[0].backend == "tgi"
+            # The TGI client takes at most 4 stop sequences: the caller's mistake, said so.
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await gen.Generate(
+                    generator_pb2.GenerateRequest(
+                        model="mistral",
+                        prompts=[prompt("Help me.")],
+                        params=params(max_tokens=10, stop=["a", "b", "c", "d", "e"]),
+                    )
+                )
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "stop" in (err.value.details() or "")
 
 
 async def test_llama_cpp_chat_format_and_system_prompt(

@@ -72,6 +72,24 @@ async def test_list_models(stack: Stack) -> None:
         (request("ok", "   "), grpc.StatusCode.INVALID_ARGUMENT, "prompts[1].text: empty"),
         (request("ok", top_p=1.5), grpc.StatusCode.INVALID_ARGUMENT, "top_p"),
         (request("word " * 600), grpc.StatusCode.INVALID_ARGUMENT, "tokens too long"),
+        (request("a\x00b"), grpc.StatusCode.INVALID_ARGUMENT, "prompts[0].text: contains a NUL"),
+        (
+            request("ok", system_prompt="be\x00nice"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "must not contain NUL",
+        ),
+        # llama.cpp reads 2**32 - 1 as "random seed"; larger ones would wrap around.
+        (request("ok", seed=2**32 - 1), grpc.StatusCode.INVALID_ARGUMENT, "seed must be in"),
+        (
+            generator_pb2.GenerateRequest(
+                model="gemma3-270m",
+                prompts=[common_pb2.Prompt(text="ok")],
+                params=common_pb2.GenerationParams(max_tokens=8, seed=2**32 - 2),
+                n=2,
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "seed + n - 1 must be at most 4294967294",
+        ),
     ],
 )
 async def test_bad_input(

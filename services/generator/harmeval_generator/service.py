@@ -17,21 +17,31 @@ from harmeval.common.v1 import common_pb2
 from harmeval.db import Repository, open_database
 from harmeval.db.repository import NewGeneration, PromptIn, StoredGeneration
 from harmeval.generator.v1 import generator_pb2, generator_pb2_grpc
-from harmeval.params import GenerationParams
+from harmeval.params import MAX_SEED, GenerationParams
 from harmeval.server import ServiceSpec, require_ready
 from harmeval.settings import GeneratorSettings
 from harmeval_generator.backends.base import (
     Completion,
     Engine,
+    EngineMisconfiguredError,
     EngineUnavailableError,
     ModelPrompt,
     PromptTooLongError,
+    RequestRejectedError,
     StreamState,
 )
 from harmeval_generator.engines import open_engines
 from harmeval_generator.pathologies import detect
 
 logger = logging.getLogger(__name__)
+
+# What an engine may raise for one request, mapped to a status by `_engine_failed`.
+ENGINE_ERRORS = (
+    PromptTooLongError,
+    RequestRejectedError,
+    EngineMisconfiguredError,
+    EngineUnavailableError,
+)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -151,8 +161,18 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
                 await context.abort(
                     grpc.StatusCode.INVALID_ARGUMENT, f"prompts[{i}].text: empty prompt text"
                 )
+            for field in ("text", "category", "external_id"):
+                if "\x00" in getattr(p, field):
+                    # PostgreSQL text cannot hold NUL: refuse it rather than fail to store.
+                    await context.abort(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"prompts[{i}].{field}: contains a NUL character",
+                    )
         params = GenerationParams.from_proto(params_proto)
-        if problems := params.validate():
+        problems = params.validate()
+        if params.seed + max(n, 1) - 1 > MAX_SEED >= params.seed:
+            problems.append(f"seed + n - 1 must be at most {MAX_SEED} (sample k uses seed + k)")
+        if problems:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "params: " + "; ".join(problems))
         for i, p in enumerate(prompts):
             try:
@@ -211,13 +231,18 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
             completion = await engine.complete(
                 ModelPrompt(job.text, job.params.system_prompt), job.params
             )
-        except PromptTooLongError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except EngineUnavailableError as exc:
+        except ENGINE_ERRORS as exc:
             await self._engine_failed(engine, exc, context)
         return to_proto(await self._store(engine, job, completion), engine.name, cached=False)
 
     async def _engine_failed(self, engine: Engine, exc: Exception, context: Context) -> None:
+        if isinstance(exc, PromptTooLongError | RequestRejectedError):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"model {engine.name!r}: {exc}")
+        if isinstance(exc, EngineMisconfiguredError):
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"model {engine.name!r} is misconfigured: {exc}",
+            )
         if getattr(engine, "in_process", False):
             # The pod cannot recover an in-process engine: let Kubernetes restart it.
             self.healthy = False
@@ -296,9 +321,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
             ):
                 first = first or time.perf_counter()
                 yield generator_pb2.GenerateStreamResponse(text=text)
-        except PromptTooLongError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except EngineUnavailableError as exc:
+        except ENGINE_ERRORS as exc:
             await self._engine_failed(engine, exc, context)
         saved = await self._store(engine, job, state.completion(started, first))
         yield generator_pb2.GenerateStreamResponse(

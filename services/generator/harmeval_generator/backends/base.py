@@ -24,6 +24,16 @@ class EngineUnavailableError(RuntimeError):
     """The engine died or cannot be reached: the service answers UNAVAILABLE and flips health."""
 
 
+class RequestRejectedError(ValueError):
+    """The engine refused these parameters or this prompt for a reason other than its length
+    (e.g. TGI takes at most 4 stop sequences): the caller's request is invalid."""
+
+
+class EngineMisconfiguredError(RuntimeError):
+    """The backend refuses every request as this engine is configured (a wrong API key, an
+    unknown model name): not an outage a retry would fix."""
+
+
 @dataclass(frozen=True)
 class ModelPrompt:
     """What one generation asks of an engine."""

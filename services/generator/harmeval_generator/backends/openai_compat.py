@@ -13,9 +13,11 @@ from harmeval.params import GenerationParams
 from harmeval_generator.backends.base import (
     DEFAULT_STOP,
     Completion,
+    EngineMisconfiguredError,
     EngineUnavailableError,
     ModelPrompt,
     PromptTooLongError,
+    RequestRejectedError,
     StreamState,
     chat_messages,
     completion_prompt,
@@ -38,7 +40,13 @@ def _map_error(exc: Exception, base_url: str) -> Exception:
         message = str(exc)
         if any(fragment in message.lower() for fragment in _TOO_LONG):
             return PromptTooLongError(f"the server at {base_url} refused the prompt: {message}")
-        return ValueError(message)
+        return RequestRejectedError(f"the server at {base_url} refused the request: {message}")
+    if isinstance(exc, openai.UnprocessableEntityError):
+        return RequestRejectedError(f"the server at {base_url} refused the request: {exc}")
+    if isinstance(
+        exc, openai.AuthenticationError | openai.PermissionDeniedError | openai.NotFoundError
+    ):
+        return EngineMisconfiguredError(f"{base_url}: {exc}")
     if isinstance(exc, openai.APIStatusError | openai.APIConnectionError):
         return EngineUnavailableError(f"{base_url}: {exc}")
     return exc

@@ -59,6 +59,7 @@ from harmeval_generator.backends.base import (
     EngineUnavailableError,
     ModelPrompt,
     PromptTooLongError,
+    RequestRejectedError,
     StreamState,
     completion_prompt,
 )
@@ -311,9 +312,12 @@ def _translate(exc: Exception, base_url: str) -> Exception | None:
         if m := _INPUT_LENGTH.search(message):
             limit, given = (int(g) for g in m.groups())
             return PromptTooLongError(f"{message}: {given - limit} tokens too long")
-        return ValueError(message)
+        return RequestRejectedError(message)
     if isinstance(exc, BadRequestError):
-        return ValueError(str(exc))
+        return RequestRejectedError(str(exc))
+    if isinstance(exc, ValueError):
+        # The client checks parameters itself before sending (e.g. at most 4 stop sequences).
+        return RequestRejectedError(f"TGI client: {exc}")
     if isinstance(exc, _UNAVAILABLE):
         return EngineUnavailableError(f"TGI at {base_url}: {type(exc).__name__}: {exc}")
     return None
