@@ -67,6 +67,23 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def _start_time(pid: int) -> int | None:
+    """When the process started (clock ticks since boot), None when it is gone: with the pid
+    it names one process, where a pid alone may since have been given to another."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _running(info: dict[str, object]) -> bool:
+    """Whether the process a pid file records is still that process and alive."""
+    pid = int(str(info["pid"]))
+    started = info.get("started")
+    return _alive(pid) and (started is None or _start_time(pid) == started)
+
+
 def recorded(settings: ClientSettings, name: str) -> dict[str, object] | None:
     path = _pid_file(settings, name)
     if not path.exists():
@@ -187,13 +204,15 @@ async def up(settings: ClientSettings, say: Callable[[str], None] = print) -> No
     started: list[tuple[Component, int, Path]] = []
     for c in components(settings, model_path):
         info = recorded(settings, c.name)
-        if info and _alive(int(str(info["pid"]))):
+        if info and _running(info):
             say(f"{c.name}: already running (pid {info['pid']})")
             continue
         log = log_dir(settings) / f"{c.name}.log"
         pid = _spawn(c, env, log)
         _pid_file(settings, c.name).write_text(
-            json.dumps({"pid": pid, "address": c.address, "log": str(log)})
+            json.dumps(
+                {"pid": pid, "started": _start_time(pid), "address": c.address, "log": str(log)}
+            )
         )
         started.append((c, pid, log))
     try:
@@ -227,7 +246,7 @@ async def down(
         if info is None:
             continue
         pid = int(str(info["pid"]))
-        if _alive(pid):
+        if _running(info):
             await asyncio.to_thread(_terminate, pid, settings.grace_seconds)
             say(f"{name}: stopped (pid {pid})")
         _pid_file(settings, name).unlink(missing_ok=True)
@@ -244,7 +263,7 @@ async def status(settings: ClientSettings) -> list[dict[str, str]]:
             continue
         pid = int(str(info["pid"]))
         state = "stopped"
-        if _alive(pid):
+        if _running(info):
             comp = Component(
                 name, [], str(info["address"]), "http" if name == "llm-server" else "grpc"
             )
