@@ -24,6 +24,21 @@ from harmeval_generator.backends.base import Engine
 from harmeval_generator.backends.llamacpp import LlamaCppEngine, embedded_model_path
 
 BACKENDS = ("llama.cpp", "vllm", "tgi", "openai")
+# The fields each backend reads; anything else is a typo that would be ignored silently.
+FIELDS = {
+    "llama.cpp": {"model_path", "n_ctx", "n_threads", "prompt_format"},
+    "vllm": {
+        "model",
+        "prompt_format",
+        "max_model_len",
+        "gpu_memory_utilization",
+        "dtype",
+        "engine_kwargs",
+    },
+    "tgi": {"base_url", "timeout_s", "context_length"},
+    "openai": {"base_url", "model", "api_key_env", "prompt_format", "context_length", "timeout_s"},
+}
+PROMPT_FORMATS = ("completion", "chat")
 
 
 class ModelsFileError(ValueError):
@@ -48,6 +63,17 @@ def _entries(path: Path) -> list[dict[str, Any]]:
         if m["name"] in names:
             raise ModelsFileError(f"{where}.name: {m['name']!r} listed twice")
         names.add(m["name"])
+        unknown = sorted(set(m) - {"name", "backend"} - FIELDS[m["backend"]])
+        if unknown:
+            raise ModelsFileError(
+                f"{where}: unknown field(s) {unknown} for {m['backend']}; expected some of "
+                f"{sorted(FIELDS[m['backend']])}"
+            )
+        if m.get("prompt_format", "completion") not in PROMPT_FORMATS:
+            raise ModelsFileError(
+                f"{where}.prompt_format: expected one of {list(PROMPT_FORMATS)}, "
+                f"got {m['prompt_format']!r}"
+            )
     return models
 
 
@@ -79,7 +105,13 @@ def _build(entry: dict[str, Any], settings: GeneratorSettings) -> Engine:
         if backend == "tgi":
             from harmeval_generator.backends.tgi import TgiEngine
 
-            return TgiEngine(name, entry["base_url"], timeout_s=float(entry.get("timeout_s", 120)))
+            context_length = entry.get("context_length")
+            return TgiEngine(
+                name,
+                entry["base_url"],
+                timeout_s=float(entry.get("timeout_s", 120)),
+                context_length=int(context_length) if context_length is not None else None,
+            )
         from harmeval_generator.backends.openai_compat import OpenAICompatEngine
 
         return OpenAICompatEngine(
