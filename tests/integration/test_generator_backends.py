@@ -300,6 +300,16 @@ async def test_tgi_backend_against_the_contract_fake(tmp_path: Path, database_ur
             assert "stop" in (err.value.details() or "")
 
 
+def test_llama_cpp_chat_needs_a_template(model_path: Path, tmp_path: Path) -> None:
+    """The Gemma GGUF has no chat template: llama-cpp-python would silently use Llama-2's."""
+    from harmeval.settings import GeneratorSettings
+    from harmeval_generator.engines import ModelsFileError, _build
+
+    entry = {"name": "g", "backend": "llama.cpp", "model_path": str(model_path), "n_ctx": 256}
+    with pytest.raises(ModelsFileError, match=r"model 'g': .* has no chat template"):
+        _build({**entry, "prompt_format": "chat"}, GeneratorSettings(data_dir=tmp_path))
+
+
 async def test_llama_cpp_chat_format_and_system_prompt(
     model_path: Path, tmp_path: Path, database_url: str
 ) -> None:
@@ -307,7 +317,7 @@ async def test_llama_cpp_chat_format_and_system_prompt(
         gen = await generator_with(
             "models:\n"
             f"  - {{name: gemma-chat, backend: llama.cpp, model_path: '{model_path}',"
-            " n_ctx: 512, prompt_format: chat}\n",
+            " n_ctx: 512, prompt_format: chat, chat_format: gemma}\n",
             tmp_path,
             database_url,
             stack,

@@ -4,6 +4,7 @@ HARMEVAL_GENERATOR_MODELS_FILE lists the models, e.g.
 
     models:
       - {name: gemma3-270m, backend: llama.cpp, model_path: /models/gemma.gguf, n_ctx: 2048}
+      - {name: gemma-chat, backend: llama.cpp, prompt_format: chat, chat_format: gemma}
       - {name: qwen2.5-0.5b, backend: vllm, model: Qwen/Qwen2.5-0.5B, prompt_format: completion}
       - {name: mistral-7b, backend: tgi, base_url: http://tgi:8080}
       - {name: phi-3, backend: openai, base_url: http://vllm:8000/v1, model: microsoft/Phi-3-mini,
@@ -26,7 +27,7 @@ from harmeval_generator.backends.llamacpp import LlamaCppEngine, embedded_model_
 BACKENDS = ("llama.cpp", "vllm", "tgi", "openai")
 # The fields each backend reads; anything else is a typo that would be ignored silently.
 FIELDS = {
-    "llama.cpp": {"model_path", "n_ctx", "n_threads", "prompt_format"},
+    "llama.cpp": {"model_path", "n_ctx", "n_threads", "prompt_format", "chat_format"},
     "vllm": {
         "model",
         "prompt_format",
@@ -89,6 +90,7 @@ def _build(entry: dict[str, Any], settings: GeneratorSettings) -> Engine:
                 n_ctx=int(entry.get("n_ctx", settings.generator_n_ctx)),
                 n_threads=int(entry.get("n_threads", settings.generator_n_threads)),
                 prompt_format=entry.get("prompt_format", "completion"),
+                chat_format=entry.get("chat_format"),
             )
         if backend == "vllm":
             from harmeval_generator.backends.vllm import VllmEngine
@@ -125,6 +127,8 @@ def _build(entry: dict[str, Any], settings: GeneratorSettings) -> Engine:
         )
     except KeyError as exc:
         raise ModelsFileError(f"{where}: missing field {exc.args[0]!r} for {backend}") from exc
+    except ValueError as exc:
+        raise ModelsFileError(f"{where}: {exc}") from exc
 
 
 async def open_engines(settings: GeneratorSettings, stack: AsyncExitStack) -> dict[str, Engine]:

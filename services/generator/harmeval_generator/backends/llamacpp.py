@@ -63,6 +63,7 @@ class LlamaCppEngine:
         n_ctx: int,
         n_threads: int = 0,
         prompt_format: str = "completion",
+        chat_format: str | None = None,
     ) -> None:
         from llama_cpp import Llama
 
@@ -70,14 +71,28 @@ class LlamaCppEngine:
             raise ValueError(f"prompt_format must be 'completion' or 'chat', not {prompt_format!r}")
         self.name = name
         self.model_path = model_path
-        # "chat" applies the chat template stored in the GGUF file (models that have one).
+        # "chat" applies the chat template stored in the GGUF file, or the llama-cpp-python
+        # format named by `chat_format` (e.g. "gemma") for files without one.
         self.prompt_format = prompt_format
+        self.chat_format = chat_format
         self._llm = Llama(
             model_path=str(model_path),
             n_ctx=n_ctx,
             n_threads=n_threads or None,
+            chat_format=chat_format,
             verbose=False,
         )
+        if (
+            prompt_format == "chat"
+            and chat_format is None
+            and "tokenizer.chat_template" not in self._llm.metadata
+        ):
+            # llama-cpp-python would fall back to Llama-2's [INST] format: the wrong one.
+            self._llm.close()
+            raise ValueError(
+                f"{model_path.name} has no chat template: set chat_format (a llama-cpp-python "
+                "format such as 'gemma') or use prompt_format 'completion'"
+            )
         self._lock = asyncio.Lock()
 
     @property
@@ -190,7 +205,9 @@ class LlamaCppEngine:
     def settings(self) -> dict[str, str]:
         return {
             "model_path": str(self.model_path),
-            "template": TEMPLATE_VERSION if self.prompt_format == "completion" else "gguf-chat",
+            "template": TEMPLATE_VERSION
+            if self.prompt_format == "completion"
+            else f"chat:{self.chat_format or 'gguf'}",
             "n_ctx": str(self.context_length),
         }
 
