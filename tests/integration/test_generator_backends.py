@@ -16,6 +16,7 @@ import grpc
 import pytest
 
 from harmeval.common.v1 import common_pb2
+from harmeval.db.repository import ModelIdentityChanged
 from harmeval.generator.v1 import generator_pb2, generator_pb2_grpc
 from harmeval.params import GenerationParams
 from harmeval.server import RunningServer, _watchdog
@@ -298,6 +299,31 @@ async def test_tgi_backend_against_the_contract_fake(tmp_path: Path, database_ur
                 )
             assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert "stop" in (err.value.details() or "")
+
+
+async def test_a_model_name_served_differently_is_refused(
+    model_path: Path, tmp_path: Path, database_url: str
+) -> None:
+    """Stored answers are found by model name: serving the name with another template would
+    hand out the old template's answers as the new one's."""
+    entry = f"{{name: g, backend: llama.cpp, model_path: '{model_path}', n_ctx: 512"
+    async with AsyncExitStack() as stack:
+        gen = await generator_with(f"models:\n  - {entry}}}\n", tmp_path, database_url, stack)
+        await gen.Generate(
+            generator_pb2.GenerateRequest(
+                model="g", prompts=[prompt("Name a fruit.")], params=params(max_tokens=4)
+            )
+        )
+    async with AsyncExitStack() as stack:  # the same file again: the same model
+        await generator_with(f"models:\n  - {entry}}}\n", tmp_path, database_url, stack)
+    with pytest.raises(ModelIdentityChanged, match="model 'g' has stored answers from"):
+        async with AsyncExitStack() as stack:
+            await generator_with(
+                f"models:\n  - {entry}, prompt_format: chat, chat_format: gemma}}\n",
+                tmp_path,
+                database_url,
+                stack,
+            )
 
 
 def test_llama_cpp_chat_needs_a_template(model_path: Path, tmp_path: Path) -> None:

@@ -21,6 +21,10 @@ IMPORTED_BACKEND = "imported"
 IMPORTED_PROTOCOL = "imported"
 
 
+class ModelIdentityChanged(RuntimeError):
+    """A model name is served differently from how its stored answers were made."""
+
+
 @dataclass(frozen=True)
 class PromptIn:
     text: str
@@ -384,6 +388,24 @@ class Repository:
                 "SELECT id, text, category FROM prompts WHERE id = ANY(%s)", (list(ids),)
             )
             return {p.id: p for p in await cur.fetchall()}
+
+    async def register_served_model(
+        self, name: str, backend: str, settings: dict[str, Any], identity: dict[str, str]
+    ) -> int:
+        """Records a model a generator serves. Stored answers are found by model name, so a
+        name already stored with another `identity` (other weights, template or prompt
+        format) is refused: its answers would be served as the new model's."""
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "SELECT settings -> 'identity' FROM models WHERE name = %s FOR UPDATE", (name,)
+            )
+            row = await cur.fetchone()
+            if row is not None and row[0] is not None and row[0] != identity:
+                raise ModelIdentityChanged(
+                    f"model {name!r} has stored answers from {row[0]}, but is now served as "
+                    f"{identity}: give it a new name (its stored answers belong to the old one)"
+                )
+            return await _upsert_model(conn, name, backend, {**settings, "identity": identity})
 
     async def upsert_model(self, name: str, backend: str, settings: dict[str, Any]) -> int:
         async with self.pool.connection() as conn:

@@ -45,6 +45,9 @@ ENGINE_ERRORS = (
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
+# The settings that change a model's answers (not where it is served from, or its threads).
+IDENTITY_KEYS = ("model_file", "model", "model_id", "template", "prompt_format")
+
 MAX_PROMPTS_PER_REQUEST = 256
 MAX_SAMPLES = 16
 
@@ -102,8 +105,10 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
         self.repo = await stack.enter_async_context(open_database(self.settings))
         self.engines = await open_engines(self.settings, stack)
         for name, engine in self.engines.items():
-            self.model_ids[name] = await self.repo.upsert_model(
-                name, engine.backend, dict(engine.settings())
+            settings = dict(engine.settings())
+            identity = {k: settings[k] for k in IDENTITY_KEYS if k in settings}
+            self.model_ids[name] = await self.repo.register_served_model(
+                name, engine.backend, settings, {"backend": engine.backend, **identity}
             )
             logger.info("serving %s with %s", name, engine.backend)
 

@@ -205,6 +205,8 @@ class LlamaCppEngine:
     def settings(self) -> dict[str, str]:
         return {
             "model_path": str(self.model_path),
+            # Which weights, wherever the file lives (the data directory may move).
+            "model_file": f"{self.model_path.name} ({self.model_path.stat().st_size} bytes)",
             "template": TEMPLATE_VERSION
             if self.prompt_format == "completion"
             else f"chat:{self.chat_format or 'gguf'}",
