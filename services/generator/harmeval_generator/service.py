@@ -326,9 +326,10 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
             ):
                 first = first or time.perf_counter()
                 yield generator_pb2.GenerateStreamResponse(text=text)
+            completion = state.completion(started, first)
         except ENGINE_ERRORS as exc:
             await self._engine_failed(engine, exc, context)
-        saved = await self._store(engine, job, state.completion(started, first))
+        saved = await self._store(engine, job, completion)
         yield generator_pb2.GenerateStreamResponse(
             generation=to_proto(saved, engine.name, cached=False)
         )

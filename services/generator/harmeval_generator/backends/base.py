@@ -60,11 +60,16 @@ class StreamState:
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    finish_reason: str = "stop"
+    # Set from the engine's last event; None means the stream ended without one.
+    finish_reason: str | None = None
     text_parts: list[str] = field(default_factory=list)
 
     def completion(self, started: float, first_token_at: float | None) -> Completion:
         """The finished generation; times are `time.perf_counter()` readings."""
+        if self.finish_reason is None:
+            # Every engine ends a stream by saying why; a stream that just stops was cut off,
+            # and storing its text would serve a partial answer as complete from then on.
+            raise EngineUnavailableError("the stream ended without a finish reason (cut off?)")
         return Completion(
             text="".join(self.text_parts),
             prompt_tokens=self.prompt_tokens,
