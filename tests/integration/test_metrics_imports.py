@@ -175,3 +175,14 @@ async def test_negative_seed_limit_and_ratio_values_are_invalid(stack: Stack) ->
             await call
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert fragment in (err.value.details() or "")
+
+
+async def test_each_study_keeps_its_own_prompt_categories(stack: Stack) -> None:
+    m = stack.clients.metrics
+    for name, category in (("cat-a", "negative_influence"), ("cat-b", "privacy")):
+        request = study(name, f"answer in {name}", label("h", 1.0))
+        request.prompts[0].category = category
+        await m.ImportStudy(request)
+    for name, category in (("cat-a", "negative_influence"), ("cat-b", "privacy")):
+        reply = await m.GetStudyAnswers(metrics_pb2.GetStudyAnswersRequest(study=name))
+        assert [p.prompt.category for p in reply.prompts] == [category]

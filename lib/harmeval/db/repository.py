@@ -341,10 +341,10 @@ async def _register_study(
         await conn.execute(f"DELETE FROM {table} WHERE study_id = %s", (study_id,))
     async with conn.cursor() as c:
         await c.executemany(
-            "INSERT INTO study_prompts (study_id, prompt_id, external_id, position)"
-            " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            "INSERT INTO study_prompts (study_id, prompt_id, external_id, position, category)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
             [
-                (study_id, pid, p.external_id or str(pid), position)
+                (study_id, pid, p.external_id or str(pid), position, p.category or "uncategorized")
                 for position, (pid, p) in enumerate(zip(prompt_ids, prompts, strict=True))
             ],
         )
@@ -608,7 +608,7 @@ class Repository:
         async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=class_row(StudyAnswer))
             await cur.execute(
-                "SELECT p.id AS prompt_id, sp.external_id, p.text AS prompt_text, p.category,"
+                "SELECT p.id AS prompt_id, sp.external_id, p.text AS prompt_text, sp.category,"
                 " g.id AS generation_id, sm.name AS model, g.text, g.flags"
                 " FROM studies s"
                 " JOIN study_prompts sp ON sp.study_id = s.id"
@@ -652,7 +652,7 @@ class Repository:
             cur = conn.cursor(row_factory=class_row(StudyLabel))
             await cur.execute(
                 "SELECT a.coder, a.name AS annotator, a.kind AS coder_kind, p.id AS prompt_id,"
-                " sp.external_id, p.category, sm.name AS model, g.id AS generation_id,"
+                " sp.external_id, sp.category, sm.name AS model, g.id AS generation_id,"
                 " j.status, j.harmful, j.rank, j.value, j.order_sensitive"
                 " FROM studies s"
                 " JOIN study_models sm ON sm.study_id = s.id"
