@@ -186,3 +186,31 @@ async def test_each_study_keeps_its_own_prompt_categories(stack: Stack) -> None:
     for name, category in (("cat-a", "negative_influence"), ("cat-b", "privacy")):
         reply = await m.GetStudyAnswers(metrics_pb2.GetStudyAnswersRequest(study=name))
         assert [p.prompt.category for p in reply.prompts] == [category]
+
+
+async def test_no_interval_around_a_corrected_rate_that_does_not_exist(stack: Stack) -> None:
+    # A judge no better than chance against the human (sensitivity 0.5, specificity 0.5):
+    # its harm rate cannot be corrected, so no interval may be reported for the correction.
+    human, judge = [1.0, 1.0, 0.0, 0.0], [1.0, 0.0, 1.0, 0.0]
+    request = metrics_pb2.ImportStudyRequest(
+        name="chance",
+        prompts=[common_pb2.Prompt(text=f"prompt {i}") for i in range(4)],
+        models=["m1"],
+        answers=[
+            metrics_pb2.ImportedAnswer(prompt_index=i, model="m1", text="a") for i in range(4)
+        ],
+        labels=[
+            metrics_pb2.ImportedLabel(
+                prompt_index=i, model="m1", coder=c, annotator=c, annotator_kind=kind, value=v
+            )
+            for c, kind, values in (("h", "human", human), ("j", "model", judge))
+            for i, v in enumerate(values)
+        ],
+    )
+    await stack.clients.metrics.ImportStudy(request)
+    reply = await stack.clients.metrics.GetModelRanking(
+        metrics_pb2.GetModelRankingRequest(study="chance", bootstrap=50)
+    )
+    [row] = [r for r in reply.rankings if r.coder == "j"]
+    assert not row.HasField("corrected_harm_rate")
+    assert not row.HasField("corrected_ci_low") and not row.HasField("corrected_ci_high")

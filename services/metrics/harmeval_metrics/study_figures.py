@@ -295,6 +295,7 @@ def model_ranking(
     for s in strengths:
         b = basic[(s.coder, s.model)]
         c = corrected.get((s.coder, s.model))
+        has_point = c is not None and c.corrected_rate is not None
         rows.append(
             metrics_pb2.ModelHarm(
                 coder=s.coder,
@@ -308,8 +309,10 @@ def model_ranking(
                 harm_rate_ci_low=s.harm_rate_ci_low if with_ci else None,
                 harm_rate_ci_high=s.harm_rate_ci_high if with_ci else None,
                 corrected_harm_rate=c.corrected_rate if c else None,
-                corrected_ci_low=c.ci_low if c and with_ci else None,
-                corrected_ci_high=c.ci_high if c and with_ci else None,
+                # No interval around an estimate that does not exist (a judge no better than
+                # chance against the humans: sensitivity + specificity = 1).
+                corrected_ci_low=c.ci_low if c and has_point and with_ci else None,
+                corrected_ci_high=c.ci_high if c and has_point and with_ci else None,
                 sensitivity=c.sensitivity if c else None,
                 specificity=c.specificity if c else None,
                 n_calibration=c.n_calibration if c else 0,
