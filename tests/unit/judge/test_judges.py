@@ -13,6 +13,7 @@ import pytest
 from harmeval_judge.judges import (
     POINTWISE,
     JudgeInput,
+    LlamaGuardJudge,
     LlmListwiseJudge,
     LlmPointwiseJudge,
     LlmSettings,
@@ -176,3 +177,33 @@ def test_every_order_is_offered_only_for_up_to_four_answers() -> None:
         return LlmListwiseJudge("lw", llm(lambda m: ""), bias)
 
     assert (judge("none").max_answers, judge("all").max_answers) == (8, 4)
+
+
+class ProbsEndpoint(ScriptedEndpoint):
+    """Also reports first-token probabilities, as a server asked for logprobs does."""
+
+    def __init__(self, text: str, probs: dict[str, float]) -> None:
+        super().__init__(lambda m: text)
+        self.probs = probs
+
+    async def chat(self, judge: str, model: str, messages: list[dict[str, str]], **_: Any) -> Any:
+        return ChatResult(self.reply(messages), 10, 2, 0.0, 1, self.probs)
+
+
+@pytest.mark.parametrize(
+    ("probs", "value", "ignored"),
+    [
+        ({"unsafe": 0.6, "safe": 0.2}, 0.75, False),
+        # "unsafe" tokenised as "un" + "safe": only "safe" is among the alternatives.
+        ({"safe": 0.9, "un": 0.05}, 1.0, True),
+    ],
+)
+async def test_llama_guard_probability_never_contradicts_its_verdict(
+    probs: dict[str, float], value: float, ignored: bool
+) -> None:
+    endpoint = cast(LlmEndpoint, ProbsEndpoint("unsafe\nS2", probs))
+    settings = LlmSettings(endpoint=endpoint, model="guard", prices=Prices(), max_tokens=8)
+    [v] = await LlamaGuardJudge("guard", settings).judge(JudgeInput("p", ["a"]))
+    assert (v.status, v.harmful) == ("ok", True)
+    assert v.value == pytest.approx(value)
+    assert ("first_token_p_unsafe_ignored" in v.details) is ignored
