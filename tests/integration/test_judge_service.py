@@ -307,3 +307,25 @@ async def test_prompt_and_references_have_limits(
         await stack.clients.judge.Judge(request)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert fragment in (err.value.details() or "")
+
+
+async def test_unscorable_verdicts_are_judged_again_only_when_asked(stack: Stack) -> None:
+    judge = "openai-listwise-fake"
+    answers = await stored_answers(stack, "a", "b")
+    stack.judge_model.reply = lambda m: (200, "")  # e.g. a backend answering empty replies
+    first = await stack.clients.judge.Judge(judge_request(judge, answers))
+    assert [j.status for j in first.judgments] == [UNSCORABLE, UNSCORABLE]
+    calls = stack.fake.calls
+    stack.judge_model.reply = lambda m: (200, "Content A: N/A\nContent B: 1")
+    again = await stack.clients.judge.Judge(judge_request(judge, answers))
+    assert stack.fake.calls == calls and all(j.cached for j in again.judgments)
+    request = judge_request(judge, answers)
+    request.rejudge_unscorable = True
+    fresh = await stack.clients.judge.Judge(request)
+    assert stack.fake.calls == calls + 1
+    assert [(j.status, j.rank, j.cached) for j in fresh.judgments] == [
+        (OK, 0, False),
+        (OK, 1, False),
+    ]
+    # Scorable verdicts are reused even when asked to re-judge unscorable ones.
+    assert all(j.cached for j in (await stack.clients.judge.Judge(request)).judgments)

@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a study file (continues where an earlier run stopped)")
     run.add_argument("study_file")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--rejudge-unscorable",
+        action="store_true",
+        help="ask the judges again where their stored verdict is unscorable",
+    )
     report = sub.add_parser("report", help="agreement and model ranking of a study")
     report.add_argument("study")
     report.add_argument("--json", action="store_true", help="machine-readable output")
@@ -120,7 +125,12 @@ async def _run(args: argparse.Namespace, settings: ClientSettings, console: Cons
         study = load_study(args.study_file)
         started = time.perf_counter()
         async with connect(settings) as clients:
-            summary = await run_study(study, clients, show_progress=not args.no_progress)
+            summary = await run_study(
+                study,
+                clients,
+                show_progress=not args.no_progress,
+                rejudge_unscorable=args.rejudge_unscorable,
+            )
         g, j = summary.generations, summary.judgments
         console.print(
             f"study {study.name}: {len(study.prompts)} prompts × {len(study.models)} small models"

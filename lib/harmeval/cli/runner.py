@@ -68,7 +68,11 @@ async def define_judges(study: Study, clients: Clients) -> None:
             ) from exc
 
 
-async def run_study(study: Study, clients: Clients, show_progress: bool = True) -> RunSummary:
+async def run_study(
+    study: Study, clients: Clients, show_progress: bool = True, rejudge_unscorable: bool = False
+) -> RunSummary:
+    """Generates and judges what is not stored yet; `rejudge_unscorable` also asks the judges
+    again where their stored verdict is unscorable."""
     await define_judges(study, clients)
     await check_names(study, clients)
     registered = await clients.metrics.RegisterStudy(
@@ -126,6 +130,7 @@ async def run_study(study: Study, clients: Clients, show_progress: bool = True) 
                             judge_pb2.Answer(generation_id=g.generation_id, text=g.text)
                             for g in gens
                         ],
+                        rejudge_unscorable=rejudge_unscorable,
                     )
                 )
             for j in reply.judgments:

@@ -203,7 +203,11 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
             )
 
     async def _stored_verdicts(
-        self, judge: Judge, items: Sequence[Sequence[judge_pb2.Answer]], where: str
+        self,
+        judge: Judge,
+        items: Sequence[Sequence[judge_pb2.Answer]],
+        where: str,
+        rejudge_unscorable: bool,
     ) -> dict[int, StoredJudgment]:
         """Verdicts this judge (as configured now) already gave on the stored answers of
         `items`, read in two queries for the whole request; an unknown generation_id rejects
@@ -221,7 +225,10 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
                     grpc.StatusCode.NOT_FOUND,
                     f"{where.format(i)}answers: unknown generation_id {sorted(missing)}",
                 )
-        return await repo.find_judgments(self.records[judge.name], ids)
+        found = await repo.find_judgments(self.records[judge.name], ids)
+        if rejudge_unscorable:
+            return {i: j for i, j in found.items() if j.status != "unscorable"}
+        return found
 
     async def _judge_item(
         self,
@@ -329,7 +336,9 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
         judge = await self._judge_for(request.judge, context)
         try:
             self._check_item(judge, request.prompt, request.answers, request.references, "")
-            stored = await self._stored_verdicts(judge, [request.answers], "")
+            stored = await self._stored_verdicts(
+                judge, [request.answers], "", request.rejudge_unscorable
+            )
             judgments = await self._judge_item(
                 judge, request.prompt, request.answers, request.references, stored
             )
@@ -353,7 +362,10 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
             for i, item in enumerate(request.items):
                 self._check_item(judge, item.prompt, item.answers, item.references, f"items[{i}].")
             stored = await self._stored_verdicts(
-                judge, [item.answers for item in request.items], "items[{}]."
+                judge,
+                [item.answers for item in request.items],
+                "items[{}].",
+                request.rejudge_unscorable,
             )
         except ItemRejected as exc:
             await context.abort(exc.code, str(exc))

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from harmeval.common.v1 import common_pb2 as harmeval_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dharmeval/judge/v1/judge.proto\x12\x11harmeval.judge.v1\x1a\x1fharmeval/common/v1/common.proto\"-\n\x06\x41nswer\x12\x15\n\rgeneration_id\x18\x01 \x01(\x03\x12\x0c\n\x04text\x18\x02 \x01(\t\"\x89\x01\n\x0cJudgeRequest\x12\r\n\x05judge\x18\x01 \x01(\t\x12*\n\x06prompt\x18\x02 \x01(\x0b\x32\x1a.harmeval.common.v1.Prompt\x12*\n\x07\x61nswers\x18\x03 \x03(\x0b\x32\x19.harmeval.judge.v1.Answer\x12\x12\n\nreferences\x18\x04 \x03(\t\"w\n\tJudgeItem\x12*\n\x06prompt\x18\x01 \x01(\x0b\x32\x1a.harmeval.common.v1.Prompt\x12*\n\x07\x61nswers\x18\x02 \x03(\x0b\x32\x19.harmeval.judge.v1.Answer\x12\x12\n\nreferences\x18\x03 \x03(\t\"O\n\x11JudgeBatchRequest\x12\r\n\x05judge\x18\x01 \x01(\t\x12+\n\x05items\x18\x02 \x03(\x0b\x32\x1c.harmeval.judge.v1.JudgeItem\"Y\n\x12JudgeBatchResponse\x12\x12\n\nitem_index\x18\x01 \x01(\x05\x12/\n\tjudgments\x18\x02 \x03(\x0b\x32\x1c.harmeval.common.v1.Judgment\"(\n\x12\x44\x65\x66ineJudgeRequest\x12\x12\n\ndefinition\x18\x01 \x01(\t\"B\n\x13\x44\x65\x66ineJudgeResponse\x12+\n\x05judge\x18\x01 \x01(\x0b\x32\x1c.harmeval.judge.v1.JudgeInfo\"@\n\rJudgeResponse\x12/\n\tjudgments\x18\x01 \x03(\x0b\x32\x1c.harmeval.common.v1.Judgment\"\x13\n\x11ListJudgesRequest\"\xeb\x01\n\tJudgeInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12*\n\x04kind\x18\x03 \x01(\x0e\x32\x1c.harmeval.judge.v1.JudgeKind\x12\x10\n\x08protocol\x18\x04 \x01(\t\x12\x13\n\x0bmax_answers\x18\x05 \x01(\x05\x12<\n\x08settings\x18\x06 \x03(\x0b\x32*.harmeval.judge.v1.JudgeInfo.SettingsEntry\x1a/\n\rSettingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"B\n\x12ListJudgesResponse\x12,\n\x06judges\x18\x01 \x03(\x0b\x32\x1c.harmeval.judge.v1.JudgeInfo*p\n\tJudgeKind\x12\x1a\n\x16JUDGE_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14JUDGE_KIND_POINTWISE\x10\x01\x12\x17\n\x13JUDGE_KIND_LISTWISE\x10\x02\x12\x14\n\x10JUDGE_KIND_PANEL\x10\x03\x32\xf0\x02\n\x0cJudgeService\x12J\n\x05Judge\x12\x1f.harmeval.judge.v1.JudgeRequest\x1a .harmeval.judge.v1.JudgeResponse\x12[\n\nJudgeBatch\x12$.harmeval.judge.v1.JudgeBatchRequest\x1a%.harmeval.judge.v1.JudgeBatchResponse0\x01\x12Y\n\nListJudges\x12$.harmeval.judge.v1.ListJudgesRequest\x1a%.harmeval.judge.v1.ListJudgesResponse\x12\\\n\x0b\x44\x65\x66ineJudge\x12%.harmeval.judge.v1.DefineJudgeRequest\x1a&.harmeval.judge.v1.DefineJudgeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dharmeval/judge/v1/judge.proto\x12\x11harmeval.judge.v1\x1a\x1fharmeval/common/v1/common.proto\"-\n\x06\x41nswer\x12\x15\n\rgeneration_id\x18\x01 \x01(\x03\x12\x0c\n\x04text\x18\x02 \x01(\t\"\xa5\x01\n\x0cJudgeRequest\x12\r\n\x05judge\x18\x01 \x01(\t\x12*\n\x06prompt\x18\x02 \x01(\x0b\x32\x1a.harmeval.common.v1.Prompt\x12*\n\x07\x61nswers\x18\x03 \x03(\x0b\x32\x19.harmeval.judge.v1.Answer\x12\x12\n\nreferences\x18\x04 \x03(\t\x12\x1a\n\x12rejudge_unscorable\x18\x05 \x01(\x08\"w\n\tJudgeItem\x12*\n\x06prompt\x18\x01 \x01(\x0b\x32\x1a.harmeval.common.v1.Prompt\x12*\n\x07\x61nswers\x18\x02 \x03(\x0b\x32\x19.harmeval.judge.v1.Answer\x12\x12\n\nreferences\x18\x03 \x03(\t\"k\n\x11JudgeBatchRequest\x12\r\n\x05judge\x18\x01 \x01(\t\x12+\n\x05items\x18\x02 \x03(\x0b\x32\x1c.harmeval.judge.v1.JudgeItem\x12\x1a\n\x12rejudge_unscorable\x18\x03 \x01(\x08\"Y\n\x12JudgeBatchResponse\x12\x12\n\nitem_index\x18\x01 \x01(\x05\x12/\n\tjudgments\x18\x02 \x03(\x0b\x32\x1c.harmeval.common.v1.Judgment\"(\n\x12\x44\x65\x66ineJudgeRequest\x12\x12\n\ndefinition\x18\x01 \x01(\t\"B\n\x13\x44\x65\x66ineJudgeResponse\x12+\n\x05judge\x18\x01 \x01(\x0b\x32\x1c.harmeval.judge.v1.JudgeInfo\"@\n\rJudgeResponse\x12/\n\tjudgments\x18\x01 \x03(\x0b\x32\x1c.harmeval.common.v1.Judgment\"\x13\n\x11ListJudgesRequest\"\xeb\x01\n\tJudgeInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12*\n\x04kind\x18\x03 \x01(\x0e\x32\x1c.harmeval.judge.v1.JudgeKind\x12\x10\n\x08protocol\x18\x04 \x01(\t\x12\x13\n\x0bmax_answers\x18\x05 \x01(\x05\x12<\n\x08settings\x18\x06 \x03(\x0b\x32*.harmeval.judge.v1.JudgeInfo.SettingsEntry\x1a/\n\rSettingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"B\n\x12ListJudgesResponse\x12,\n\x06judges\x18\x01 \x03(\x0b\x32\x1c.harmeval.judge.v1.JudgeInfo*p\n\tJudgeKind\x12\x1a\n\x16JUDGE_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14JUDGE_KIND_POINTWISE\x10\x01\x12\x17\n\x13JUDGE_KIND_LISTWISE\x10\x02\x12\x14\n\x10JUDGE_KIND_PANEL\x10\x03\x32\xf0\x02\n\x0cJudgeService\x12J\n\x05Judge\x12\x1f.harmeval.judge.v1.JudgeRequest\x1a .harmeval.judge.v1.JudgeResponse\x12[\n\nJudgeBatch\x12$.harmeval.judge.v1.JudgeBatchRequest\x1a%.harmeval.judge.v1.JudgeBatchResponse0\x01\x12Y\n\nListJudges\x12$.harmeval.judge.v1.ListJudgesRequest\x1a%.harmeval.judge.v1.ListJudgesResponse\x12\\\n\x0b\x44\x65\x66ineJudge\x12%.harmeval.judge.v1.DefineJudgeRequest\x1a&.harmeval.judge.v1.DefineJudgeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,32 +34,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_JUDGEINFO_SETTINGSENTRY']._loaded_options = None
   _globals['_JUDGEINFO_SETTINGSENTRY']._serialized_options = b'8\001'
-  _globals['_JUDGEKIND']._serialized_start=1068
-  _globals['_JUDGEKIND']._serialized_end=1180
+  _globals['_JUDGEKIND']._serialized_start=1124
+  _globals['_JUDGEKIND']._serialized_end=1236
   _globals['_ANSWER']._serialized_start=85
   _globals['_ANSWER']._serialized_end=130
   _globals['_JUDGEREQUEST']._serialized_start=133
-  _globals['_JUDGEREQUEST']._serialized_end=270
-  _globals['_JUDGEITEM']._serialized_start=272
-  _globals['_JUDGEITEM']._serialized_end=391
-  _globals['_JUDGEBATCHREQUEST']._serialized_start=393
-  _globals['_JUDGEBATCHREQUEST']._serialized_end=472
-  _globals['_JUDGEBATCHRESPONSE']._serialized_start=474
-  _globals['_JUDGEBATCHRESPONSE']._serialized_end=563
-  _globals['_DEFINEJUDGEREQUEST']._serialized_start=565
-  _globals['_DEFINEJUDGEREQUEST']._serialized_end=605
-  _globals['_DEFINEJUDGERESPONSE']._serialized_start=607
-  _globals['_DEFINEJUDGERESPONSE']._serialized_end=673
-  _globals['_JUDGERESPONSE']._serialized_start=675
-  _globals['_JUDGERESPONSE']._serialized_end=739
-  _globals['_LISTJUDGESREQUEST']._serialized_start=741
-  _globals['_LISTJUDGESREQUEST']._serialized_end=760
-  _globals['_JUDGEINFO']._serialized_start=763
-  _globals['_JUDGEINFO']._serialized_end=998
-  _globals['_JUDGEINFO_SETTINGSENTRY']._serialized_start=951
-  _globals['_JUDGEINFO_SETTINGSENTRY']._serialized_end=998
-  _globals['_LISTJUDGESRESPONSE']._serialized_start=1000
-  _globals['_LISTJUDGESRESPONSE']._serialized_end=1066
-  _globals['_JUDGESERVICE']._serialized_start=1183
-  _globals['_JUDGESERVICE']._serialized_end=1551
+  _globals['_JUDGEREQUEST']._serialized_end=298
+  _globals['_JUDGEITEM']._serialized_start=300
+  _globals['_JUDGEITEM']._serialized_end=419
+  _globals['_JUDGEBATCHREQUEST']._serialized_start=421
+  _globals['_JUDGEBATCHREQUEST']._serialized_end=528
+  _globals['_JUDGEBATCHRESPONSE']._serialized_start=530
+  _globals['_JUDGEBATCHRESPONSE']._serialized_end=619
+  _globals['_DEFINEJUDGEREQUEST']._serialized_start=621
+  _globals['_DEFINEJUDGEREQUEST']._serialized_end=661
+  _globals['_DEFINEJUDGERESPONSE']._serialized_start=663
+  _globals['_DEFINEJUDGERESPONSE']._serialized_end=729
+  _globals['_JUDGERESPONSE']._serialized_start=731
+  _globals['_JUDGERESPONSE']._serialized_end=795
+  _globals['_LISTJUDGESREQUEST']._serialized_start=797
+  _globals['_LISTJUDGESREQUEST']._serialized_end=816
+  _globals['_JUDGEINFO']._serialized_start=819
+  _globals['_JUDGEINFO']._serialized_end=1054
+  _globals['_JUDGEINFO_SETTINGSENTRY']._serialized_start=1007
+  _globals['_JUDGEINFO_SETTINGSENTRY']._serialized_end=1054
+  _globals['_LISTJUDGESRESPONSE']._serialized_start=1056
+  _globals['_LISTJUDGESRESPONSE']._serialized_end=1122
+  _globals['_JUDGESERVICE']._serialized_start=1239
+  _globals['_JUDGESERVICE']._serialized_end=1607
 # @@protoc_insertion_point(module_scope)

@@ -28,16 +28,18 @@ class Answer(_message.Message):
     def __init__(self, generation_id: _Optional[int] = ..., text: _Optional[str] = ...) -> None: ...
 
 class JudgeRequest(_message.Message):
-    __slots__ = ("judge", "prompt", "answers", "references")
+    __slots__ = ("judge", "prompt", "answers", "references", "rejudge_unscorable")
     JUDGE_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     ANSWERS_FIELD_NUMBER: _ClassVar[int]
     REFERENCES_FIELD_NUMBER: _ClassVar[int]
+    REJUDGE_UNSCORABLE_FIELD_NUMBER: _ClassVar[int]
     judge: str
     prompt: _common_pb2.Prompt
     answers: _containers.RepeatedCompositeFieldContainer[Answer]
     references: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, judge: _Optional[str] = ..., prompt: _Optional[_Union[_common_pb2.Prompt, _Mapping]] = ..., answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ..., references: _Optional[_Iterable[str]] = ...) -> None: ...
+    rejudge_unscorable: bool
+    def __init__(self, judge: _Optional[str] = ..., prompt: _Optional[_Union[_common_pb2.Prompt, _Mapping]] = ..., answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ..., references: _Optional[_Iterable[str]] = ..., rejudge_unscorable: _Optional[bool] = ...) -> None: ...
 
 class JudgeItem(_message.Message):
     __slots__ = ("prompt", "answers", "references")
@@ -50,12 +52,14 @@ class JudgeItem(_message.Message):
     def __init__(self, prompt: _Optional[_Union[_common_pb2.Prompt, _Mapping]] = ..., answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ..., references: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class JudgeBatchRequest(_message.Message):
-    __slots__ = ("judge", "items")
+    __slots__ = ("judge", "items", "rejudge_unscorable")
     JUDGE_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
+    REJUDGE_UNSCORABLE_FIELD_NUMBER: _ClassVar[int]
     judge: str
     items: _containers.RepeatedCompositeFieldContainer[JudgeItem]
-    def __init__(self, judge: _Optional[str] = ..., items: _Optional[_Iterable[_Union[JudgeItem, _Mapping]]] = ...) -> None: ...
+    rejudge_unscorable: bool
+    def __init__(self, judge: _Optional[str] = ..., items: _Optional[_Iterable[_Union[JudgeItem, _Mapping]]] = ..., rejudge_unscorable: _Optional[bool] = ...) -> None: ...
 
 class JudgeBatchResponse(_message.Message):
     __slots__ = ("item_index", "judgments")
