@@ -195,6 +195,7 @@ class AiohttpTransport:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+            self._session = None
 
 
 def read_completion(content: bytes) -> tuple[str, int, int, dict[str, float]]:
@@ -296,7 +297,8 @@ class LlmEndpoint:
                 classify=classify_openai_error,
             )
         except (openai.APIStatusError, openai.APIConnectionError, TimeoutError) as exc:
-            if classify_openai_error(exc)[0] == "fatal":
+            # Only the server's own refusal is final; a deadline or a dropped connection is not.
+            if isinstance(exc, openai.APIStatusError) and classify_openai_error(exc)[0] == "fatal":
                 raise JudgeRequestRejected(
                     f"{judge}: {self.base_url} refused the request: {exc}"
                 ) from exc

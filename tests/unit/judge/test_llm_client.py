@@ -231,3 +231,23 @@ async def test_both_transports_raise_the_sdks_exception_for_each_status(
 def test_an_unknown_transport_is_refused() -> None:
     with pytest.raises(ValueError, match="transport must be one of"):
         make_endpoint("http://127.0.0.1:1/v1", "carrier-pigeon")
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_passed_deadline_is_unavailable_not_a_refusal(
+    transport: str, server: tuple[Scripted, FakeOpenAI]
+) -> None:
+    scripted, fake = server
+
+    def slow(messages: list[dict[str, Any]]) -> tuple[int, str]:
+        time.sleep(0.6)
+        return 200, "too late"
+
+    scripted.reply = slow
+    ep = make_endpoint(fake.base_url, transport, deadline_s=0.3)
+    try:
+        with pytest.raises(JudgeBackendError, match="deadline") as info:
+            await chat(ep)
+    finally:
+        await ep.close()
+    assert not isinstance(info.value, JudgeRequestRejected)
