@@ -7,13 +7,14 @@ messages API and llama.cpp's server all answer), so the real `openai` SDK talks 
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.fakes.http_thread import serving
 
 # (status, content) or (status, content, headers): content is the assistant message for 200,
 # an error message otherwise; headers e.g. {"retry-after": "1"} on a 429. Content given as
@@ -104,15 +105,6 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def fake_openai(script: Script) -> Iterator[FakeOpenAI]:
     fake = FakeOpenAI(script)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-    fake.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    # A short poll interval: shutdown() waits up to one interval (0.5 s by default) per test.
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    try:
+    with serving(_handler(fake)) as root:
+        fake.base_url = f"{root}/v1"
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()

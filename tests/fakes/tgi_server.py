@@ -48,8 +48,10 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.fakes.http_thread import serving
 
 EOS_TEXT = "</s>"
 EOS_ID = 2
@@ -425,13 +427,6 @@ def _handler(fake: FakeTgi) -> type[BaseHTTPRequestHandler]:
 def fake_tgi(script: Script, **options: Any) -> Iterator[FakeTgi]:
     """A running fake on 127.0.0.1 (a free port); `base_url` is its root, as TGI's clients take."""
     fake = FakeTgi(script, **options)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-    fake.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    # A short poll interval: shutdown() waits up to one interval, at every test's teardown.
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
+    with serving(_handler(fake)) as root:
+        fake.base_url = root
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
