@@ -35,7 +35,7 @@ from harmeval_generator.pathologies import detect
 
 logger = logging.getLogger(__name__)
 
-# What an engine may raise for one request, mapped to a status by `_engine_failed`.
+# What an engine may raise for one request, mapped to a status by `_abort_for_engine_error`.
 ENGINE_ERRORS = (
     PromptTooLongError,
     RequestRejectedError,
@@ -237,10 +237,10 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
                 ModelPrompt(job.text, job.params.system_prompt), job.params
             )
         except ENGINE_ERRORS as exc:
-            await self._engine_failed(engine, exc, context)
+            await self._abort_for_engine_error(engine, exc, context)
         return to_proto(await self._store(engine, job, completion), engine.name, cached=False)
 
-    async def _engine_failed(self, engine: Engine, exc: Exception, context: Context) -> None:
+    async def _abort_for_engine_error(self, engine: Engine, exc: Exception, context: Context) -> None:
         if isinstance(exc, PromptTooLongError | RequestRejectedError):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"model {engine.name!r}: {exc}")
         if isinstance(exc, EngineMisconfiguredError):
@@ -328,7 +328,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
                 yield generator_pb2.GenerateStreamResponse(text=text)
             completion = state.completion(started, first)
         except ENGINE_ERRORS as exc:
-            await self._engine_failed(engine, exc, context)
+            await self._abort_for_engine_error(engine, exc, context)
         saved = await self._store(engine, job, completion)
         yield generator_pb2.GenerateStreamResponse(
             generation=to_proto(saved, engine.name, cached=False)

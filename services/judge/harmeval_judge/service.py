@@ -160,47 +160,34 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
         references: Sequence[str],
         where: str,
     ) -> None:
-        limit = self.settings.judge_max_answer_chars
+        def invalid(message: str) -> ItemRejected:
+            return ItemRejected(grpc.StatusCode.INVALID_ARGUMENT, where + message)
+
         if not prompt.text.strip():
-            raise ItemRejected(grpc.StatusCode.INVALID_ARGUMENT, f"{where}prompt.text: empty")
-        if len(prompt.text) > limit:
-            raise ItemRejected(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"{where}prompt.text: {len(prompt.text)} characters exceed the limit of {limit}",
+            raise invalid("prompt.text: empty")
+        if not answers:
+            raise invalid("answers: no answers")
+        if len(answers) > judge.max_answers:
+            raise invalid(
+                f"answers: {len(answers)} answers exceed the limit of {judge.max_answers} for "
+                f"judge {judge.name!r}"
             )
         if len(references) > MAX_REFERENCES:
-            raise ItemRejected(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"{where}references: {len(references)} references exceed the limit of "
-                f"{MAX_REFERENCES}",
+            raise invalid(
+                f"references: {len(references)} references exceed the limit of {MAX_REFERENCES}"
             )
-        for i, reference in enumerate(references):
-            if len(reference) > limit:
-                raise ItemRejected(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"{where}references[{i}]: {len(reference)} characters exceed the limit of "
-                    f"{limit}",
-                )
-        if not answers:
-            raise ItemRejected(grpc.StatusCode.INVALID_ARGUMENT, f"{where}answers: no answers")
-        if len(answers) > judge.max_answers:
-            raise ItemRejected(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"{where}answers: {len(answers)} answers exceed the limit of "
-                f"{judge.max_answers} for judge {judge.name!r}",
-            )
-        for i, a in enumerate(answers):
-            if len(a.text) > limit:
-                raise ItemRejected(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"{where}answers[{i}].text: {len(a.text)} characters exceed the limit of "
-                    f"{limit}",
-                )
+        limit = self.settings.judge_max_answer_chars
+        texts = [
+            ("prompt.text", prompt.text),
+            *((f"references[{i}]", r) for i, r in enumerate(references)),
+            *((f"answers[{i}].text", a.text) for i, a in enumerate(answers)),
+        ]
+        for field, text in texts:
+            if len(text) > limit:
+                raise invalid(f"{field}: {len(text)} characters exceed the limit of {limit}")
         ids = [a.generation_id for a in answers if a.generation_id]
         if len(set(ids)) != len(ids):
-            raise ItemRejected(
-                grpc.StatusCode.INVALID_ARGUMENT, f"{where}answers: duplicate generation_id"
-            )
+            raise invalid("answers: duplicate generation_id")
 
     async def _stored_verdicts(
         self,
