@@ -240,7 +240,9 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
             await self._abort_for_engine_error(engine, exc, context)
         return to_proto(await self._store(engine, job, completion), engine.name, cached=False)
 
-    async def _abort_for_engine_error(self, engine: Engine, exc: Exception, context: Context) -> None:
+    async def _abort_for_engine_error(
+        self, engine: Engine, exc: Exception, context: Context
+    ) -> None:
         if isinstance(exc, PromptTooLongError | RequestRejectedError):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"model {engine.name!r}: {exc}")
         if isinstance(exc, EngineMisconfiguredError):
