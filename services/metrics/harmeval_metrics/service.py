@@ -96,11 +96,15 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
             ],
         )
 
-    async def _labels(self, study: str, context: Context) -> list[StudyLabel]:
+    async def _study(self, study: str, context: Context) -> Repository:
+        """The database, once `study` is known to exist (else NOT_FOUND)."""
         repo = await require_ready(self.repo, context, "metrics database")
         if not await repo.study_exists(study):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown study {study!r}")
-        return await repo.study_labels(study)
+        return repo
+
+    async def _labels(self, study: str, context: Context) -> list[StudyLabel]:
+        return await (await self._study(study, context)).study_labels(study)
 
     def _options(self, bootstrap: int, confidence: float, seed: int) -> Options:
         return Options(bootstrap=bootstrap, confidence=confidence or 0.95, seed=seed)
@@ -254,10 +258,7 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
         )
 
     async def _answers(self, study: str, context: Context) -> list[StudyAnswer]:
-        repo = await require_ready(self.repo, context, "metrics database")
-        if not await repo.study_exists(study):
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown study {study!r}")
-        return await repo.study_answers(study)
+        return await (await self._study(study, context)).study_answers(study)
 
     async def GetStudyAnswers(
         self, request: metrics_pb2.GetStudyAnswersRequest, context: Context
@@ -289,8 +290,9 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"limit: {request.limit} is negative"
             )
-        labels = await self._labels(request.study, context)
-        answers = {(a.prompt_id, a.model): a for a in await self._answers(request.study, context)}
+        repo = await self._study(request.study, context)
+        labels = await repo.study_labels(request.study)
+        answers = {(a.prompt_id, a.model): a for a in await repo.study_answers(request.study)}
         items = []
         for unit, diff in disagreements(labels, request.limit or 20):
             a = answers[unit]
