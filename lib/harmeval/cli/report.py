@@ -262,7 +262,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             )
         console.print(path)
     if report["rank_stability"]:
-        stab = Table(title="Rank stability: Kendall's tau between the model orders of two coders")
+        stab = Table(title="Rank stability: Kendall's tau-b between two coders' model strengths")
         for col in ("coder A", "coder B", "tau"):
             stab.add_column(col, justify="right" if col == "tau" else "left")
         for s in report["rank_stability"]:
