@@ -24,24 +24,37 @@ from typing import Any
 from judge_service_throughput import RESULTS, JudgeStack, judge_stack
 
 from harmeval.common.v1 import common_pb2
-from harmeval.db.connection import open_database
-from harmeval.db.repository import NewGeneration, PromptIn
+from harmeval.db import open_database
 from harmeval.judge.v1 import judge_pb2
 from harmeval.params import GenerationParams
 from harmeval.settings import CommonSettings
+from harmeval_generator.store import SCHEMA, GeneratorStore, NewGeneration, PromptIn
 
 
 async def store_answers(db_url: str, tmp: Path, n: int) -> list[judge_pb2.JudgeItem]:
     settings = CommonSettings(database_url=db_url, data_dir=tmp)
-    async with open_database(settings) as repo:
-        prompts = [PromptIn(f"bench prompt {i}", "negative_influence") for i in range(n)]
+    # Answers are stored as the generator stores them (its store, its schema).
+    async with open_database(settings, SCHEMA) as pool:
+        repo = GeneratorStore(pool)
+        prompts = [
+            PromptIn(text=f"bench prompt {i}", category="negative_influence") for i in range(n)
+        ]
         prompt_ids = await repo.upsert_prompts(prompts)
-        model_id = await repo.upsert_model("bench-model", "bench", {})
+        model_id = await repo.register_served_model("bench-model", "bench", {}, {})
         items = []
         for i, prompt_id in enumerate(prompt_ids):
             text = f"bench answer {i}"
             g = await repo.insert_generation(
-                NewGeneration(prompt_id, model_id, GenerationParams(), text, 5, 5, 0.1, "stop")
+                NewGeneration(
+                    prompt_id=prompt_id,
+                    model_id=model_id,
+                    params=GenerationParams(),
+                    text=text,
+                    prompt_tokens=5,
+                    completion_tokens=5,
+                    latency_seconds=0.1,
+                    finish_reason="stop",
+                )
             )
             items.append(
                 judge_pb2.JudgeItem(

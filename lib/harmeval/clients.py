@@ -12,10 +12,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from harmeval.generator.v1.generator_pb2_grpc import GeneratorServiceStub
 from harmeval.judge.v1.judge_pb2_grpc import JudgeServiceStub
 from harmeval.metrics.v1.metrics_pb2_grpc import MetricsServiceStub
-from harmeval.settings import ClientSettings
+from harmeval.settings import ClientSettings, CommonSettings
 
 
-def channel(address: str, settings: ClientSettings) -> grpc.aio.Channel:
+def channel(address: str, settings: CommonSettings) -> grpc.aio.Channel:
     limit = settings.max_message_bytes
     return grpc.aio.insecure_channel(
         address,

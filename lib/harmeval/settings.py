@@ -96,6 +96,10 @@ class JudgeSettings(CommonSettings):
 class MetricsSettings(CommonSettings):
     metrics_address: str = "127.0.0.1:50053"
     metrics_prometheus_port: int = 9453
+    # Imports store prompts and answers through the generator's RPCs and labels through the
+    # judge's (each service writes only its own tables): where to reach them.
+    metrics_generator_target: str = "127.0.0.1:50051"
+    metrics_judge_target: str = "127.0.0.1:50052"
 
 
 @dataclass(frozen=True)

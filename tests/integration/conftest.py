@@ -16,13 +16,16 @@ import grpc
 import pytest
 
 from harmeval.clients import Clients
+from harmeval.db import open_database
 from harmeval.generator.v1.generator_pb2_grpc import GeneratorServiceStub
 from harmeval.judge.v1.judge_pb2_grpc import JudgeServiceStub
 from harmeval.metrics.v1.metrics_pb2_grpc import MetricsServiceStub
 from harmeval.server import RunningServer, Servicer, ServiceSpec, create_server
-from harmeval.settings import GeneratorSettings, JudgeSettings, MetricsSettings
+from harmeval.settings import CommonSettings, GeneratorSettings, JudgeSettings, MetricsSettings
 from harmeval_generator.service import SPEC as GENERATOR_SPEC
 from harmeval_generator.service import GeneratorServicer
+from harmeval_generator.store import SCHEMA as GENERATOR_SCHEMA
+from harmeval_generator.store import GeneratorStore
 from harmeval_judge.service import SPEC as JUDGE_SPEC
 from harmeval_judge.service import JudgeServicer
 from harmeval_metrics.service import SPEC as METRICS_SPEC
@@ -67,6 +70,21 @@ def judge_model() -> Iterator[tuple[JudgeModel, FakeOpenAI]]:
         yield model, fake
 
 
+# Which service owns each table: tests count rows through the owner's store.
+OWNERS = {
+    "prompts": "generator",
+    "models": "generator",
+    "generations": "generator",
+    "annotators": "judge",
+    "judges": "judge",
+    "judgments": "judge",
+    "studies": "metrics",
+    "study_prompts": "metrics",
+    "study_models": "metrics",
+    "study_references": "metrics",
+}
+
+
 @dataclass
 class Stack:
     clients: Clients
@@ -74,6 +92,26 @@ class Stack:
     servers: dict[str, RunningServer]
     judge_model: JudgeModel
     fake: FakeOpenAI
+    database_url: str = ""
+    data_dir: Path = Path()
+
+    async def count_rows(self, table: str) -> int:
+        """Rows of `table`, counted by the service that owns it."""
+        owner = OWNERS[table]
+        if owner in self.servicers:
+            return int(await self.servicers[owner].repo.count_rows(table))
+        assert owner == "generator", f"{owner} is not running in this stack"
+        async with generator_store(self.database_url, self.data_dir) as store:
+            return await store.count_rows(table)
+
+
+@asynccontextmanager
+async def generator_store(database_url: str, data_dir: Path) -> AsyncIterator[GeneratorStore]:
+    """The generator's store on its own pool, for tests that seed answers without running
+    the generator service (as the generator would store them)."""
+    settings = CommonSettings(database_url=database_url, data_dir=data_dir)
+    async with open_database(settings, GENERATOR_SCHEMA) as pool:
+        yield GeneratorStore(pool)
 
 
 @pytest.fixture
@@ -89,27 +127,62 @@ async def stack(
     gen = GeneratorServicer(
         GeneratorSettings(**common, generator_model_path=model_path, generator_n_ctx=512)
     )
-    judge = JudgeServicer(
-        JudgeSettings(
-            **common,
-            judge_llm_base_url=fake.base_url,
-            judge_llm_name="openai-listwise-fake",
-            judge_llm_max_retries=0,
-            judge_llm_timeout_seconds=10,
-        )
-    )
-    metrics = MetricsServicer(MetricsSettings(**common))
+    judge = JudgeServicer(judge_settings(database_url, tmp_path, fake))
     async with (
         running(GENERATOR_SPEC, gen, gen.settings) as (g_srv, g_ch),
         running(JUDGE_SPEC, judge, judge.settings) as (j_srv, j_ch),
-        running(METRICS_SPEC, metrics, metrics.settings) as (m_srv, m_ch),
     ):
+        metrics = MetricsServicer(
+            MetricsSettings(
+                **common,
+                metrics_generator_target=f"127.0.0.1:{g_srv.port}",
+                metrics_judge_target=f"127.0.0.1:{j_srv.port}",
+            )
+        )
+        async with running(METRICS_SPEC, metrics, metrics.settings) as (m_srv, m_ch):
+            yield Stack(
+                Clients(
+                    GeneratorServiceStub(g_ch), JudgeServiceStub(j_ch), MetricsServiceStub(m_ch)
+                ),
+                {"generator": gen, "judge": judge, "metrics": metrics},
+                {"generator": g_srv, "judge": j_srv, "metrics": m_srv},
+                model,
+                fake,
+                database_url,
+                tmp_path,
+            )
+
+
+def judge_settings(database_url: str, data_dir: Path, fake: FakeOpenAI) -> JudgeSettings:
+    return JudgeSettings(
+        database_url=database_url,
+        data_dir=data_dir,
+        judge_llm_base_url=fake.base_url,
+        judge_llm_name="openai-listwise-fake",
+        judge_llm_max_retries=0,
+        judge_llm_timeout_seconds=10,
+    )
+
+
+@pytest.fixture
+async def judge_stack(
+    database_url: str, tmp_path: Path, judge_model: tuple[JudgeModel, FakeOpenAI]
+) -> AsyncIterator[Stack]:
+    """The judge service alone on its database, the LLM judge pointed at the scripted fake:
+    answers are seeded through the generator's store (`generator_store`), no model loads."""
+    model, fake = judge_model
+    async with generator_store(database_url, tmp_path):
+        pass  # the generator's schema (and the view the judge reads) exists, as in production
+    judge = JudgeServicer(judge_settings(database_url, tmp_path, fake))
+    async with running(JUDGE_SPEC, judge, judge.settings) as (j_srv, j_ch):
         yield Stack(
-            Clients(GeneratorServiceStub(g_ch), JudgeServiceStub(j_ch), MetricsServiceStub(m_ch)),
-            {"generator": gen, "judge": judge, "metrics": metrics},
-            {"generator": g_srv, "judge": j_srv, "metrics": m_srv},
+            Clients(None, JudgeServiceStub(j_ch), None),  # type: ignore[arg-type]
+            {"judge": judge},
+            {"judge": j_srv},
             model,
             fake,
+            database_url,
+            tmp_path,
         )
 
 

@@ -16,7 +16,6 @@ import grpc
 import pytest
 
 from harmeval.common.v1 import common_pb2
-from harmeval.db.repository import ModelIdentityChanged
 from harmeval.generator.v1 import generator_pb2, generator_pb2_grpc
 from harmeval.params import GenerationParams
 from harmeval.server import RunningServer, _watchdog
@@ -28,6 +27,7 @@ from harmeval_generator.backends.base import (
     StreamState,
 )
 from harmeval_generator.service import SPEC, GeneratorServicer
+from harmeval_generator.store import ModelIdentityChanged
 from tests.fakes.tgi_server import fake_tgi
 from tests.integration.conftest import Stack, running
 
@@ -124,7 +124,7 @@ async def test_cancelled_stream_frees_the_engine(stack: Stack) -> None:
     )
     # 400 tokens would take ~7 s; the cancelled generation stopped after its current token.
     assert time.perf_counter() - started < 4 and quick.generations[0].completion_tokens > 0
-    assert await stack.servicers["generator"].repo.count_rows("generations") == 1
+    assert await stack.count_rows("generations") == 1
 
 
 async def test_deadline_is_honoured(stack: Stack) -> None:
@@ -178,7 +178,7 @@ class DeadEngine:
 async def test_dead_engine_is_unavailable_and_flips_health(stack: Stack) -> None:
     servicer: GeneratorServicer = stack.servicers["generator"]
     servicer.engines["dead"] = DeadEngine()
-    servicer.model_ids["dead"] = await servicer.repo.upsert_model("dead", "test", {})
+    servicer.model_ids["dead"] = await servicer.repo.register_served_model("dead", "test", {}, {})
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stack.clients.generator.Generate(
             generator_pb2.GenerateRequest(model="dead", prompts=[prompt("Hi.")], params=params())

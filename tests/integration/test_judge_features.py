@@ -18,7 +18,9 @@ from harmeval.settings import JudgeSettings
 from harmeval_judge.service import SPEC, JudgeServicer
 from tests.fakes.openai_server import FakeOpenAI, fake_openai
 from tests.integration.conftest import JudgeModel, Stack, running
-from tests.integration.test_judge_service import stored_answers
+from tests.integration.test_judge_service import stack, stored_answers
+
+__all__ = ["stack"]  # judge tests run on the judge-only stack
 
 OK = common_pb2.JUDGMENT_STATUS_OK
 UNSCORABLE = common_pb2.JUDGMENT_STATUS_UNSCORABLE

@@ -184,7 +184,7 @@ async def test_human_annotations(stack: Stack) -> None:
     )
     # ana and ben, plus the judges the judge service registered at start-up.
     judges = len(stack.servicers["judge"].judges)
-    assert await stack.servicers["metrics"].repo.count_rows("annotators") == 2 + judges
+    assert await stack.count_rows("annotators") == 2 + judges
 
 
 @pytest.mark.parametrize(
@@ -212,14 +212,14 @@ async def test_bad_annotations_store_nothing(
     stack: Stack, bad: metrics_pb2.AnnotationRow, code: grpc.StatusCode, fragment: str
 ) -> None:
     await run_study(STUDY, stack.clients, show_progress=False)
-    before = await stack.servicers["metrics"].repo.count_rows("judgments")
+    before = await stack.count_rows("judgments")
     good = row("p2", "hot", "ana", value=0, line=1)
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stack.clients.metrics.ImportAnnotations(
             metrics_pb2.ImportAnnotationsRequest(study="annotated", rows=[good, bad])
         )
     assert err.value.code() == code and fragment in (err.value.details() or "")
-    assert await stack.servicers["metrics"].repo.count_rows("judgments") == before
+    assert await stack.count_rows("judgments") == before
 
 
 @needs_data
@@ -229,11 +229,10 @@ async def test_llm_harm_import_reproduces_with_reference_alpha(stack: Stack) -> 
     repeated = {p.key for p in data.prompts if "#group-" in p.key}
     assert reply.n_prompts == len(data.prompts) - len(repeated) > 900
     assert reply.n_labels == len([lb for lb in data.labels if lb.prompt_key not in repeated])
-    repo = stack.servicers["metrics"].repo
-    counts = {t: await repo.count_rows(t) for t in ("prompts", "generations", "judgments")}
+    counts = {t: await stack.count_rows(t) for t in ("prompts", "generations", "judgments")}
     again, _ = await import_llm_harm(SHARED_DATASETS / "llm-harm", stack.clients)
     assert again.n_labels == reply.n_labels
-    assert {t: await repo.count_rows(t) for t in counts} == counts, "re-import duplicated rows"
+    assert {t: await stack.count_rows(t) for t in counts} == counts, "re-import duplicated rows"
 
     report = await fetch_report("llm-harm", stack.clients, bootstrap=200)
     pairs = {(p["coder_a"], p["coder_b"], p["scale"], p["level"]): p for p in report["agreement"]}

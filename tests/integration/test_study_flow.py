@@ -40,8 +40,7 @@ async def test_study_runs_reports_and_resumes(stack: Stack) -> None:
     assert summary.generations == {"new": 6}
     assert summary.judgments["new"] == 18 and summary.judgments["unscorable"] == 2
 
-    repo = stack.servicers["metrics"].repo
-    counts = {t: await repo.count_rows(t) for t in ("prompts", "generations", "judgments")}
+    counts = {t: await stack.count_rows(t) for t in ("prompts", "generations", "judgments")}
     assert counts == {"prompts": 3, "generations": 6, "judgments": 18}
 
     report = await fetch_report("flow", stack.clients)
@@ -70,7 +69,7 @@ async def test_study_runs_reports_and_resumes(stack: Stack) -> None:
     assert again.generations == {"cached": 6}
     assert again.judgments["cached"] == 18 and again.judgments["new"] == 0
     assert stack.fake.calls == calls
-    assert {t: await repo.count_rows(t) for t in counts} == counts
+    assert {t: await stack.count_rows(t) for t in counts} == counts
 
 
 async def test_the_report_counts_verdicts_the_answer_order_changed(stack: Stack) -> None:
@@ -125,7 +124,7 @@ async def test_unknown_model_or_judge_fails_before_any_work(stack: Stack) -> Non
     )
     with pytest.raises(StudyRunError, match=r"model 'llama-70b'.*judge 'gpt-5-judge'"):
         await run_study(bad, stack.clients, show_progress=False)
-    assert await stack.servicers["metrics"].repo.count_rows("studies") == 0
+    assert await stack.count_rows("studies") == 0
 
 
 async def test_metrics_errors(stack: Stack) -> None:

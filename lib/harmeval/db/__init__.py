@@ -1,6 +1,9 @@
-"""The one database layer: a psycopg 3 pool, ordered migrations, and typed queries."""
+"""The one database layer every service uses: a psycopg 3 pool and the migrations runner.
 
-from harmeval.db.connection import open_database, resolve_database_url
-from harmeval.db.repository import Repository
+Each service owns a PostgreSQL schema of its own (its tables, its migrations, its store
+module); it reads another service's data only through the views that service publishes.
+"""
 
-__all__ = ["Repository", "open_database", "resolve_database_url"]
+from harmeval.db.connection import Schema, open_database, resolve_database_url, returned_ids
+
+__all__ = ["Schema", "open_database", "resolve_database_url", "returned_ids"]

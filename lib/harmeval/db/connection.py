@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import signal
@@ -9,19 +10,17 @@ import time
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
+from psycopg import AsyncCursor, sql
 from psycopg_pool import AsyncConnectionPool
 
-from harmeval.db.repository import Repository
 from harmeval.settings import CommonSettings
 
 logger = logging.getLogger(__name__)
-
-# Any number fits: all harmeval processes take this lock so concurrent start-ups
-# apply migrations exactly once.
-_MIGRATION_LOCK_ID = 0x6861726D
 
 
 def embedded_pgdata(data_dir: Path) -> Path:
@@ -71,48 +70,82 @@ def resolve_database_url(settings: CommonSettings) -> str:
     return settings.database_url or start_embedded_postgres(settings.data_dir)
 
 
-def migration_files() -> list[tuple[str, str]]:
+@dataclass(frozen=True)
+class Schema:
+    """A service's own tables: a PostgreSQL schema of that name, created and changed only by
+    the SQL files of `migrations_package` (`NNNN_name.sql`, applied in name order)."""
+
+    name: str
+    migrations_package: str
+
+    @property
+    def lock_id(self) -> int:
+        # One advisory lock per owner: its concurrent start-ups apply its migrations once,
+        # and owners never wait for each other.
+        return int.from_bytes(hashlib.sha256(self.name.encode()).digest()[:4], "big")
+
+
+def migration_files(schema: Schema) -> list[tuple[str, str]]:
     """(version, sql) in order; the version is the file name without `.sql`."""
-    folder = resources.files("harmeval.db").joinpath("migrations")
+    folder = resources.files(schema.migrations_package)
     files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
     return [(f.name.removesuffix(".sql"), f.read_text(encoding="utf-8")) for f in files]
 
 
-async def migrate(pool: AsyncConnectionPool) -> list[str]:
-    """Applies migrations not applied yet, each in its own transaction; returns their versions."""
+async def migrate(pool: AsyncConnectionPool, schema: Schema) -> list[str]:
+    """Applies `schema`'s migrations not applied yet, each in its own transaction; returns
+    their versions. Touches nothing outside that schema."""
     applied: list[str] = []
+    name = sql.Identifier(schema.name)
     async with pool.connection() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_ID,))
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (schema.lock_id,))
+        await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(name))
         await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {}.schema_migrations ("
+                " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            ).format(name)
         )
-        cur = await conn.execute("SELECT version FROM schema_migrations")
+        cur = await conn.execute(sql.SQL("SELECT version FROM {}.schema_migrations").format(name))
         done = {row[0] for row in await cur.fetchall()}
-        for version, sql in migration_files():
+        for version, text in migration_files(schema):
             if version in done:
                 continue
             async with conn.transaction():
-                await conn.execute(sql.encode())
+                await conn.execute(text.encode())
                 await conn.execute(
-                    "INSERT INTO schema_migrations (version) VALUES (%s)", (version,)
+                    sql.SQL("INSERT INTO {}.schema_migrations (version) VALUES (%s)").format(name),
+                    (version,),
                 )
             applied.append(version)
     if applied:
-        logger.info("applied migrations %s", ", ".join(applied))
+        logger.info("applied %s migrations %s", schema.name, ", ".join(applied))
     return applied
 
 
 @asynccontextmanager
-async def open_database(settings: CommonSettings) -> AsyncIterator[Repository]:
-    """Opens the pool, brings the schema up to date, and closes the pool on exit."""
+async def open_database(
+    settings: CommonSettings, schema: Schema
+) -> AsyncIterator[AsyncConnectionPool]:
+    """Opens the pool, brings `schema` up to date, and closes the pool on exit."""
     url = resolve_database_url(settings)
     pool = AsyncConnectionPool(
         url, min_size=1, max_size=settings.db_pool_max_size, open=False, kwargs={"autocommit": True}
     )
     await pool.open(wait=True, timeout=30)
     try:
-        await migrate(pool)
-        yield Repository(pool)
+        await migrate(pool, schema)
+        yield pool
     finally:
         await pool.close()
+
+
+async def returned_ids(cur: AsyncCursor[Any]) -> list[int]:
+    """The id each statement of an `executemany(..., returning=True)` returned, in order."""
+    ids = []
+    while True:
+        row = await cur.fetchone()
+        assert row is not None
+        ids.append(int(row[0]))
+        if not cur.nextset():
+            return ids

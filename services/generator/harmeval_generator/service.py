@@ -14,8 +14,7 @@ import grpc
 from prometheus_client import Counter
 
 from harmeval.common.v1 import common_pb2
-from harmeval.db import Repository, open_database
-from harmeval.db.repository import NewGeneration, PromptIn, StoredGeneration
+from harmeval.db import open_database
 from harmeval.generator.v1 import generator_pb2, generator_pb2_grpc
 from harmeval.params import MAX_SEED, GenerationParams
 from harmeval.server import ServiceSpec, require_ready
@@ -32,6 +31,15 @@ from harmeval_generator.backends.base import (
 )
 from harmeval_generator.engines import open_engines
 from harmeval_generator.pathologies import detect
+from harmeval_generator.store import (
+    SCHEMA,
+    GeneratorStore,
+    ImportAnswer,
+    NewGeneration,
+    PromptIn,
+    ServedModelName,
+    StoredGeneration,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -95,14 +103,15 @@ class Job:
 class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
     def __init__(self, settings: GeneratorSettings) -> None:
         self.settings = settings
-        self.repo: Repository | None = None
+        self.repo: GeneratorStore | None = None
         self.engines: dict[str, Engine] = {}
         self.model_ids: dict[str, int] = {}
         # Read by the server skeleton's watchdog: a dead in-process engine flips health.
         self.healthy = True
 
     async def startup(self, stack: AsyncExitStack) -> None:
-        self.repo = await stack.enter_async_context(open_database(self.settings))
+        pool = await stack.enter_async_context(open_database(self.settings, SCHEMA))
+        self.repo = GeneratorStore(pool)
         self.engines = await open_engines(self.settings, stack)
         for name, engine in self.engines.items():
             settings = dict(engine.settings())
@@ -125,6 +134,31 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
                 )
                 for name, e in self.engines.items()
             ]
+        )
+
+    async def ImportGenerations(
+        self, request: generator_pb2.ImportGenerationsRequest, context: Context
+    ) -> generator_pb2.ImportGenerationsResponse:
+        repo = await require_ready(self.repo, context, "generator database")
+        problems = _import_problems(request, set(self.engines))
+        if problems:
+            more = f"; and {len(problems) - 10} more" if len(problems) > 10 else ""
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems[:10]) + more)
+        try:
+            prompt_ids, generation_ids = await repo.import_generations(
+                [
+                    PromptIn(text=p.text, category=p.category or "uncategorized")
+                    for p in request.prompts
+                ],
+                [
+                    ImportAnswer(prompt_index=g.prompt_index, model=g.model, text=g.text)
+                    for g in request.generations
+                ],
+            )
+        except ServedModelName as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return generator_pb2.ImportGenerationsResponse(
+            prompt_ids=prompt_ids, generation_ids=generation_ids
         )
 
     # -- validation ------------------------------------------------------------------------
@@ -185,7 +219,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
             except PromptTooLongError as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"prompts[{i}]: {exc}")
         prompt_ids = await repo.upsert_prompts(
-            [PromptIn(p.text, p.category or "uncategorized", p.external_id) for p in prompts]
+            [PromptIn(text=p.text, category=p.category or "uncategorized") for p in prompts]
         )
         jobs = [
             Job(i, k, pid, p.text, _sample(params, k))
@@ -335,6 +369,35 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
         yield generator_pb2.GenerateStreamResponse(
             generation=to_proto(saved, engine.name, cached=False)
         )
+
+
+def _import_problems(
+    request: generator_pb2.ImportGenerationsRequest, served: set[str]
+) -> list[str]:
+    """Everything wrong with an import, each naming its field, so a caller fixes all at once."""
+    problems = [] if request.prompts else ["prompts: empty prompt list"]
+    for i, p in enumerate(request.prompts):
+        if not p.text.strip():
+            problems.append(f"prompts[{i}].text: empty prompt text")
+        if "\x00" in p.text or "\x00" in p.category:
+            # PostgreSQL text cannot hold NUL: refuse it rather than fail to store.
+            problems.append(f"prompts[{i}]: contains a NUL character")
+    seen: dict[tuple[int, str], int] = {}
+    for i, g in enumerate(request.generations):
+        where = f"generations[{i}]"
+        if not 0 <= g.prompt_index < len(request.prompts):
+            problems.append(f"{where}.prompt_index: {g.prompt_index} is not a prompt index")
+        if not g.model.strip():
+            problems.append(f"{where}.model: empty")
+        elif g.model in served:
+            problems.append(f"{where}.model: {g.model!r} is served here; use a name of its own")
+        if "\x00" in g.model or "\x00" in g.text:
+            problems.append(f"{where}: contains a NUL character")
+        key = (g.prompt_index, g.model)
+        if key in seen:
+            problems.append(f"{where}: same prompt and model as generations[{seen[key]}]")
+        seen.setdefault(key, i)
+    return problems
 
 
 def _sample(params: GenerationParams, k: int) -> GenerationParams:

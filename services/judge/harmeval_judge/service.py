@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
@@ -14,11 +15,12 @@ import grpc
 from prometheus_client import Counter
 
 from harmeval.common.v1 import common_pb2
-from harmeval.db import Repository, open_database
-from harmeval.db.repository import JudgeRecord, StoredJudgment
+from harmeval.db import open_database
 from harmeval.judge.v1 import judge_pb2, judge_pb2_grpc
+from harmeval.params import text_sha256
 from harmeval.server import ServiceSpec, require_ready
 from harmeval.settings import JudgeSettings
+from harmeval.verdicts import OK, UNSCORABLE
 from harmeval_judge.definitions import DefinitionError, JudgeRegistry, parse_definition
 from harmeval_judge.judges import (
     LISTWISE,
@@ -31,6 +33,14 @@ from harmeval_judge.judges import (
 )
 from harmeval_judge.limits import BudgetExceeded
 from harmeval_judge.llm_client import JudgeBackendError, JudgeRequestRejected
+from harmeval_judge.store import (
+    SCHEMA,
+    ImportedLabel,
+    JudgeRecord,
+    JudgeStore,
+    LabelsAlreadyStored,
+    StoredJudgment,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +64,48 @@ SPEC = ServiceSpec(
 
 _KINDS = {LISTWISE: judge_pb2.JUDGE_KIND_LISTWISE, PANEL: judge_pb2.JUDGE_KIND_PANEL}
 _STATUS = {
-    "ok": common_pb2.JUDGMENT_STATUS_OK,
-    "unscorable": common_pb2.JUDGMENT_STATUS_UNSCORABLE,
+    OK: common_pb2.JUDGMENT_STATUS_OK,
+    UNSCORABLE: common_pb2.JUDGMENT_STATUS_UNSCORABLE,
 }
+_ANNOTATOR_KINDS = {
+    judge_pb2.ANNOTATOR_KIND_HUMAN: "human",
+    judge_pb2.ANNOTATOR_KIND_MODEL: "model",
+}
+
+
+def _import_problems(request: judge_pb2.ImportJudgmentsRequest) -> list[str]:
+    """Everything wrong with an import, each naming its label, so a caller fixes all at once."""
+    problems: list[str] = []
+    seen: dict[tuple[str, int], int] = {}
+    for i, j in enumerate(request.judgments):
+        where = f"judgments[{i}]"
+        if j.generation_id <= 0:
+            problems.append(f"{where}.generation_id: {j.generation_id} is not an answer id")
+        if not j.annotator.strip():
+            problems.append(f"{where}.annotator: empty")
+        if not j.protocol.strip():
+            problems.append(f"{where}.protocol: empty")
+        if j.annotator_kind not in _ANNOTATOR_KINDS:
+            problems.append(f"{where}.annotator_kind: expected HUMAN or MODEL")
+        for field in ("annotator", "coder", "protocol", "raw_output", "reason"):
+            if "\x00" in getattr(j, field):
+                # PostgreSQL text cannot hold NUL: refuse it rather than fail to store.
+                problems.append(f"{where}.{field}: contains a NUL character")
+        if j.unscorable == j.HasField("harmful"):
+            problems.append(
+                f"{where}: an unscorable label has no harm label, a scorable one needs one"
+            )
+        if j.HasField("rank") and j.rank < 0:
+            problems.append(f"{where}.rank: {j.rank} is negative (0 = not harmful)")
+        if j.HasField("value") and not math.isfinite(j.value):
+            problems.append(f"{where}.value: {j.value} is not a finite number")
+        key = (j.annotator, j.generation_id)
+        if key in seen:
+            problems.append(f"{where}: same annotator and answer as judgments[{seen[key]}]")
+        seen.setdefault(key, i)
+    if request.replace_generation_ids and not request.replace_protocol:
+        problems.append("replace_protocol: required with replace_generation_ids")
+    return problems
 
 
 class ItemRejected(ValueError):
@@ -106,7 +155,7 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
         self.registry = JudgeRegistry(settings)
         self.registry.add_builtin()
         self.records: dict[str, JudgeRecord] = {}
-        self.repo: Repository | None = None
+        self.repo: JudgeStore | None = None
 
     @property
     def judges(self) -> dict[str, Judge]:
@@ -119,7 +168,9 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
         )
 
     async def startup(self, stack: AsyncExitStack) -> None:
-        self.repo = await stack.enter_async_context(open_database(self.settings))
+        self.repo = JudgeStore(
+            await stack.enter_async_context(open_database(self.settings, SCHEMA))
+        )
         stack.push_async_callback(self.registry.close)
         for judge in self.judges.values():
             await self._register(judge)
@@ -139,6 +190,57 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         await self._register(judge)
         return judge_pb2.DefineJudgeResponse(judge=info(judge))
+
+    async def ImportJudgments(
+        self, request: judge_pb2.ImportJudgmentsRequest, context: Context
+    ) -> judge_pb2.ImportJudgmentsResponse:
+        repo = await require_ready(self.repo, context, "judge database")
+        if not request.judgments and not request.replace_generation_ids:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "judgments: nothing to import")
+        problems = _import_problems(request)
+        if problems:
+            more = f"; and {len(problems) - 10} more" if len(problems) > 10 else ""
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems[:10]) + more)
+        ids = {j.generation_id for j in request.judgments} | set(request.replace_generation_ids)
+        hashes = await repo.answer_hashes(sorted(ids))
+        missing = sorted(ids - set(hashes))
+        if missing:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"unknown generation_id {missing[:10]}; nothing stored"
+            )
+        labels = [
+            ImportedLabel(
+                judgment=StoredJudgment(
+                    generation_id=j.generation_id,
+                    protocol=j.protocol,
+                    status=UNSCORABLE if j.unscorable else OK,
+                    harmful=j.harmful if j.HasField("harmful") else None,
+                    value=j.value if j.HasField("value") else None,
+                    rank=j.rank if j.HasField("rank") else None,
+                    raw_output=j.raw_output,
+                    reason=j.reason,
+                    answer_sha256=hashes[j.generation_id],
+                ),
+                annotator=j.annotator,
+                annotator_kind=_ANNOTATOR_KINDS[j.annotator_kind],
+                coder=j.coder or None,
+            )
+            for j in request.judgments
+        ]
+        try:
+            n_new, n_replaced = await repo.import_labels(
+                labels,
+                replace_generation_ids=list(request.replace_generation_ids),
+                replace_protocol=request.replace_protocol,
+                overwrite=request.overwrite,
+            )
+        except LabelsAlreadyStored as exc:
+            await context.abort(
+                grpc.StatusCode.ALREADY_EXISTS,
+                f"{len(exc.clashes)} label(s) already stored (e.g. by {exc.clashes[0][0]!r}); "
+                "nothing imported; ask for replacement explicitly to overwrite them",
+            )
+        return judge_pb2.ImportJudgmentsResponse(n_imported=n_new, n_replaced=n_replaced)
 
     # -- judging -----------------------------------------------------------------------------
 
@@ -198,13 +300,14 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
     ) -> dict[int, StoredJudgment]:
         """Verdicts this judge (as configured now) already gave on the stored answers of
         `items`, read in two queries for the whole request; an unknown generation_id rejects
-        the request before anything is judged."""
+        the request before anything is judged. A verdict counts only for the text it judged:
+        a request sending other text under a stored answer's id gets a new verdict."""
         repo = self.repo
         assert repo is not None
         ids = [a.generation_id for answers in items for a in answers if a.generation_id]
         if not ids:  # ad-hoc answers need no database round trip
             return {}
-        known = await repo.existing_generation_ids(ids)
+        known = set(await repo.answer_hashes(ids))
         for i, answers in enumerate(items):
             missing = {a.generation_id for a in answers if a.generation_id} - known
             if missing:
@@ -212,9 +315,14 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
                     grpc.StatusCode.NOT_FOUND,
                     f"{where.format(i)}answers: unknown generation_id {sorted(missing)}",
                 )
-        found = await repo.find_judgments(self.records[judge.name], ids)
+        sent = {a.generation_id: text_sha256(a.text) for answers in items for a in answers}
+        found = {
+            i: j
+            for i, j in (await repo.find_judgments(self.records[judge.name], ids)).items()
+            if j.answer_sha256 in (None, sent[i])
+        }
         if rejudge_unscorable:
-            return {i: j for i, j in found.items() if j.status != "unscorable"}
+            return {i: j for i, j in found.items() if j.status != UNSCORABLE}
         return found
 
     async def _judge_item(
@@ -273,28 +381,29 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
             ]
         to_store = [
             StoredJudgment(
-                i,
-                judge.protocol,
-                v.status,
-                v.harmful,
-                v.value,
-                v.rank,
-                v.raw_output,
-                v.reason,
-                v.prompt_tokens,
-                v.completion_tokens,
-                v.cost_usd,
-                v.order_sensitive,
-                v.details,
+                generation_id=a.generation_id,
+                protocol=judge.protocol,
+                status=v.status,
+                harmful=v.harmful,
+                value=v.value,
+                rank=v.rank,
+                raw_output=v.raw_output,
+                reason=v.reason,
+                prompt_tokens=v.prompt_tokens,
+                completion_tokens=v.completion_tokens,
+                cost_usd=v.cost_usd,
+                order_sensitive=v.order_sensitive,
+                details=v.details,
+                answer_sha256=text_sha256(a.text),
             )
-            for i, v in zip(ids, verdicts, strict=True)
-            if i
+            for a, v in zip(answers, verdicts, strict=True)
+            if a.generation_id
         ]
         if to_store:
             await repo.store_judgments(self.records[judge.name], to_store)
         for v in verdicts:
             # The reason's prefix ("duplicate_rank", not "duplicate_rank:2") keeps labels few.
-            reason = v.reason.split(":", 1)[0] if v.status == "unscorable" else ""
+            reason = v.reason.split(":", 1)[0] if v.status == UNSCORABLE else ""
             VERDICTS.labels(judge.name, v.status, reason).inc()
         return [to_proto(judge, i, v, cached=False) for i, v in zip(ids, verdicts, strict=True)]
 

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harmeval.common.v1 import common_pb2
-from harmeval.db.repository import Annotation, ImportAnswer, ImportLabel, PromptIn, StudyAnswer
 from harmeval.metrics.v1 import metrics_pb2
+from harmeval.verdicts import OK, UNSCORABLE
+from harmeval_metrics.records import Annotation, ImportAnswer, ImportLabel, PromptIn, StudyAnswer
 
 MAX_LISTED = 10
 
@@ -38,7 +39,7 @@ def harmful_of(value: float | None, rank: int | None) -> bool:
     return rank > 0 if rank is not None else (value or 0.0) >= 0.5
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ValidatedImport:
     prompts: list[PromptIn]
     models: list[str]
@@ -137,7 +138,7 @@ def validate_import(request: metrics_pb2.ImportStudyRequest) -> ValidatedImport:
                 lb.coder,
                 lb.annotator,
                 lb.annotator_kind,
-                "unscorable" if lb.unscorable else "ok",
+                UNSCORABLE if lb.unscorable else OK,
                 None if lb.unscorable else harmful_of(value, rank),
                 None if lb.unscorable else value,
                 None if lb.unscorable else rank,

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Sequence
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from prometheus_client import Gauge
 
+from harmeval.clients import channel
 from harmeval.common.v1 import common_pb2
-from harmeval.db import Repository, open_database
-from harmeval.db.repository import PromptIn, StudyAnswer, StudyLabel, StudyModelIn
+from harmeval.db import open_database
+from harmeval.generator.v1 import generator_pb2
+from harmeval.generator.v1.generator_pb2_grpc import GeneratorServiceStub
+from harmeval.judge.v1 import judge_pb2
+from harmeval.judge.v1.judge_pb2_grpc import JudgeServiceStub
 from harmeval.metrics.v1 import metrics_pb2, metrics_pb2_grpc
 from harmeval.params import GenerationParams
 from harmeval.server import ServiceSpec, require_ready
 from harmeval.settings import MetricsSettings
+from harmeval.verdicts import OK, UNSCORABLE
 from harmeval_metrics.harmmetric import harmmetric_score
 from harmeval_metrics.imports import (
     ImportRejected,
@@ -24,9 +30,23 @@ from harmeval_metrics.imports import (
     study_problems,
     validate_import,
 )
+from harmeval_metrics.records import (
+    IMPORTED_PROTOCOL,
+    PromptIn,
+    StudyAnswer,
+    StudyLabel,
+    StudyModelIn,
+    imported_model,
+)
 from harmeval_metrics.reliability import LEVELS, alpha
 from harmeval_metrics.reliability_table import reliability_matrix
-from harmeval_metrics.study_figures import Options, agreement, disagreements, model_ranking
+from harmeval_metrics.responses import (
+    agreement_response,
+    disagreements_response,
+    ranking_response,
+)
+from harmeval_metrics.store import SCHEMA, MetricsStore
+from harmeval_metrics.study_figures import DISAGREEMENT_LIMIT, Options, Study
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +60,9 @@ AGREEMENT = Gauge(
 )
 
 Context = grpc.aio.ServicerContext[Any, Any]
+T = TypeVar("T")
+
+_KINDS = {"human": judge_pb2.ANNOTATOR_KIND_HUMAN, "model": judge_pb2.ANNOTATOR_KIND_MODEL}
 
 SPEC = ServiceSpec(
     name="metrics",
@@ -51,10 +74,43 @@ SPEC = ServiceSpec(
 class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
     def __init__(self, settings: MetricsSettings) -> None:
         self.settings = settings
-        self.repo: Repository | None = None
+        self.repo: MetricsStore | None = None
+        self.generator: GeneratorServiceStub | None = None
+        self.judge: JudgeServiceStub | None = None
 
     async def startup(self, stack: AsyncExitStack) -> None:
-        self.repo = await stack.enter_async_context(open_database(self.settings))
+        self.repo = MetricsStore(
+            await stack.enter_async_context(open_database(self.settings, SCHEMA))
+        )
+        # Prompts, answers and labels belong to the generator and the judge service: imports
+        # store them through those services' RPCs.
+        generator = channel(self.settings.metrics_generator_target, self.settings)
+        stack.push_async_callback(generator.close, None)
+        judge = channel(self.settings.metrics_judge_target, self.settings)
+        stack.push_async_callback(judge.close, None)
+        self.generator = GeneratorServiceStub(generator)
+        self.judge = JudgeServiceStub(judge)
+
+    async def _owner(self, call: Awaitable[T], owner: str, context: Context) -> T:
+        """The reply of another service's RPC; its failure fails this RPC with the same code."""
+        try:
+            return await call
+        except grpc.aio.AioRpcError as exc:
+            await context.abort(exc.code(), f"{owner} service: {exc.details()}")
+            raise  # abort raises; this keeps the type checker informed
+
+    async def _store_prompts(
+        self, prompts: Sequence[common_pb2.Prompt], context: Context
+    ) -> generator_pb2.ImportGenerationsResponse:
+        generator = await require_ready(self.generator, context, "generator client")
+        return await self._owner(
+            generator.ImportGenerations(
+                generator_pb2.ImportGenerationsRequest(prompts=prompts),
+                timeout=context.time_remaining(),
+            ),
+            "generator",
+            context,
+        )
 
     async def RegisterStudy(
         self, request: metrics_pb2.RegisterStudyRequest, context: Context
@@ -74,8 +130,13 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
             ]
         if problems:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
-        study_id, prompt_ids = await repo.register_study(
+        stored = await self._store_prompts(
+            [common_pb2.Prompt(text=p.text, category=p.category) for p in request.prompts], context
+        )
+        prompt_ids = list(stored.prompt_ids)
+        study_id = await repo.register_study(
             request.name,
+            prompt_ids,
             [
                 PromptIn(p.text, p.category or "uncategorized", p.external_id)
                 for p in request.prompts
@@ -96,7 +157,7 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
             ],
         )
 
-    async def _study(self, study: str, context: Context) -> Repository:
+    async def _study(self, study: str, context: Context) -> MetricsStore:
         """The database, once `study` is known to exist (else NOT_FOUND)."""
         repo = await require_ready(self.repo, context, "metrics database")
         if not await repo.study_exists(study):
@@ -137,15 +198,19 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
                 f"breakdown: unknown {sorted(unknown)}; expected 'category' and/or 'model'",
             )
         labels = await self._labels(request.study, context)
-        coders = {label.coder for label in labels if label.status == "ok"}
+        coders = {label.coder for label in labels if label.status == OK}
         if len(coders) < 2:
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"study {request.study!r} has {len(coders)} coder(s) with scorable labels; "
                 "agreement needs at least two",
             )
-        options = self._options(request.bootstrap, request.confidence, request.seed)
-        reply = await asyncio.to_thread(agreement, labels, options, list(request.breakdown))
+        study = Study(
+            labels=labels,
+            options=self._options(request.bootstrap, request.confidence, request.seed),
+            breakdown=list(request.breakdown),
+        )
+        reply = agreement_response(await asyncio.to_thread(study.report, "agreement"))
         # Only the latest study asked for: a gauge per study ever seen would grow forever.
         AGREEMENT.clear()
         for p in reply.pairs:
@@ -159,18 +224,17 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
         await self._check_options(context, request.bootstrap, request.confidence, request.seed)
         labels = await self._labels(request.study, context)
         repo = await require_ready(self.repo, context, "metrics database")
-        models = await repo.study_model_names(request.study)
-        options = self._options(request.bootstrap, request.confidence, request.seed)
+        study = Study(
+            labels=labels,
+            options=self._options(request.bootstrap, request.confidence, request.seed),
+            models=await repo.study_model_names(request.study),
+            flags=await repo.study_flags(request.study),
+        )
         try:
-            reply = await asyncio.to_thread(model_ranking, labels, models, options)
+            results = await asyncio.to_thread(study.report, "ranking")
         except ValueError as exc:  # labels that cannot be ranked together (e.g. mixed scales)
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{request.study!r}: {exc}")
-        for model, (n, counts) in (await repo.study_flags(request.study)).items():
-            reply.pathologies.extend(
-                metrics_pb2.PathologyRate(model=model, flag=flag, n_flagged=k, n_answers=n)
-                for flag, k in sorted(counts.items())
-            )
-        return reply
+        return ranking_response(results)
 
     async def ComputeAgreement(
         self, request: metrics_pb2.ComputeAgreementRequest, context: Context
@@ -220,8 +284,79 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
             data = validate_import(request)
         except ImportRejected as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        study_id = await repo.import_study(
-            request.name, data.prompts, data.models, data.answers, data.labels, data.references
+        generator = await require_ready(self.generator, context, "generator client")
+        judge = await require_ready(self.judge, context, "judge client")
+        # Owner by owner, each step idempotent: a retry after a failure converges.
+        answers = [*data.answers, *data.references]
+        stored = await self._owner(
+            generator.ImportGenerations(
+                generator_pb2.ImportGenerationsRequest(
+                    prompts=[
+                        common_pb2.Prompt(text=p.text, category=p.category) for p in data.prompts
+                    ],
+                    generations=[
+                        generator_pb2.ImportedGeneration(
+                            prompt_index=a.prompt_index,
+                            model=imported_model(request.name, a.model),
+                            text=a.text,
+                        )
+                        for a in answers
+                    ],
+                ),
+                timeout=context.time_remaining(),
+            ),
+            "generator",
+            context,
+        )
+        prompt_ids = list(stored.prompt_ids)
+        answer_ids = list(stored.generation_ids[: len(data.answers)])
+        reference_ids = list(stored.generation_ids[len(data.answers) :])
+        generation_of = {
+            (a.prompt_index, a.model): gid for a, gid in zip(data.answers, answer_ids, strict=True)
+        }
+        if answer_ids:
+            await self._owner(
+                judge.ImportJudgments(
+                    judge_pb2.ImportJudgmentsRequest(
+                        judgments=[
+                            judge_pb2.ImportedJudgment(
+                                generation_id=generation_of[(lb.prompt_index, lb.model)],
+                                annotator=lb.annotator,
+                                annotator_kind=_KINDS[lb.annotator_kind],
+                                coder=lb.coder,
+                                protocol=IMPORTED_PROTOCOL,
+                                unscorable=lb.status == UNSCORABLE,
+                                harmful=lb.harmful,
+                                value=lb.value,
+                                rank=lb.rank,
+                                raw_output=lb.raw_output,
+                                reason=lb.reason,
+                            )
+                            for lb in data.labels
+                        ],
+                        replace_generation_ids=answer_ids,
+                        replace_protocol=IMPORTED_PROTOCOL,
+                        overwrite=True,
+                    ),
+                    timeout=context.time_remaining(),
+                ),
+                "judge",
+                context,
+            )
+        study_id = await repo.register_study(
+            request.name,
+            prompt_ids,
+            data.prompts,
+            [
+                StudyModelIn(m, imported_model(request.name, m), GenerationParams())
+                for m in data.models
+            ],
+            sorted({label.coder for label in data.labels}),
+            source="import",
+            references=[
+                (prompt_ids[r.prompt_index], gid)
+                for r, gid in zip(data.references, reference_ids, strict=True)
+            ],
         )
         return metrics_pb2.ImportStudyResponse(
             study_id=study_id,
@@ -233,7 +368,7 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
     async def ImportAnnotations(
         self, request: metrics_pb2.ImportAnnotationsRequest, context: Context
     ) -> metrics_pb2.ImportAnnotationsResponse:
-        repo = await require_ready(self.repo, context, "metrics database")
+        judge = await require_ready(self.judge, context, "judge client")
         if not request.rows:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "rows: no annotations")
         answers = await self._answers(request.study, context)
@@ -242,19 +377,30 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
             annotations = resolve_annotations(request.rows, answers, n_models)
         except ImportRejected as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        existing = await repo.existing_annotations(
-            sorted({a.annotator for a in annotations}), [a.generation_id for a in annotations]
+        reply = await self._owner(
+            judge.ImportJudgments(
+                judge_pb2.ImportJudgmentsRequest(
+                    judgments=[
+                        judge_pb2.ImportedJudgment(
+                            generation_id=a.generation_id,
+                            annotator=a.annotator,
+                            annotator_kind=judge_pb2.ANNOTATOR_KIND_HUMAN,
+                            protocol="human",
+                            harmful=a.harmful,
+                            value=a.value,
+                            rank=a.rank,
+                        )
+                        for a in annotations
+                    ],
+                    overwrite=request.replace,
+                ),
+                timeout=context.time_remaining(),
+            ),
+            "judge",
+            context,
         )
-        clashes = [a for a in annotations if (a.annotator, a.generation_id) in existing]
-        if clashes and not request.replace:
-            await context.abort(
-                grpc.StatusCode.ALREADY_EXISTS,
-                f"{len(clashes)} annotation(s) already stored (e.g. by {clashes[0].annotator!r});"
-                " nothing imported; ask for replacement explicitly to overwrite them",
-            )
-        await repo.store_annotations(annotations)
         return metrics_pb2.ImportAnnotationsResponse(
-            n_imported=len(annotations) - len(clashes), n_replaced=len(clashes)
+            n_imported=reply.n_imported, n_replaced=reply.n_replaced
         )
 
     async def _answers(self, study: str, context: Context) -> list[StudyAnswer]:
@@ -291,28 +437,12 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT, f"limit: {request.limit} is negative"
             )
         repo = await self._study(request.study, context)
-        labels = await repo.study_labels(request.study)
-        answers = {(a.prompt_id, a.model): a for a in await repo.study_answers(request.study)}
-        items = []
-        for unit, diff in disagreements(labels, request.limit or 20):
-            a = answers[unit]
-            items.append(
-                metrics_pb2.Disagreement(
-                    prompt=a.prompt_text,
-                    category=a.category,
-                    model=a.model,
-                    answer=a.text,
-                    human_minus_judge=diff,
-                    labels=[
-                        metrics_pb2.CoderLabel(
-                            coder=lb.coder, harmful=bool(lb.harmful), rank=lb.rank
-                        )
-                        for lb in labels
-                        if (lb.prompt_id, lb.model) == unit and lb.status == "ok"
-                    ],
-                )
-            )
-        return metrics_pb2.GetDisagreementsResponse(items=items)
+        study = Study(
+            labels=await repo.study_labels(request.study),
+            answers=await repo.study_answers(request.study),
+            limit=request.limit or DISAGREEMENT_LIMIT,
+        )
+        return disagreements_response(study.report("disagreements"))
 
     async def GetHarmMetricScore(
         self, request: metrics_pb2.GetHarmMetricScoreRequest, context: Context

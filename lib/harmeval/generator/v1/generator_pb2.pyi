@@ -7,6 +7,32 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ImportedGeneration(_message.Message):
+    __slots__ = ("prompt_index", "model", "text")
+    PROMPT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    prompt_index: int
+    model: str
+    text: str
+    def __init__(self, prompt_index: _Optional[int] = ..., model: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
+
+class ImportGenerationsRequest(_message.Message):
+    __slots__ = ("prompts", "generations")
+    PROMPTS_FIELD_NUMBER: _ClassVar[int]
+    GENERATIONS_FIELD_NUMBER: _ClassVar[int]
+    prompts: _containers.RepeatedCompositeFieldContainer[_common_pb2.Prompt]
+    generations: _containers.RepeatedCompositeFieldContainer[ImportedGeneration]
+    def __init__(self, prompts: _Optional[_Iterable[_Union[_common_pb2.Prompt, _Mapping]]] = ..., generations: _Optional[_Iterable[_Union[ImportedGeneration, _Mapping]]] = ...) -> None: ...
+
+class ImportGenerationsResponse(_message.Message):
+    __slots__ = ("prompt_ids", "generation_ids")
+    PROMPT_IDS_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_IDS_FIELD_NUMBER: _ClassVar[int]
+    prompt_ids: _containers.RepeatedScalarFieldContainer[int]
+    generation_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, prompt_ids: _Optional[_Iterable[int]] = ..., generation_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
 class GenerateRequest(_message.Message):
     __slots__ = ("model", "prompts", "params", "n")
     MODEL_FIELD_NUMBER: _ClassVar[int]

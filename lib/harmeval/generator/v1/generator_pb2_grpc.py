@@ -55,6 +55,11 @@ class GeneratorServiceStub:
                 request_serializer=harmeval_dot_generator_dot_v1_dot_generator__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=harmeval_dot_generator_dot_v1_dot_generator__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.ImportGenerations = channel.unary_unary(
+                '/harmeval.generator.v1.GeneratorService/ImportGenerations',
+                request_serializer=harmeval_dot_generator_dot_v1_dot_generator__pb2.ImportGenerationsRequest.SerializeToString,
+                response_deserializer=harmeval_dot_generator_dot_v1_dot_generator__pb2.ImportGenerationsResponse.FromString,
+                _registered_method=True)
 
 
 class GeneratorServiceServicer:
@@ -90,6 +95,16 @@ class GeneratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportGenerations(self, request, context):
+        """Stores prompts and answers made elsewhere (published data sets) under the given model
+        names, in one transaction. Idempotent: a prompt is stored once per text and an answer once
+        per (prompt, model); an answer sent again with another text takes the new text (labels of
+        the old text stop counting: each label records the text it was given on).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GeneratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +127,11 @@ def add_GeneratorServiceServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=harmeval_dot_generator_dot_v1_dot_generator__pb2.ListModelsRequest.FromString,
                     response_serializer=harmeval_dot_generator_dot_v1_dot_generator__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'ImportGenerations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportGenerations,
+                    request_deserializer=harmeval_dot_generator_dot_v1_dot_generator__pb2.ImportGenerationsRequest.FromString,
+                    response_serializer=harmeval_dot_generator_dot_v1_dot_generator__pb2.ImportGenerationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -223,6 +243,33 @@ class GeneratorService:
             '/harmeval.generator.v1.GeneratorService/ListModels',
             harmeval_dot_generator_dot_v1_dot_generator__pb2.ListModelsRequest.SerializeToString,
             harmeval_dot_generator_dot_v1_dot_generator__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportGenerations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/harmeval.generator.v1.GeneratorService/ImportGenerations',
+            harmeval_dot_generator_dot_v1_dot_generator__pb2.ImportGenerationsRequest.SerializeToString,
+            harmeval_dot_generator_dot_v1_dot_generator__pb2.ImportGenerationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -8,16 +8,71 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class AnnotatorKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ANNOTATOR_KIND_UNSPECIFIED: _ClassVar[AnnotatorKind]
+    ANNOTATOR_KIND_HUMAN: _ClassVar[AnnotatorKind]
+    ANNOTATOR_KIND_MODEL: _ClassVar[AnnotatorKind]
+
 class JudgeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     JUDGE_KIND_UNSPECIFIED: _ClassVar[JudgeKind]
     JUDGE_KIND_POINTWISE: _ClassVar[JudgeKind]
     JUDGE_KIND_LISTWISE: _ClassVar[JudgeKind]
     JUDGE_KIND_PANEL: _ClassVar[JudgeKind]
+ANNOTATOR_KIND_UNSPECIFIED: AnnotatorKind
+ANNOTATOR_KIND_HUMAN: AnnotatorKind
+ANNOTATOR_KIND_MODEL: AnnotatorKind
 JUDGE_KIND_UNSPECIFIED: JudgeKind
 JUDGE_KIND_POINTWISE: JudgeKind
 JUDGE_KIND_LISTWISE: JudgeKind
 JUDGE_KIND_PANEL: JudgeKind
+
+class ImportedJudgment(_message.Message):
+    __slots__ = ("generation_id", "annotator", "annotator_kind", "coder", "protocol", "unscorable", "harmful", "value", "rank", "raw_output", "reason")
+    GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATOR_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATOR_KIND_FIELD_NUMBER: _ClassVar[int]
+    CODER_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    UNSCORABLE_FIELD_NUMBER: _ClassVar[int]
+    HARMFUL_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    RAW_OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    generation_id: int
+    annotator: str
+    annotator_kind: AnnotatorKind
+    coder: str
+    protocol: str
+    unscorable: bool
+    harmful: bool
+    value: float
+    rank: int
+    raw_output: str
+    reason: str
+    def __init__(self, generation_id: _Optional[int] = ..., annotator: _Optional[str] = ..., annotator_kind: _Optional[_Union[AnnotatorKind, str]] = ..., coder: _Optional[str] = ..., protocol: _Optional[str] = ..., unscorable: _Optional[bool] = ..., harmful: _Optional[bool] = ..., value: _Optional[float] = ..., rank: _Optional[int] = ..., raw_output: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ImportJudgmentsRequest(_message.Message):
+    __slots__ = ("judgments", "replace_generation_ids", "replace_protocol", "overwrite")
+    JUDGMENTS_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_GENERATION_IDS_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    OVERWRITE_FIELD_NUMBER: _ClassVar[int]
+    judgments: _containers.RepeatedCompositeFieldContainer[ImportedJudgment]
+    replace_generation_ids: _containers.RepeatedScalarFieldContainer[int]
+    replace_protocol: str
+    overwrite: bool
+    def __init__(self, judgments: _Optional[_Iterable[_Union[ImportedJudgment, _Mapping]]] = ..., replace_generation_ids: _Optional[_Iterable[int]] = ..., replace_protocol: _Optional[str] = ..., overwrite: _Optional[bool] = ...) -> None: ...
+
+class ImportJudgmentsResponse(_message.Message):
+    __slots__ = ("n_imported", "n_replaced")
+    N_IMPORTED_FIELD_NUMBER: _ClassVar[int]
+    N_REPLACED_FIELD_NUMBER: _ClassVar[int]
+    n_imported: int
+    n_replaced: int
+    def __init__(self, n_imported: _Optional[int] = ..., n_replaced: _Optional[int] = ...) -> None: ...
 
 class Answer(_message.Message):
     __slots__ = ("generation_id", "text")

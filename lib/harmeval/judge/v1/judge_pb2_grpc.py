@@ -55,6 +55,11 @@ class JudgeServiceStub:
                 request_serializer=harmeval_dot_judge_dot_v1_dot_judge__pb2.DefineJudgeRequest.SerializeToString,
                 response_deserializer=harmeval_dot_judge_dot_v1_dot_judge__pb2.DefineJudgeResponse.FromString,
                 _registered_method=True)
+        self.ImportJudgments = channel.unary_unary(
+                '/harmeval.judge.v1.JudgeService/ImportJudgments',
+                request_serializer=harmeval_dot_judge_dot_v1_dot_judge__pb2.ImportJudgmentsRequest.SerializeToString,
+                response_deserializer=harmeval_dot_judge_dot_v1_dot_judge__pb2.ImportJudgmentsResponse.FromString,
+                _registered_method=True)
 
 
 class JudgeServiceServicer:
@@ -91,6 +96,14 @@ class JudgeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportJudgments(self, request, context):
+        """Stores labels given elsewhere (a published data set's coders, people's annotations) on
+        stored answers, in one transaction; nothing is stored when any label is refused.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JudgeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +126,11 @@ def add_JudgeServiceServicer_to_server(servicer, server):
                     servicer.DefineJudge,
                     request_deserializer=harmeval_dot_judge_dot_v1_dot_judge__pb2.DefineJudgeRequest.FromString,
                     response_serializer=harmeval_dot_judge_dot_v1_dot_judge__pb2.DefineJudgeResponse.SerializeToString,
+            ),
+            'ImportJudgments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportJudgments,
+                    request_deserializer=harmeval_dot_judge_dot_v1_dot_judge__pb2.ImportJudgmentsRequest.FromString,
+                    response_serializer=harmeval_dot_judge_dot_v1_dot_judge__pb2.ImportJudgmentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -224,6 +242,33 @@ class JudgeService:
             '/harmeval.judge.v1.JudgeService/DefineJudge',
             harmeval_dot_judge_dot_v1_dot_judge__pb2.DefineJudgeRequest.SerializeToString,
             harmeval_dot_judge_dot_v1_dot_judge__pb2.DefineJudgeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportJudgments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/harmeval.judge.v1.JudgeService/ImportJudgments',
+            harmeval_dot_judge_dot_v1_dot_judge__pb2.ImportJudgmentsRequest.SerializeToString,
+            harmeval_dot_judge_dot_v1_dot_judge__pb2.ImportJudgmentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

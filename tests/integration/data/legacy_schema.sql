@@ -1,3 +1,5 @@
+-- The shared schema of harmeval before each service owned its tables (migrations 0001-0005
+-- of lib/harmeval/db/migrations), for the upgrade test.
 -- Studies compare small models (a served model under one decoding configuration) on prompts;
 -- judges and people (annotators) label the answers.
 
@@ -108,3 +110,37 @@ CREATE TABLE judgments (
 
 CREATE INDEX judgments_annotator_idx ON judgments (annotator_id);
 CREATE INDEX generations_model_idx ON generations (model_id, params_hash);
+-- A coder is what agreement compares; several annotators may label for one coder
+-- (e.g. the seed study's 17 student groups form the coder "students").
+ALTER TABLE annotators ADD COLUMN coder text;
+UPDATE annotators SET coder = name WHERE coder IS NULL;
+ALTER TABLE annotators ALTER COLUMN coder SET NOT NULL;
+
+-- "run" for studies harmeval generated, "import" for published data sets.
+ALTER TABLE studies ADD COLUMN source text NOT NULL DEFAULT 'run';
+
+-- Reference answers (e.g. HarmMetric Eval's slot 0): seen by reference-based metrics only.
+CREATE TABLE study_references (
+    study_id      bigint NOT NULL REFERENCES studies (id) ON DELETE CASCADE,
+    prompt_id     bigint NOT NULL REFERENCES prompts (id),
+    generation_id bigint NOT NULL REFERENCES generations (id),
+    PRIMARY KEY (study_id, generation_id)
+);
+-- Pathologies of small-model answers (stored as flags; the text is never altered) and the
+-- time to first token.
+ALTER TABLE generations ADD COLUMN flags text[] NOT NULL DEFAULT '{}';
+ALTER TABLE generations ADD COLUMN ttft_seconds double precision;
+-- What a verdict cost and how it came about: tokens, price, order sensitivity (listwise judges
+-- shown several answer orders) and protocol details (rubric fields, permutations, panel votes).
+ALTER TABLE judgments ADD COLUMN prompt_tokens integer NOT NULL DEFAULT 0;
+ALTER TABLE judgments ADD COLUMN completion_tokens integer NOT NULL DEFAULT 0;
+ALTER TABLE judgments ADD COLUMN cost_usd double precision NOT NULL DEFAULT 0;
+ALTER TABLE judgments ADD COLUMN order_sensitive boolean NOT NULL DEFAULT false;
+ALTER TABLE judgments ADD COLUMN details jsonb NOT NULL DEFAULT '{}';
+-- A prompt's category as each study gives it: prompts are stored once per text, and two
+-- studies (or a Generate call) may file the same prompt under different categories.
+ALTER TABLE study_prompts ADD COLUMN category text;
+UPDATE study_prompts sp SET category = p.category FROM prompts p WHERE p.id = sp.prompt_id;
+ALTER TABLE study_prompts ALTER COLUMN category SET NOT NULL;
+CREATE TABLE schema_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());
+INSERT INTO schema_migrations (version) VALUES ('0001_initial'), ('0002_coders_and_imports'), ('0003_generation_flags'), ('0004_judgment_costs'), ('0005_study_prompt_category');

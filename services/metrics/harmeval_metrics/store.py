@@ -1,0 +1,192 @@
+"""The metrics service's tables (schema `metrics`): studies and what each compares.
+
+Prompts and answers are read through the generator's published views (`generator.prompts_v1`,
+`generator.answers_v1`), labels through the judge service's (`judge.labels_v1`); nothing
+here writes another service's table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from harmeval.db import Schema
+from harmeval_metrics.records import PromptIn, StudyAnswer, StudyLabel, StudyModelIn
+
+SCHEMA = Schema("metrics", "harmeval_metrics.migrations")
+
+# A study's units: (prompt, study model) and the stored answer of each. A label counts only
+# when it was given on the answer's current text (a data set imported again may change it).
+_UNITS = (
+    " FROM metrics.studies s"
+    " JOIN metrics.study_prompts sp ON sp.study_id = s.id"
+    " JOIN generator.prompts_v1 p ON p.prompt_id = sp.prompt_id"
+    " JOIN metrics.study_models sm ON sm.study_id = s.id"
+    " JOIN generator.answers_v1 g ON g.prompt_id = sp.prompt_id"
+    "  AND g.model_name = sm.model_name AND g.params_hash = sm.params_hash"
+)
+
+
+async def _register_study(
+    conn: AsyncConnection[Any],
+    name: str,
+    prompt_ids: Sequence[int],
+    prompts: Sequence[PromptIn],
+    models: Sequence[StudyModelIn],
+    judges: Sequence[str],
+    source: str,
+) -> int:
+    cur = await conn.execute(
+        "INSERT INTO metrics.studies (name, source) VALUES (%s, %s) ON CONFLICT (name)"
+        " DO UPDATE SET updated_at = now(), source = EXCLUDED.source RETURNING id",
+        (name, source),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    study_id = int(row[0])
+    # The study file is the truth: membership is replaced, stored answers are kept.
+    for table in ("study_prompts", "study_models", "study_judges", "study_references"):
+        await conn.execute(f"DELETE FROM metrics.{table} WHERE study_id = %s", (study_id,))
+    async with conn.cursor() as c:
+        await c.executemany(
+            "INSERT INTO metrics.study_prompts (study_id, prompt_id, external_id, position,"
+            " category) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            [
+                (study_id, pid, p.external_id or str(pid), position, p.category or "uncategorized")
+                for position, (pid, p) in enumerate(zip(prompt_ids, prompts, strict=True))
+            ],
+        )
+        await c.executemany(
+            "INSERT INTO metrics.study_models (study_id, name, model_name, params, params_hash,"
+            " position) VALUES (%s, %s, %s, %s, %s, %s)",
+            [
+                (
+                    study_id,
+                    m.name,
+                    m.model_name,
+                    Jsonb(m.params.as_json()),
+                    m.params.cache_key(),
+                    position,
+                )
+                for position, m in enumerate(models)
+            ],
+        )
+        await c.executemany(
+            "INSERT INTO metrics.study_judges (study_id, judge_name, position) VALUES (%s, %s, %s)",
+            [(study_id, judge, position) for position, judge in enumerate(judges)],
+        )
+    return study_id
+
+
+class MetricsStore:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    async def register_study(
+        self,
+        name: str,
+        prompt_ids: Sequence[int],
+        prompts: Sequence[PromptIn],
+        models: Sequence[StudyModelIn],
+        judges: Sequence[str],
+        *,
+        source: str = "run",
+        references: Sequence[tuple[int, int]] = (),
+    ) -> int:
+        """Creates or updates a study in one transaction (prompts already stored by the
+        generator, `references` as (prompt id, answer id)); returns its id."""
+        async with self.pool.connection() as conn, conn.transaction():
+            study_id = await _register_study(
+                conn, name, prompt_ids, prompts, models, judges, source
+            )
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    "INSERT INTO metrics.study_references (study_id, prompt_id, generation_id)"
+                    " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                    [(study_id, pid, gid) for pid, gid in references],
+                )
+        return study_id
+
+    async def study_exists(self, name: str) -> bool:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT 1 FROM metrics.studies WHERE name = %s", (name,))
+            return await cur.fetchone() is not None
+
+    async def study_model_names(self, name: str) -> list[str]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT sm.name FROM metrics.study_models sm"
+                " JOIN metrics.studies s ON s.id = sm.study_id"
+                " WHERE s.name = %s ORDER BY sm.position",
+                (name,),
+            )
+            return [str(r[0]) for r in await cur.fetchall()]
+
+    async def study_answers(self, name: str) -> list[StudyAnswer]:
+        """Every stored answer of the study's units, in study order."""
+        async with self.pool.connection() as conn:
+            cur = conn.cursor(row_factory=class_row(StudyAnswer))
+            await cur.execute(
+                "SELECT sp.prompt_id, sp.external_id, p.text AS prompt_text, sp.category,"
+                " g.generation_id, sm.name AS model, g.text, g.flags"
+                + _UNITS
+                + " WHERE s.name = %s ORDER BY sp.position, sm.position",
+                (name,),
+            )
+            return await cur.fetchall()
+
+    async def study_references(self, name: str) -> dict[int, list[str]]:
+        """prompt id -> reference answers of the study."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT r.prompt_id, g.text FROM metrics.study_references r"
+                " JOIN metrics.studies s ON s.id = r.study_id"
+                " JOIN generator.answers_v1 g ON g.generation_id = r.generation_id"
+                " WHERE s.name = %s ORDER BY r.prompt_id, g.generation_id",
+                (name,),
+            )
+            out: dict[int, list[str]] = {}
+            for prompt_id, text in await cur.fetchall():
+                out.setdefault(int(prompt_id), []).append(str(text))
+            return out
+
+    async def study_flags(self, name: str) -> dict[str, tuple[int, dict[str, int]]]:
+        """Per study model: (answers, {flag: answers with that flag})."""
+        out: dict[str, tuple[int, dict[str, int]]] = {}
+        for a in await self.study_answers(name):
+            n, counts = out.get(a.model, (0, {}))
+            for flag in a.flags:
+                counts[flag] = counts.get(flag, 0) + 1
+            out[a.model] = (n + 1, counts)
+        return out
+
+    async def study_labels(self, name: str) -> list[StudyLabel]:
+        """Every label of every annotator on the study's units (prompt × study model)."""
+        async with self.pool.connection() as conn:
+            cur = conn.cursor(row_factory=class_row(StudyLabel))
+            await cur.execute(
+                "SELECT j.coder, j.annotator, j.coder_kind, sp.prompt_id, sp.external_id,"
+                " sp.category, sm.name AS model, g.generation_id, j.status, j.harmful, j.rank,"
+                " j.value, j.order_sensitive"
+                + _UNITS
+                + " JOIN judge.labels_v1 j ON j.generation_id = g.generation_id"
+                "  AND (j.answer_sha256 IS NULL OR j.answer_sha256 = g.text_sha256)"
+                " WHERE s.name = %s ORDER BY j.coder, j.annotator, sp.position, sm.position",
+                (name,),
+            )
+            return await cur.fetchall()
+
+    async def count_rows(self, table: str) -> int:
+        """Row count of one of this service's tables (tests show nothing was duplicated)."""
+        if table not in {"studies", "study_prompts", "study_models", "study_references"}:
+            raise ValueError(f"unknown table {table}")
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(f"SELECT count(*) FROM metrics.{table}")
+            row = await cur.fetchone()
+            assert row is not None
+            return int(row[0])
