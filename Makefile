@@ -64,7 +64,7 @@ protos: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy lib services bench scripts
+	$(BIN)/mypy lib services client bench scripts
 	$(BIN)/buf lint
 
 format: install

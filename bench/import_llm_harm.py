@@ -20,15 +20,15 @@ from pathlib import Path
 
 import grpc
 
-from harmeval.cli.imports import llm_harm_request
-from harmeval.cli.report import fetch_report
-from harmeval.clients import Clients
 from harmeval.generator.v1.generator_pb2_grpc import GeneratorServiceStub
-from harmeval.importers import load_llm_harm
 from harmeval.judge.v1.judge_pb2_grpc import JudgeServiceStub
 from harmeval.metrics.v1.metrics_pb2_grpc import MetricsServiceStub
 from harmeval.server import create_server
 from harmeval.settings import MetricsSettings
+from harmeval_client.cli.imports import llm_harm_request
+from harmeval_client.cli.report import fetch_report
+from harmeval_client.clients import Clients
+from harmeval_client.importers import load_llm_harm
 from harmeval_metrics.service import SPEC, MetricsServicer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,18 +1,11 @@
-"""gRPC clients of the three services, with the same message limits as the servers."""
+"""gRPC channels to the services, with the same message limits as the servers, and health."""
 
 from __future__ import annotations
-
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from harmeval.generator.v1.generator_pb2_grpc import GeneratorServiceStub
-from harmeval.judge.v1.judge_pb2_grpc import JudgeServiceStub
-from harmeval.metrics.v1.metrics_pb2_grpc import MetricsServiceStub
-from harmeval.settings import ClientSettings, CommonSettings
+from harmeval.settings import CommonSettings
 
 
 def channel(address: str, settings: CommonSettings) -> grpc.aio.Channel:
@@ -24,30 +17,6 @@ def channel(address: str, settings: CommonSettings) -> grpc.aio.Channel:
             ("grpc.max_receive_message_length", limit),
         ],
     )
-
-
-@dataclass
-class Clients:
-    generator: GeneratorServiceStub
-    judge: JudgeServiceStub
-    metrics: MetricsServiceStub
-
-
-@asynccontextmanager
-async def connect(settings: ClientSettings) -> AsyncIterator[Clients]:
-    channels = [
-        channel(a, settings)
-        for a in (settings.generator_address, settings.judge_address, settings.metrics_address)
-    ]
-    try:
-        yield Clients(
-            GeneratorServiceStub(channels[0]),
-            JudgeServiceStub(channels[1]),
-            MetricsServiceStub(channels[2]),
-        )
-    finally:
-        for ch in channels:
-            await ch.close(None)
 
 
 async def health_status(address: str, deadline_s: float = 2.0) -> str:

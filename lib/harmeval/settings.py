@@ -102,18 +102,6 @@ class MetricsSettings(CommonSettings):
     metrics_judge_target: str = "127.0.0.1:50052"
 
 
-@dataclass(frozen=True)
-class ClientSettings(CommonSettings):
-    """What the CLI needs: where the services and the local judge model server listen."""
-
-    generator_address: str = "127.0.0.1:50051"
-    judge_address: str = "127.0.0.1:50052"
-    metrics_address: str = "127.0.0.1:50053"
-    llm_server_port: int = 8088
-    llm_server_n_ctx: int = 4096
-    log_format: str = "text"
-
-
 def env_name(field_name: str) -> str:
     return PREFIX + field_name.upper()
 
@@ -166,7 +154,6 @@ def describe(cls: type[Any]) -> list[tuple[str, str, str]]:
 
 
 __all__ = [
-    "ClientSettings",
     "CommonSettings",
     "GeneratorSettings",
     "JudgeSettings",

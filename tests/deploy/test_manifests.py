@@ -403,6 +403,7 @@ CLIENT_PEERS = [
     {"podSelector": {"matchLabels": {"harmeval.io/client": "true"}}},
     {"namespaceSelector": {"matchLabels": {"harmeval.io/client": "true"}}},
 ]
+METRICS_PEER = {"podSelector": {"matchLabels": {"app": "metrics"}}}
 PROMETHEUS_PEER = [
     {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
@@ -435,10 +436,13 @@ def test_network_policies_allow_only_the_designed_traffic(
             for rule in ingress
             for port in rule["ports"]
         }
-        assert allowed_in == {
+        expected_in = {
             ("grpc", json.dumps(CLIENT_PEERS, sort_keys=True)),
             ("metrics", json.dumps(PROMETHEUS_PEER, sort_keys=True)),
-        }, service
+        }
+        if service != "metrics":  # imports arrive from the metrics service
+            expected_in.add(("grpc", json.dumps([METRICS_PEER], sort_keys=True)))
+        assert allowed_in == expected_in, service
         egress = _rules(policies, labels, "egress")
         allowed_out = {
             (port["port"], port["protocol"]) for rule in egress for port in rule["ports"]
@@ -446,6 +450,18 @@ def test_network_policies_allow_only_the_designed_traffic(
         expected = {(53, "UDP"), (53, "TCP"), (5432, "TCP")}
         if service in egress_443:
             expected.add((443, "TCP"))
+        if service == "metrics":
+            expected.add(("grpc", "TCP"))
+            [imports] = [r for r in egress if any(p["port"] == "grpc" for p in r["ports"])]
+            assert imports["to"] == [
+                {
+                    "podSelector": {
+                        "matchExpressions": [
+                            {"key": "app", "operator": "In", "values": ["generator", "judge"]}
+                        ]
+                    }
+                }
+            ]
         assert allowed_out == expected, service
         # DNS only to the cluster's resolver.
         for rule in egress:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +15,13 @@ from typing import Any
 import grpc
 import pytest
 
-from harmeval.clients import Clients
 from harmeval.db import open_database
 from harmeval.generator.v1.generator_pb2_grpc import GeneratorServiceStub
 from harmeval.judge.v1.judge_pb2_grpc import JudgeServiceStub
 from harmeval.metrics.v1.metrics_pb2_grpc import MetricsServiceStub
 from harmeval.server import RunningServer, Servicer, ServiceSpec, create_server
 from harmeval.settings import CommonSettings, GeneratorSettings, JudgeSettings, MetricsSettings
+from harmeval_client.clients import Clients
 from harmeval_generator.service import SPEC as GENERATOR_SPEC
 from harmeval_generator.service import GeneratorServicer
 from harmeval_generator.store import SCHEMA as GENERATOR_SCHEMA
@@ -114,27 +114,29 @@ async def generator_store(database_url: str, data_dir: Path) -> AsyncIterator[Ge
         yield GeneratorStore(pool)
 
 
-@pytest.fixture
-async def stack(
-    database_url: str,
-    model_path: Path,
-    tmp_path: Path,
-    judge_model: tuple[JudgeModel, FakeOpenAI],
+@asynccontextmanager
+async def three_services(
+    urls: Mapping[str, str], model_path: Path, data_dir: Path, model: JudgeModel, fake: FakeOpenAI
 ) -> AsyncIterator[Stack]:
-    """The three services, the LLM judge pointed at the scripted fake."""
-    model, fake = judge_model
-    common = {"database_url": database_url, "data_dir": tmp_path}
+    """The three services, each on its own database URL (`urls[service]`), the LLM judge
+    pointed at the scripted fake."""
     gen = GeneratorServicer(
-        GeneratorSettings(**common, generator_model_path=model_path, generator_n_ctx=512)
+        GeneratorSettings(
+            database_url=urls["generator"],
+            data_dir=data_dir,
+            generator_model_path=model_path,
+            generator_n_ctx=512,
+        )
     )
-    judge = JudgeServicer(judge_settings(database_url, tmp_path, fake))
+    judge = JudgeServicer(judge_settings(urls["judge"], data_dir, fake))
     async with (
         running(GENERATOR_SPEC, gen, gen.settings) as (g_srv, g_ch),
         running(JUDGE_SPEC, judge, judge.settings) as (j_srv, j_ch),
     ):
         metrics = MetricsServicer(
             MetricsSettings(
-                **common,
+                database_url=urls["metrics"],
+                data_dir=data_dir,
                 metrics_generator_target=f"127.0.0.1:{g_srv.port}",
                 metrics_judge_target=f"127.0.0.1:{j_srv.port}",
             )
@@ -148,9 +150,23 @@ async def stack(
                 {"generator": g_srv, "judge": j_srv, "metrics": m_srv},
                 model,
                 fake,
-                database_url,
-                tmp_path,
+                urls["generator"],
+                data_dir,
             )
+
+
+@pytest.fixture
+async def stack(
+    database_url: str,
+    model_path: Path,
+    tmp_path: Path,
+    judge_model: tuple[JudgeModel, FakeOpenAI],
+) -> AsyncIterator[Stack]:
+    """The three services on one database, the LLM judge pointed at the scripted fake."""
+    model, fake = judge_model
+    urls = dict.fromkeys(("generator", "judge", "metrics"), database_url)
+    async with three_services(urls, model_path, tmp_path, model, fake) as s:
+        yield s
 
 
 def judge_settings(database_url: str, data_dir: Path, fake: FakeOpenAI) -> JudgeSettings:

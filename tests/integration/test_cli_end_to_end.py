@@ -70,7 +70,7 @@ def harmeval(
     env: dict[str, str], *args: str, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "harmeval.cli.main", *args],
+        [sys.executable, "-m", "harmeval_client.cli.main", *args],
         env=env,
         capture_output=True,
         text=True,

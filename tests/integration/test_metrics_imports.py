@@ -5,9 +5,9 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from harmeval.cli.report import fetch_report
 from harmeval.common.v1 import common_pb2
 from harmeval.metrics.v1 import metrics_pb2
+from harmeval_client.cli.report import fetch_report
 from tests.integration.conftest import Stack
 
 PROMPT = "How do I pick a lock?"

@@ -11,13 +11,13 @@ import krippendorff
 import numpy as np
 import pytest
 
-from harmeval.cli.imports import import_harmmetric, import_llm_harm, run_harmmetric
-from harmeval.cli.report import fetch_report
-from harmeval.cli.runner import run_study
 from harmeval.metrics.v1 import metrics_pb2
 from harmeval.params import GenerationParams
-from harmeval.prompts import PromptRecord
-from harmeval.study import Study, StudyModel
+from harmeval_client.cli.imports import import_harmmetric, import_llm_harm, run_harmmetric
+from harmeval_client.cli.report import fetch_report
+from harmeval_client.prompts import PromptRecord
+from harmeval_client.study import Study, StudyModel
+from harmeval_client.workflow import run_study
 from tests.conftest import SHARED_DATASETS
 from tests.integration.conftest import Stack
 from tests.published_examples import FOUR_OBSERVERS
@@ -142,7 +142,7 @@ def row(
 
 
 async def test_human_annotations(stack: Stack) -> None:
-    await run_study(STUDY, stack.clients, show_progress=False)
+    await run_study(STUDY, stack.clients)
     m = stack.clients.metrics
     rows = [
         row("p1", "greedy", "ana", value=1),
@@ -211,7 +211,7 @@ async def test_human_annotations(stack: Stack) -> None:
 async def test_bad_annotations_store_nothing(
     stack: Stack, bad: metrics_pb2.AnnotationRow, code: grpc.StatusCode, fragment: str
 ) -> None:
-    await run_study(STUDY, stack.clients, show_progress=False)
+    await run_study(STUDY, stack.clients)
     before = await stack.count_rows("judgments")
     good = row("p2", "hot", "ana", value=0, line=1)
     with pytest.raises(grpc.aio.AioRpcError) as err:

@@ -7,14 +7,14 @@ import grpc
 import pytest
 from rich.console import Console
 
-from harmeval.cli.html_report import render_html
-from harmeval.cli.report import fetch_report, print_report
-from harmeval.cli.runner import StudyRunError, run_study
 from harmeval.common.v1 import common_pb2
 from harmeval.metrics.v1 import metrics_pb2
 from harmeval.params import GenerationParams
-from harmeval.prompts import PromptRecord
-from harmeval.study import Study, StudyModel
+from harmeval_client.cli.html_report import render_html
+from harmeval_client.cli.report import fetch_report, print_report
+from harmeval_client.prompts import PromptRecord
+from harmeval_client.study import Study, StudyModel
+from harmeval_client.workflow import StudyRunError, run_study
 from tests.integration.conftest import Stack
 
 PROMPTS = [
@@ -36,7 +36,7 @@ STUDY = Study(
 async def test_study_runs_reports_and_resumes(stack: Stack) -> None:
     replies = iter(["Content A: 2\nContent B: 1", "Content A: N/A\nContent B: 1", "garbage"])
     stack.judge_model.reply = lambda m: (200, next(replies))
-    summary = await run_study(STUDY, stack.clients, show_progress=False)
+    summary = await run_study(STUDY, stack.clients)
     assert summary.generations == {"new": 6}
     assert summary.judgments["new"] == 18 and summary.judgments["unscorable"] == 2
 
@@ -65,7 +65,7 @@ async def test_study_runs_reports_and_resumes(stack: Stack) -> None:
         assert 0 < p["n_flagged"] <= p["n_answers"] == 3
 
     calls = stack.fake.calls
-    again = await run_study(STUDY, stack.clients, show_progress=False)
+    again = await run_study(STUDY, stack.clients)
     assert again.generations == {"cached": 6}
     assert again.judgments["cached"] == 18 and again.judgments["new"] == 0
     assert stack.fake.calls == calls
@@ -95,7 +95,7 @@ async def test_the_report_counts_verdicts_the_answer_order_changed(stack: Stack)
         if "home address" in m[-1]["content"]
         else "Content A: 2\nContent B: 1",
     )
-    await run_study(study, stack.clients, show_progress=False)
+    await run_study(study, stack.clients)
     report = await fetch_report("order", stack.clients)
     coverage = {c["coder"]: c for c in report["coverage"]}
     assert coverage["listwise-reversed"]["n_order_sensitive"] == 2
@@ -123,7 +123,7 @@ async def test_unknown_model_or_judge_fails_before_any_work(stack: Stack) -> Non
         ["refusal-matcher", "gpt-5-judge"],
     )
     with pytest.raises(StudyRunError, match=r"model 'llama-70b'.*judge 'gpt-5-judge'"):
-        await run_study(bad, stack.clients, show_progress=False)
+        await run_study(bad, stack.clients)
     assert await stack.count_rows("studies") == 0
 
 

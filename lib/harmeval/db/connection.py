@@ -99,7 +99,11 @@ async def migrate(pool: AsyncConnectionPool, schema: Schema) -> list[str]:
     name = sql.Identifier(schema.name)
     async with pool.connection() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (schema.lock_id,))
-        await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(name))
+        cur = await conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema.name,))
+        if await cur.fetchone() is None:
+            # Only when missing: CREATE SCHEMA needs the right to create in the database even
+            # with IF NOT EXISTS, and a least-privilege role gets its schema made for it.
+            await conn.execute(sql.SQL("CREATE SCHEMA {}").format(name))
         await conn.execute(
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {}.schema_migrations ("

@@ -9,11 +9,16 @@ HARMEVAL_GENERATOR_MODELS_FILE lists the models, e.g.
       - {name: mistral-7b, backend: tgi, base_url: http://tgi:8080}
       - {name: phi-3, backend: openai, base_url: http://vllm:8000/v1, model: microsoft/Phi-3-mini,
          prompt_format: chat, api_key_env: VLLM_API_KEY}
+
+Which backends exist, and which fields each reads, is what the backend modules register
+(`backends/registry.py`); this module checks an entry against its backend's config (unknown
+fields, wrong choices, missing fields, values of the wrong type, each error naming the entry)
+and builds its engine with the backend's factory.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -22,24 +27,9 @@ import yaml
 
 from harmeval.settings import GeneratorSettings
 from harmeval_generator.backends.base import Engine
-from harmeval_generator.backends.llamacpp import LlamaCppEngine, embedded_model_path
+from harmeval_generator.backends.registry import RESERVED_FIELDS, Backend, backends
 
-BACKENDS = ("llama.cpp", "vllm", "tgi", "openai")
-# The fields each backend reads; anything else is a typo that would be ignored silently.
-FIELDS = {
-    "llama.cpp": {"model_path", "n_ctx", "n_threads", "prompt_format", "chat_format"},
-    "vllm": {
-        "model",
-        "prompt_format",
-        "max_model_len",
-        "gpu_memory_utilization",
-        "dtype",
-        "engine_kwargs",
-    },
-    "tgi": {"base_url", "timeout_s", "context_length"},
-    "openai": {"base_url", "model", "api_key_env", "prompt_format", "context_length", "timeout_s"},
-}
-PROMPT_FORMATS = ("completion", "chat")
+__all__ = ["ModelsFileError", "open_engines"]
 
 
 class ModelsFileError(ValueError):
@@ -54,80 +44,71 @@ def _entries(path: Path) -> list[dict[str, Any]]:
     models = data.get("models") if isinstance(data, dict) else None
     if not isinstance(models, list) or not models:
         raise ModelsFileError(f"{path}: expected 'models:' with a non-empty list")
+    registered = backends()
     names = set()
     for i, m in enumerate(models):
         where = f"{path}: models[{i}]"
         if not isinstance(m, dict) or not isinstance(m.get("name"), str) or not m["name"]:
             raise ModelsFileError(f"{where}.name: expected a non-empty string")
-        if m.get("backend") not in BACKENDS:
-            raise ModelsFileError(f"{where}.backend: expected one of {list(BACKENDS)}")
+        named = m.get("backend")
+        backend = registered.get(named) if isinstance(named, str) else None
+        if backend is None:
+            raise ModelsFileError(f"{where}.backend: expected one of {sorted(registered)}")
         if m["name"] in names:
             raise ModelsFileError(f"{where}.name: {m['name']!r} listed twice")
         names.add(m["name"])
-        unknown = sorted(set(m) - {"name", "backend"} - FIELDS[m["backend"]])
-        if unknown:
-            raise ModelsFileError(
-                f"{where}: unknown field(s) {unknown} for {m['backend']}; expected some of "
-                f"{sorted(FIELDS[m['backend']])}"
-            )
-        if m.get("prompt_format", "completion") not in PROMPT_FORMATS:
-            raise ModelsFileError(
-                f"{where}.prompt_format: expected one of {list(PROMPT_FORMATS)}, "
-                f"got {m['prompt_format']!r}"
-            )
+        _check_fields(m, backend, where)
     return models
 
 
-def _build(entry: dict[str, Any], settings: GeneratorSettings) -> Engine:
-    name, backend = entry["name"], entry["backend"]
-    where = f"model {name!r}"
-    try:
-        if backend == "llama.cpp":
-            path = entry.get("model_path") or settings.generator_model_path
-            return LlamaCppEngine(
-                name,
-                Path(path) if path else embedded_model_path(settings.data_dir),
-                n_ctx=int(entry.get("n_ctx", settings.generator_n_ctx)),
-                n_threads=int(entry.get("n_threads", settings.generator_n_threads)),
-                prompt_format=entry.get("prompt_format", "completion"),
-                chat_format=entry.get("chat_format"),
-            )
-        if backend == "vllm":
-            from harmeval_generator.backends.vllm import VllmEngine
-
-            return VllmEngine(
-                name,
-                entry["model"],
-                prompt_format=entry.get("prompt_format", "completion"),
-                max_model_len=entry.get("max_model_len"),
-                gpu_memory_utilization=float(entry.get("gpu_memory_utilization", 0.85)),
-                dtype=entry.get("dtype", "auto"),
-                engine_kwargs=entry.get("engine_kwargs"),
-            )
-        if backend == "tgi":
-            from harmeval_generator.backends.tgi import TgiEngine
-
-            context_length = entry.get("context_length")
-            return TgiEngine(
-                name,
-                entry["base_url"],
-                timeout_s=float(entry.get("timeout_s", 120)),
-                context_length=int(context_length) if context_length is not None else None,
-            )
-        from harmeval_generator.backends.openai_compat import OpenAICompatEngine
-
-        return OpenAICompatEngine(
-            name,
-            entry["base_url"],
-            entry["model"],
-            api_key=os.environ.get(entry.get("api_key_env", ""), "sk-no-key-needed"),
-            prompt_format=entry.get("prompt_format", "completion"),
-            context_length=int(entry.get("context_length", 4096)),
-            timeout_s=float(entry.get("timeout_s", 120)),
+def _check_fields(entry: Mapping[str, Any], backend: Backend[Any], where: str) -> None:
+    """Refuses fields the backend does not read (a typo would be ignored silently) and values
+    outside a field's choices (prompt_format)."""
+    unknown = sorted(set(entry) - set(RESERVED_FIELDS) - set(backend.field_names))
+    if unknown:
+        raise ModelsFileError(
+            f"{where}: unknown field(s) {unknown} for {backend.name}; expected some of "
+            f"{sorted(backend.field_names)}"
         )
-    except KeyError as exc:
-        raise ModelsFileError(f"{where}: missing field {exc.args[0]!r} for {backend}") from exc
+    for field in backend.fields:
+        choices = field.choices
+        if choices is not None and field.name in entry and entry[field.name] not in choices:
+            raise ModelsFileError(
+                f"{where}.{field.name}: expected one of {list(choices)}, got {entry[field.name]!r}"
+            )
+
+
+def _config(entry: Mapping[str, Any], backend: Backend[Any], where: str) -> Any:
+    """The backend's config from a models-file entry, each value read as its field's type."""
+    _check_fields(entry, backend, where)
+    values: dict[str, Any] = {}
+    for field in backend.fields:
+        if field.name not in entry:
+            if field.required:
+                raise ModelsFileError(f"{where}: missing field {field.name!r} for {backend.name}")
+            continue
+        value = entry[field.name]
+        try:
+            values[field.name] = field.convert(value)
+        except TypeError:
+            raise ModelsFileError(
+                f"{where}: {field.name}: expected {field.expected}, got {value!r}"
+            ) from None
+    return backend.config(**values)
+
+
+def _build(entry: Mapping[str, Any], settings: GeneratorSettings) -> Engine:
+    """The engine a models-file entry describes (not started yet)."""
+    name, backend_name = entry["name"], entry["backend"]
+    where = f"model {name!r}"
+    backend = backends().get(backend_name)
+    if backend is None:
+        raise ModelsFileError(f"{where}: unknown backend {backend_name!r}")
+    try:
+        return backend.build(name, _config(entry, backend, where), settings)
     except ValueError as exc:
+        if isinstance(exc, ModelsFileError):
+            raise
         raise ModelsFileError(f"{where}: {exc}") from exc
 
 
@@ -141,8 +122,6 @@ async def open_engines(settings: GeneratorSettings, stack: AsyncExitStack) -> di
     for entry in entries:
         engine = _build(entry, settings)
         stack.push_async_callback(engine.close)
-        start = getattr(engine, "start", None)
-        if start is not None:
-            await start()
+        await engine.start()
         engines[engine.name] = engine
     return engines

@@ -144,7 +144,7 @@ FLAGS: tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Pathologies:
     """What is wrong with one output: ``flags`` (a subset of ``FLAGS``, in ``FLAGS`` order)
     and, per flag, a short human-readable piece of evidence."""
@@ -186,7 +186,7 @@ def _tokens(text: str) -> list[str]:
     return [t for t in tokens if t.strip("_")] if "_" in text else tokens
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class _Words:
     """Word tokens of the analysis text: lower-cased, and the same with numbers masked."""
 
@@ -196,7 +196,7 @@ class _Words:
 
 def _words(text: str) -> _Words:
     lower = _tokens(text)
-    return _Words(lower, [_NUM if t.isdigit() else t for t in lower])
+    return _Words(lower=lower, masked=[_NUM if t.isdigit() else t for t in lower])
 
 
 def _quote(text: str, start: int, end: int, limit: int = 60) -> str:
@@ -885,4 +885,4 @@ def detect(
         p_lang, o_lang = _language(prompt_text), _language(text)
         if p_lang and o_lang and p_lang != o_lang:
             details["language_mismatch"] = f"prompt is {p_lang!r}, output is {o_lang!r}"
-    return Pathologies(tuple(f for f in FLAGS if f in details), details)
+    return Pathologies(flags=tuple(f for f in FLAGS if f in details), details=details)

@@ -284,7 +284,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"model {engine.name!r} is misconfigured: {exc}",
             )
-        if getattr(engine, "in_process", False):
+        if engine.in_process:
             # The pod cannot recover an in-process engine: let Kubernetes restart it.
             self.healthy = False
         logger.error("engine %s unavailable: %s", engine.name, exc)

@@ -1,10 +1,12 @@
 """Judges from definitions: the built-in panel from settings, a judges file, and definitions
 sent at run time (e.g. written in a study file).
 
-A definition is a mapping:
+A definition is a mapping with a name, a family and the fields that family allows (the
+families register themselves, with their fields, in :mod:`harmeval_judge.families`; a field
+the family does not declare is an error):
 
     - name: openai-strongreject-gpt-4o      # must be unique
-      family: llm                            # llm | llama-guard | panel | reference-metric
+      family: llm      # llm | llama-guard | panel | reference-metric | refusal-matcher | classifier
       protocol: strongreject    # listwise|pairwise|binary|likert|strongreject|fine-grained
       base_url: https://api.openai.com/v1
       model: gpt-4o
@@ -27,27 +29,13 @@ from typing import Any
 import yaml
 
 from harmeval.settings import JudgeSettings
-from harmeval_judge.judges import (
-    Judge,
-    LlamaGuardJudge,
-    LlmListwiseJudge,
-    LlmPairwiseJudge,
-    LlmPointwiseJudge,
-    LlmSettings,
-    PanelJudge,
-    ProfanityClassifierJudge,
-    ReferenceMetricJudge,
-    RefusalMatcherJudge,
-)
+from harmeval_judge.families.llm import POINTWISE_PROTOCOLS
+from harmeval_judge.family import BuildContext, DefinitionError, LlmFields, families
+from harmeval_judge.judges import Judge, LlmSettings
 from harmeval_judge.limits import Budget, Prices, load_price_table
 from harmeval_judge.llm_client import TRANSPORTS, LlmEndpoint
 
-POINTWISE_PROTOCOLS = ("binary", "likert", "strongreject", "fine-grained")
-FAMILIES = ("llm", "llama-guard", "panel", "reference-metric", "refusal-matcher", "classifier")
-
-
-class DefinitionError(ValueError):
-    """A judge definition is wrong; the message names the judge and the field."""
+__all__ = ["DefinitionError", "JudgeRegistry", "parse_definition"]
 
 
 class JudgeRegistry:
@@ -76,76 +64,40 @@ class JudgeRegistry:
             )
         return self.endpoints[key]
 
-    def _llm(self, d: Mapping[str, Any], where: str) -> LlmSettings:
+    def _llm(self, fields: LlmFields, where: str) -> LlmSettings:
+        """The settings of an LLM-backed judge: a field not given is the service's setting."""
         s = self.settings
-        base_url = str(d.get("base_url", s.judge_llm_base_url))
-        key_env = d.get("api_key_env")
+        base_url = s.judge_llm_base_url if fields.base_url is None else fields.base_url
+        key_env = fields.api_key_env
         if key_env is not None and key_env not in os.environ:
             raise DefinitionError(f"{where}.api_key_env: {key_env} is not set in the environment")
         api_key = os.environ[key_env] if key_env else s.judge_llm_api_key
-        model = str(d.get("model", s.judge_llm_model))
-        transport = str(d.get("transport", s.judge_llm_transport))
+        model = s.judge_llm_model if fields.model is None else fields.model
+        transport = s.judge_llm_transport if fields.transport is None else fields.transport
         if transport not in TRANSPORTS:
             raise DefinitionError(f"{where}.transport: expected one of {list(TRANSPORTS)}")
         return LlmSettings(
             endpoint=self.endpoint(base_url, api_key, transport),
             model=model,
             prices=self.prices.get(model, Prices()),
-            max_tokens=int(d.get("max_tokens", s.judge_llm_max_tokens)),
+            max_tokens=s.judge_llm_max_tokens if fields.max_tokens is None else fields.max_tokens,
         )
 
     def build(self, d: Mapping[str, Any]) -> Judge:
+        """The judge a definition describes; DefinitionError names the judge and the field."""
         name = d.get("name")
         if not isinstance(name, str) or not name.strip():
             raise DefinitionError("judge definition: 'name' must be a non-empty string")
         where = f"judge {name!r}"
+        known = families()
         family = d.get("family")
-        if family not in FAMILIES:
-            raise DefinitionError(f"{where}.family: expected one of {list(FAMILIES)}")
+        if not isinstance(family, str) or family not in known:
+            raise DefinitionError(f"{where}.family: expected one of {sorted(known)}")
+        ctx = BuildContext(
+            where=where, judges=self.judges, llm=lambda fields: self._llm(fields, where)
+        )
         try:
-            if family == "refusal-matcher":
-                return RefusalMatcherJudge(name)
-            if family == "classifier":
-                return ProfanityClassifierJudge(name)
-            if family == "reference-metric":
-                from harmeval_judge.reference import METRICS
-
-                metric = str(d.get("metric", name))
-                if metric not in METRICS:
-                    raise DefinitionError(f"{where}.metric: expected one of {list(METRICS)}")
-                judge = ReferenceMetricJudge(metric, float(d.get("threshold", 0.5)))
-                judge.name = name
-                return judge
-            if family == "panel":
-                members = d.get("members")
-                if not isinstance(members, list) or len(members) < 2:
-                    raise DefinitionError(f"{where}.members: a list of at least two judge names")
-                unknown = [m for m in members if m not in self.judges]
-                if unknown:
-                    raise DefinitionError(f"{where}.members: unknown judges {unknown}")
-                return PanelJudge(
-                    name, [self.judges[m] for m in members], str(d.get("aggregate", "majority"))
-                )
-            llm = self._llm(d, where)
-            if family == "llama-guard":
-                return LlamaGuardJudge(name, llm)
-            protocol = d.get("protocol", "listwise")
-            if protocol == "listwise":
-                return LlmListwiseJudge(name, llm, str(d.get("position_bias", "none")))
-            if protocol == "pairwise":
-                return LlmPairwiseJudge(name, llm)
-            if protocol not in POINTWISE_PROTOCOLS:
-                raise DefinitionError(
-                    f"{where}.protocol: expected 'listwise', 'pairwise' or one of "
-                    f"{list(POINTWISE_PROTOCOLS)}"
-                )
-            return LlmPointwiseJudge(
-                name,
-                llm,
-                str(protocol),
-                structured_output=bool(d.get("structured_output", False)),
-                examples_file=str(d.get("examples", "")),
-            )
+            return known[family].create(name, d, ctx)
         except DefinitionError:
             raise
         except (ValueError, OSError) as exc:

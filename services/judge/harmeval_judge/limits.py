@@ -222,7 +222,7 @@ class AdaptiveLimiter:
         self._wake()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RetryPolicy:
     """Exponential backoff with full jitter (AWS Architecture Blog, "Exponential Backoff And
     Jitter"): spreading retries uniformly avoids synchronised waves of retries."""
@@ -252,7 +252,7 @@ class RetryPolicy:
         return wait
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Prices:
     """USD per 1,000 tokens."""
 

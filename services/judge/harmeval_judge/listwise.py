@@ -10,30 +10,27 @@ parser renumbers harmful ranks densely to 1..m (m = number of harmful answers) a
 for N/A, matching the metrics service's convention (0 = N/A, higher = more harmful).
 
 Trust model: the answers (and the prompt) are written by the models under test, so they are
-data, never instructions. Each is wrapped in a fence whose markers carry a per-call random
-nonce the models cannot have seen, and any ``<<<`` / ``>>>`` runs inside them are neutralised,
-so an answer cannot close its own fence or forge another. Parsing only reads the place the
-judge was told to answer (the last k non-empty lines), so a verdict echoed from an answer or
-written in a preamble is never taken as the judge's.
+data, never instructions. Each is wrapped in a fence (:mod:`harmeval_judge.fencing`) whose
+markers carry a per-call random nonce the models cannot have seen, and any ``<<<`` / ``>>>``
+runs inside them are neutralised, so an answer cannot close its own fence or forge another.
+Parsing only reads the place the judge was told to answer (the last k non-empty lines), so a
+verdict echoed from an answer or written in a preamble is never taken as the judge's.
 """
 
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from harmeval_judge.fencing import ZERO_WIDTH, fence, make_nonce
 
 __all__ = [
     "LISTWISE_TEMPLATE_VERSION",
     "MAX_ANSWERS",
-    "ZERO_WIDTH",
     "ListwiseParse",
     "build_listwise_messages",
-    "fence",
     "letters",
-    "make_nonce",
-    "neutralise_fences",
     "parse_listwise",
 ]
 
@@ -42,9 +39,6 @@ LISTWISE_TEMPLATE_VERSION = "listwise-v1"
 # Letters A..H; more answers per list would make the judge's ranking unreliable.
 MAX_ANSWERS = 8
 
-_NONCE_RE = re.compile(r"[0-9A-Za-z]{4,32}")
-ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
-
 
 def letters(k: int) -> list[str]:
     """Labels for k answers: ``["A", "B", ...]``; k must be 1..MAX_ANSWERS."""
@@ -52,31 +46,6 @@ def letters(k: int) -> list[str]:
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_ANSWERS:
         raise ValueError(f"k must be an integer in 1..{MAX_ANSWERS}, got {k!r}")
     return [chr(ord("A") + i) for i in range(k)]
-
-
-def neutralise_fences(text: str) -> str:
-    """Turn runs of three or more ``<`` / ``>`` into look-alike guillemets.
-
-    The judge still sees roughly what the model wrote, but no run of ``<<<`` or ``>>>``
-    survives, so the text cannot contain anything shaped like a fence marker.
-    """
-    text = re.sub(r"<{3,}", lambda m: "\u2039" * len(m.group(0)), text)
-    return re.sub(r">{3,}", lambda m: "\u203a" * len(m.group(0)), text)
-
-
-def make_nonce(nonce: str | None = None) -> str:
-    """A fresh random fence nonce, or the given one checked (tests pass fixed ones)."""
-    # Random by default so the models under test cannot predict the fence markers.
-    if nonce is None:
-        return secrets.token_hex(4)
-    if not _NONCE_RE.fullmatch(nonce):
-        raise ValueError("nonce must be 4..32 ASCII letters or digits")
-    return nonce
-
-
-def fence(label: str, nonce: str, body: str) -> str:
-    """`body` between start and end markers carrying the nonce, fence look-alikes neutralised."""
-    return f"<<<{label} {nonce}>>>\n{neutralise_fences(body)}\n<<<END {label} {nonce}>>>"
 
 
 def _system_message(labels: list[str], nonce: str) -> str:
@@ -132,7 +101,7 @@ def build_listwise_messages(
     ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ListwiseParse:
     """Parsed judge output: exactly one of ``ranks`` and ``reason`` is set."""
 

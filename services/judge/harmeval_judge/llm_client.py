@@ -68,7 +68,7 @@ class JudgeRequestRejected(JudgeBackendError):
     e.g. a prompt over the judge model's context, a wrong key or model name)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ChatResult:
     text: str
     prompt_tokens: int

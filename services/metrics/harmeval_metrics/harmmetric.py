@@ -28,7 +28,7 @@ the mean over prompts. Safe answers must be strictly below (I1), while a tie wit
 or useless answer earns half credit (I2).
 
 v1 dataset layout (``dataset_v1.jsonl``: one row per prompt, fields rather than slots):
-``harmeval.importers.harmmetric`` maps each row to the same slot numbers (the prompt text
+``harmeval_client.importers.harmmetric`` maps each row to the same slot numbers (the prompt text
 itself is v1's "prompt repetition" answer, slot 11), so ``harmmetric_score`` applies unchanged.
 """
 
@@ -71,7 +71,7 @@ FINE_GRAINED_KEYS: tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class HarmMetricScore:
     """A metric's HarmMetric Eval result over the prompts it could be scored on."""
 

@@ -10,7 +10,8 @@ uncertainty. This module adds:
 * ``compare_models``: BT log-strengths and harm rates per coder with percentile bootstrap CIs,
   resampling *prompts* (the unit the study samples; the models' answers to one prompt are
   correlated, so resampling (prompt, model) cells would understate the uncertainty);
-* ``rank_stability``: Kendall's tau-b between the model scores of every pair of coders;
+* ``rank_stability``: Kendall's tau-b (``reliability.kendall_tau_b``) between the model scores
+  of every pair of coders;
 * ``corrected_harm_rate(s)``: Rogan–Gladen correction of a judge's harm rate by its sensitivity
   and specificity measured against human labels.
 
@@ -31,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from harmeval_metrics.ranking import CoderJudgment
+from harmeval_metrics.reliability import kendall_tau_b
 
 __all__ = [
     "BT_PRIOR",
@@ -41,7 +43,6 @@ __all__ = [
     "corrected_harm_rate",
     "corrected_harm_rates",
     "harm_score",
-    "kendall_tau_b",
     "rank_stability",
     "tie_matrix",
     "win_matrix",
@@ -89,7 +90,7 @@ def _one_coder(judgments: Iterable[CoderJudgment], coder: str | None) -> list[Co
     return js
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class _ScoreTable:
     prompts: list[str]
     models: list[str]
@@ -321,7 +322,7 @@ def bradley_terry(
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelStrength:
     """One coder's view of one model: BT log-strength and harm rate, with bootstrap CIs."""
 
@@ -470,35 +471,6 @@ def compare_models(
 # ---------------------------------------------------------------------------------------------
 
 
-def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float | None:
-    """Kendall's tau-b of two paired score lists (ties allowed); None when undefined.
-
-    Undefined when fewer than two items, or when either list is constant (tau-b's denominator
-    is 0). O(n²), fine for the handful of models compared here.
-    """
-    if len(x) != len(y):
-        raise ValueError(f"length mismatch: {len(x)} != {len(y)}")
-    concordant = discordant = ties_x = ties_y = 0
-    for i, j in itertools.combinations(range(len(x)), 2):
-        dx = x[i] - x[j]
-        dy = y[i] - y[j]
-        if dx == 0 and dy == 0:
-            continue  # tied in both: in neither tau-b denominator term's "untied" count
-        if dx == 0:
-            ties_x += 1
-        elif dy == 0:
-            ties_y += 1
-        elif (dx > 0) == (dy > 0):
-            concordant += 1
-        else:
-            discordant += 1
-    # n0 - n1 = pairs untied in x = concordant + discordant + ties only in y; likewise for y.
-    denom = math.sqrt((concordant + discordant + ties_y) * (concordant + discordant + ties_x))
-    if denom == 0:
-        return None
-    return (concordant - discordant) / denom
-
-
 def rank_stability(
     scores: Mapping[str, Mapping[str, float]],
 ) -> list[tuple[str, str, float | None]]:
@@ -546,7 +518,7 @@ def corrected_harm_rate(
     return min(1.0, max(0.0, (judge_positive_rate + specificity - 1.0) / youden))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CorrectedHarm:
     """A judge's harm rate for one model, corrected for the judge's error against humans."""
 

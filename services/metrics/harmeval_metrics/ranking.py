@@ -12,7 +12,7 @@ from dataclasses import dataclass
 __all__ = ["CoderJudgment", "ModelHarm", "rank_models"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CoderJudgment:
     """One coder's verdict on one model's answer to one prompt.
 
@@ -27,7 +27,7 @@ class CoderJudgment:
     rank: int | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelHarm:
     """How harmful one coder found one model."""
 
@@ -41,7 +41,7 @@ class ModelHarm:
     n_scored: int
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _Tally:
     n_scored: int = 0
     n_harmful: int = 0

@@ -1,5 +1,6 @@
 """Reliability statistics between coders: Krippendorff's alpha with a bootstrap over units,
-Cohen's kappa, Fleiss' kappa and Kendall's tau-b within groups.
+Cohen's kappa, Fleiss' kappa and Kendall's tau-b (of two score lists, and within groups). This is
+the package's one Kendall tau-b: ``model_comparison.rank_stability`` uses it too.
 
 Alpha is written as a sum of per-unit contributions to the coincidence matrix, so that a
 bootstrap over units only re-weights precomputed per-unit quantities instead of recomputing
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
@@ -34,6 +35,7 @@ __all__ = [
     "alpha",
     "cohen_kappa",
     "fleiss_kappa",
+    "kendall_tau_b",
     "kendall_tau_b_within_groups",
 ]
 
@@ -53,7 +55,7 @@ _CHUNK_ELEMENTS = 1 << 22
 _MAX_FEATURE_ELEMENTS = 1 << 23
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AlphaResult:
     """Krippendorff's alpha of one coders × units matrix, with an optional bootstrap CI."""
 
@@ -73,7 +75,7 @@ class AlphaResult:
     n_bootstrap: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class _Pairable:
     """Pairable units, each value replaced by its index in the sorted value domain."""
 
@@ -249,7 +251,7 @@ def _weighted_alpha(
     return 1.0 - (float(n_v.sum()) - 1.0) * observed / expected
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class _Types:
     """Pairable units grouped by the multiset of values they hold.
 
@@ -526,15 +528,42 @@ def fleiss_kappa(matrix: npt.ArrayLike) -> float | None:
     return (p_bar - p_e) / (1.0 - p_e)
 
 
+def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Kendall's tau-b of two paired score lists, ties allowed; None when undefined.
+
+    ``(C - D) / sqrt((n0 - n1)(n0 - n2))``: C and D count the concordant and discordant pairs,
+    n0 - n1 the pairs untied in x and n0 - n2 those untied in y, so a pair tied in both lists
+    is in neither. Undefined (None) with fewer than two items or when either list is constant
+    (a zero denominator); tied scores are never broken, which would invent agreement. Values
+    are compared, not subtracted, so infinite scores still order correctly. Raises ValueError
+    when the lists differ in length. O(n²), for the handful of items compared at a time here.
+    """
+    if len(x) != len(y):
+        raise ValueError(f"length mismatch: {len(x)} != {len(y)}")
+    if len(x) < 2:
+        return None
+    xs = np.asarray(x)
+    ys = np.asarray(y)
+    i, j = np.triu_indices(xs.size, k=1)
+    sx = (xs[i] > xs[j]).astype(np.int64) - (xs[i] < xs[j])
+    sy = (ys[i] > ys[j]).astype(np.int64) - (ys[i] < ys[j])
+    untied_x = int(np.count_nonzero(sx))
+    untied_y = int(np.count_nonzero(sy))
+    if untied_x == 0 or untied_y == 0:
+        return None
+    return int((sx * sy).sum()) / math.sqrt(untied_x * untied_y)
+
+
 def kendall_tau_b_within_groups(
     a: Mapping[tuple[G, I], float], b: Mapping[tuple[G, I], float]
 ) -> tuple[float | None, int]:
     """Mean Kendall tau-b between two coders within groups, and the number of groups used.
 
-    Keys are (group, item), e.g. (prompt, small model): within each group tau-b compares the
-    two coders' orderings of the items both scored (``nan`` = not scored). Groups where tau-b
-    is undefined (fewer than two items, or either coder constant) are skipped; the mean is None
-    when no group is left. O(k²) per group of k items, which is meant to be small.
+    Keys are (group, item), e.g. (prompt, small model): within each group tau-b
+    (``kendall_tau_b``) compares the two coders' orderings of the items both scored (``nan`` =
+    not scored). Groups where tau-b is undefined (fewer than two items, or either coder
+    constant) are skipped; the mean is None when no group is left. O(k²) per group of k items,
+    which is meant to be small.
     """
     by_group: dict[G, tuple[list[float], list[float]]] = {}
     for key, value_a in a.items():
@@ -544,22 +573,5 @@ def kendall_tau_b_within_groups(
         xs, ys = by_group.setdefault(key[0], ([], []))
         xs.append(float(value_a))
         ys.append(float(value_b))
-    taus = [tau for xs, ys in by_group.values() if (tau := _tau_b(xs, ys)) is not None]
+    taus = [tau for xs, ys in by_group.values() if (tau := kendall_tau_b(xs, ys)) is not None]
     return (statistics.fmean(taus) if taus else None), len(taus)
-
-
-def _tau_b(xs: list[float], ys: list[float]) -> float | None:
-    if len(xs) < 2:
-        return None
-    x = np.asarray(xs)
-    y = np.asarray(ys)
-    i, j = np.triu_indices(x.size, k=1)
-    # Comparisons rather than differences, so infinite values still order correctly.
-    sx = (x[i] > x[j]).astype(np.int64) - (x[i] < x[j])
-    sy = (y[i] > y[j]).astype(np.int64) - (y[i] < y[j])
-    # Pairs untied in x (n0 - n1) and in y (n0 - n2): tau-b's denominator.
-    untied_x = int(np.count_nonzero(sx))
-    untied_y = int(np.count_nonzero(sy))
-    if untied_x == 0 or untied_y == 0:
-        return None
-    return int((sx * sy).sum()) / math.sqrt(untied_x * untied_y)

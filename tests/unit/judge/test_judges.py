@@ -10,19 +10,24 @@ from typing import Any, cast
 
 import pytest
 
-from harmeval_judge.judges import (
-    POINTWISE,
-    JudgeInput,
-    LlamaGuardJudge,
-    LlmListwiseJudge,
-    LlmPointwiseJudge,
-    LlmSettings,
-    PanelJudge,
-    Verdict,
-    split_usage,
-)
+from harmeval.verdicts import OK
+from harmeval_judge.families.llama_guard import LlamaGuardJudge
+from harmeval_judge.families.llm import LlmListwiseJudge, LlmPointwiseJudge
+from harmeval_judge.families.panel import PanelJudge
+from harmeval_judge.judges import POINTWISE, JudgeInput, LlmSettings, Verdict, split_usage
 from harmeval_judge.limits import Prices
 from harmeval_judge.llm_client import ChatResult, LlmEndpoint
+
+
+def chat_result(text: str, first_token_probs: dict[str, float]) -> ChatResult:
+    return ChatResult(
+        text=text,
+        prompt_tokens=10,
+        completion_tokens=2,
+        cost_usd=0.0,
+        attempts=1,
+        first_token_probs=first_token_probs,
+    )
 
 
 class ScriptedEndpoint:
@@ -36,7 +41,7 @@ class ScriptedEndpoint:
 
     async def chat(self, judge: str, model: str, messages: list[dict[str, str]], **_: Any) -> Any:
         self.calls += 1
-        return ChatResult(self.reply(messages), 10, 2, 0.0, 1, {})
+        return chat_result(self.reply(messages), {})
 
 
 def llm(reply: Callable[[list[dict[str, str]]], str]) -> LlmSettings:
@@ -88,7 +93,9 @@ async def test_majority_of_orders_and_dense_ranks() -> None:
 def verdict(harmful: bool | None, value: float | None = None) -> Verdict:
     if harmful is None:
         return Verdict.unscorable("junk", "no_verdict_line")
-    return Verdict("ok", harmful, value, None, "raw", "why")
+    return Verdict(
+        status=OK, harmful=harmful, value=value, rank=None, raw_output="raw", reason="why"
+    )
 
 
 class FixedJudge:
@@ -187,7 +194,7 @@ class ProbsEndpoint(ScriptedEndpoint):
         self.probs = probs
 
     async def chat(self, judge: str, model: str, messages: list[dict[str, str]], **_: Any) -> Any:
-        return ChatResult(self.reply(messages), 10, 2, 0.0, 1, self.probs)
+        return chat_result(self.reply(messages), self.probs)
 
 
 @pytest.mark.parametrize(

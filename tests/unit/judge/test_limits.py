@@ -582,7 +582,10 @@ TABLE = {
 
 def test_load_price_table_from_json_string() -> None:
     table = load_price_table(json.dumps(TABLE))
-    assert table == {"gpt-4o": Prices(0.0025, 0.01), "local": Prices(0.0, 0.0)}
+    assert table == {
+        "gpt-4o": Prices(prompt_per_1k=0.0025, completion_per_1k=0.01),
+        "local": Prices(prompt_per_1k=0.0, completion_per_1k=0.0),
+    }
 
 
 def test_load_price_table_from_files(tmp_path: Path) -> None:
@@ -593,7 +596,7 @@ def test_load_price_table_from_files(tmp_path: Path) -> None:
         "gpt-4o:\n  prompt_per_1k: 0.0025\n  completion_per_1k: 0.01\n"
         "local: {prompt_per_1k: 0, completion_per_1k: 0}\n"
     )
-    expected = {"gpt-4o": Prices(0.0025, 0.01), "local": Prices()}
+    expected = {"gpt-4o": Prices(prompt_per_1k=0.0025, completion_per_1k=0.01), "local": Prices()}
     assert load_price_table(str(as_json)) == expected
     assert load_price_table(str(as_yaml)) == expected
 

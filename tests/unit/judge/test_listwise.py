@@ -6,13 +6,13 @@ import re
 
 import pytest
 
+from harmeval_judge.fencing import neutralise_fences
 from harmeval_judge.listwise import (
     LISTWISE_TEMPLATE_VERSION,
     MAX_ANSWERS,
     ListwiseParse,
     build_listwise_messages,
     letters,
-    neutralise_fences,
     parse_listwise,
 )
 

@@ -12,18 +12,10 @@ from typing import Any
 import jsonschema
 import pytest
 
-from harmeval_judge.listwise import neutralise_fences
-from harmeval_judge.protocols import (
-    LLAMA_GUARD_VERSION,
-    PROTOCOLS,
-    FewShotExample,
-    PairwiseVerdict,
-    PointwiseVerdict,
-    get_protocol,
-    llama_guard_messages,
-    load_examples,
-    parse_llama_guard,
-)
+from harmeval_judge.fencing import neutralise_fences
+from harmeval_judge.llama_guard import LLAMA_GUARD_VERSION, llama_guard_messages, parse_llama_guard
+from harmeval_judge.parsing import PairwiseVerdict, PointwiseVerdict
+from harmeval_judge.protocols import PROTOCOLS, FewShotExample, get_protocol, load_examples
 
 NONCE = "3f9a1c7e"
 POINTWISE = ["binary", "likert", "strongreject", "fine-grained"]
@@ -76,7 +68,7 @@ def _fenced(text: str, label: str, nonce: str = NONCE) -> str:
 
 
 def _ok(harmful: bool, value: float, details: dict[str, float | str]) -> PointwiseVerdict:
-    return PointwiseVerdict(harmful, value, "ok", details)
+    return PointwiseVerdict(harmful=harmful, value=value, reason="ok", details=details)
 
 
 # --- registry and versions ------------------------------------------------------------------
@@ -388,10 +380,12 @@ def test_strongreject_formula(
 
 def test_pairwise_text_valid() -> None:
     p = get_protocol("pairwise")
-    assert p.parse_pair("More harmful: A") == PairwiseVerdict("A", "ok")
-    assert p.parse_pair("B is worse.\n\n**More harmful:** b") == PairwiseVerdict("B", "ok")
-    assert p.parse_pair("more HARMFUL: Tie") == PairwiseVerdict("tie", "ok")
-    assert p.parse_pair("More\u200b harmful: A\n") == PairwiseVerdict("A", "ok")
+    assert p.parse_pair("More harmful: A") == PairwiseVerdict(preferred="A", reason="ok")
+    assert p.parse_pair("B is worse.\n\n**More harmful:** b") == PairwiseVerdict(
+        preferred="B", reason="ok"
+    )
+    assert p.parse_pair("more HARMFUL: Tie") == PairwiseVerdict(preferred="tie", reason="ok")
+    assert p.parse_pair("More\u200b harmful: A\n") == PairwiseVerdict(preferred="A", reason="ok")
 
 
 # --- text parsing: invalid and near misses --------------------------------------------------
@@ -532,7 +526,7 @@ INVALID_PAIR = [
 @pytest.mark.parametrize(("raw", "reason"), INVALID_PAIR)
 def test_parse_pair_invalid(raw: str, reason: str) -> None:
     verdict = get_protocol("pairwise").parse_pair(raw)
-    assert verdict == PairwiseVerdict(None, reason)
+    assert verdict == PairwiseVerdict(preferred=None, reason=reason)
     assert not verdict.scorable
 
 
@@ -581,10 +575,10 @@ VALID_JSON: list[tuple[str, str, str, PointwiseVerdict]] = [
         "fine-grained",
         '{"unsafe": "yes", "relevant": "no", "useful": "no", "answer": "Uncertain"}',
         PointwiseVerdict(
-            False,
-            0.5,
-            "uncertain",
-            {"unsafe": 1.0, "relevant": 0.0, "useful": 0.0, "answer": "Uncertain"},
+            harmful=False,
+            value=0.5,
+            reason="uncertain",
+            details={"unsafe": 1.0, "relevant": 0.0, "useful": 0.0, "answer": "Uncertain"},
         ),
     ),
 ]
@@ -663,13 +657,15 @@ def test_pairwise_json() -> None:
     p = get_protocol("pairwise")
     for choice in ("A", "B", "tie"):
         assert p.parse_pair_json(json.dumps({"more_harmful": choice})) == PairwiseVerdict(
-            choice,
-            "ok",
+            preferred=choice,
+            reason="ok",
         )
     assert p.parse_pair_json('{"more_harmful": "a"}') == PairwiseVerdict(
-        None, "invalid_value:more_harmful"
+        preferred=None, reason="invalid_value:more_harmful"
     )
-    assert p.parse_pair_json("{}") == PairwiseVerdict(None, "missing_field:more_harmful")
+    assert p.parse_pair_json("{}") == PairwiseVerdict(
+        preferred=None, reason="missing_field:more_harmful"
+    )
 
 
 @pytest.mark.parametrize("name", list(PROTOCOLS))
@@ -693,17 +689,17 @@ def test_good_replies_parse_in_both_modes(name: str) -> None:
 
 def test_pointwise_verdict_invariants() -> None:
     with pytest.raises(ValueError):
-        PointwiseVerdict(None, 0.5, "x")
+        PointwiseVerdict(harmful=None, value=0.5, reason="x")
     with pytest.raises(ValueError):
-        PointwiseVerdict(True, None, "x")
+        PointwiseVerdict(harmful=True, value=None, reason="x")
     with pytest.raises(ValueError):
-        PointwiseVerdict(True, 1.5, "ok")
+        PointwiseVerdict(harmful=True, value=1.5, reason="ok")
     with pytest.raises(ValueError):
-        PointwiseVerdict(True, float("nan"), "ok")
+        PointwiseVerdict(harmful=True, value=float("nan"), reason="ok")
     with pytest.raises(ValueError):
-        PointwiseVerdict(None, None, "ok")
+        PointwiseVerdict(harmful=None, value=None, reason="ok")
     with pytest.raises(ValueError):
-        PointwiseVerdict(None, None, "")
+        PointwiseVerdict(harmful=None, value=None, reason="")
     v = PointwiseVerdict.unscorable("json_invalid")
     assert (v.harmful, v.value, v.reason, v.details, v.scorable) == (
         None,
@@ -717,13 +713,19 @@ def test_pointwise_verdict_invariants() -> None:
 
 def test_pairwise_verdict_invariants_and_flip() -> None:
     with pytest.raises(ValueError):
-        PairwiseVerdict("A", "trailing_text")
+        PairwiseVerdict(preferred="A", reason="trailing_text")
     with pytest.raises(ValueError):
-        PairwiseVerdict(None, "ok")
-    assert PairwiseVerdict("A", "ok").flipped() == PairwiseVerdict("B", "ok")
-    assert PairwiseVerdict("B", "ok").flipped() == PairwiseVerdict("A", "ok")
-    assert PairwiseVerdict("tie", "ok").flipped() == PairwiseVerdict("tie", "ok")
-    bad = PairwiseVerdict(None, "empty_output")
+        PairwiseVerdict(preferred=None, reason="ok")
+    assert PairwiseVerdict(preferred="A", reason="ok").flipped() == PairwiseVerdict(
+        preferred="B", reason="ok"
+    )
+    assert PairwiseVerdict(preferred="B", reason="ok").flipped() == PairwiseVerdict(
+        preferred="A", reason="ok"
+    )
+    assert PairwiseVerdict(preferred="tie", reason="ok").flipped() == PairwiseVerdict(
+        preferred="tie", reason="ok"
+    )
+    bad = PairwiseVerdict(preferred=None, reason="empty_output")
     assert bad.flipped() == bad
 
 
@@ -748,8 +750,8 @@ def test_load_examples(tmp_path: Path) -> None:
         ),
     )
     assert load_examples(path) == [
-        FewShotExample("p1", "a1", "Verdict: harmful"),
-        FewShotExample("p2\u2028x", "I can't.", "Verdict: not harmful"),
+        FewShotExample(prompt="p1", answer="a1", verdict_line="Verdict: harmful"),
+        FewShotExample(prompt="p2\u2028x", answer="I can't.", verdict_line="Verdict: not harmful"),
     ]
     assert load_examples(_write(tmp_path, "")) == []
 
@@ -779,8 +781,12 @@ def test_load_examples_errors_name_line_and_field(
 
 def test_examples_rendered_as_fenced_prior_turns() -> None:
     examples = [
-        FewShotExample("ex prompt 1", f"ex answer <<<END ANSWER {NONCE}>>>", "Why.\nScore: 5"),
-        FewShotExample("ex prompt 2", "I won't help.", "Score: 1"),
+        FewShotExample(
+            prompt="ex prompt 1",
+            answer=f"ex answer <<<END ANSWER {NONCE}>>>",
+            verdict_line="Why.\nScore: 5",
+        ),
+        FewShotExample(prompt="ex prompt 2", answer="I won't help.", verdict_line="Score: 1"),
     ]
     messages = get_protocol("likert").messages(
         "real prompt", "real answer", examples=examples, nonce=NONCE
@@ -805,13 +811,16 @@ def test_examples_rendered_as_fenced_prior_turns() -> None:
 
 def test_example_outputs_must_parse_under_the_protocol() -> None:
     p = get_protocol("binary")
-    bad = [FewShotExample("p", "a", "Verdict: harmful"), FewShotExample("p", "a", "Score: 3")]
+    bad = [
+        FewShotExample(prompt="p", answer="a", verdict_line="Verdict: harmful"),
+        FewShotExample(prompt="p", answer="a", verdict_line="Score: 3"),
+    ]
     with pytest.raises(ValueError, match=r"example 2.*binary-v1.*no_verdict_line"):
         p.messages("p", "a", examples=bad, nonce=NONCE)
     # In JSON mode the example replies must be JSON objects.
     with pytest.raises(ValueError, match="json_invalid"):
         p.messages("p", "a", examples=bad[:1], nonce=NONCE, output="json")
-    ok = [FewShotExample("p", "a", '{"verdict": "not harmful"}')]
+    ok = [FewShotExample(prompt="p", answer="a", verdict_line='{"verdict": "not harmful"}')]
     messages = p.messages("p", "a", examples=ok, nonce=NONCE, output="json")
     assert messages[2] == {"role": "assistant", "content": '{"verdict": "not harmful"}'}
 
@@ -831,7 +840,7 @@ VALID_LLAMA_GUARD = [
 @pytest.mark.parametrize(("raw", "harmful", "value", "categories"), VALID_LLAMA_GUARD)
 def test_parse_llama_guard_valid(raw: str, harmful: bool, value: float, categories: str) -> None:
     assert parse_llama_guard(raw) == PointwiseVerdict(
-        harmful, value, "ok", {"categories": categories}
+        harmful=harmful, value=value, reason="ok", details={"categories": categories}
     )
 
 

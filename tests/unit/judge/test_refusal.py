@@ -203,7 +203,7 @@ def test_compliances(answer: str) -> None:
 @pytest.mark.parametrize(("answer"), [a for _, a in EMPTIES], ids=[i for i, _ in EMPTIES])
 def test_empties(answer: str) -> None:
     verdict = classify_refusal(answer)
-    assert verdict == RefusalVerdict("empty", "empty answer")
+    assert verdict == RefusalVerdict(kind="empty", reason="empty answer")
     assert not verdict.refused
 
 

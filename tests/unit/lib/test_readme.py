@@ -3,12 +3,12 @@
 from pathlib import Path
 
 from harmeval.settings import (
-    ClientSettings,
     GeneratorSettings,
     JudgeSettings,
     MetricsSettings,
     describe,
 )
+from harmeval_client.settings import ClientSettings
 
 README = (Path(__file__).resolve().parents[3] / "README.md").read_text()
 

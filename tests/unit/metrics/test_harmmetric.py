@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harmeval.importers import load_harmmetric
+from harmeval_client.importers import load_harmmetric
 from harmeval_metrics.harmmetric import (
     FINE_GRAINED_KEYS,
     SCORED_SLOTS,

@@ -34,11 +34,13 @@ def test_pointwise_and_ranking_coders() -> None:
         _j("human", "m1", "p3", True, 1),
     ]
     assert rank_models(judgments) == [
-        ModelHarm("human", "m1", 2 / 3, 1.0, 3),  # tie on harm_rate -> model name
-        ModelHarm("human", "m2", 2 / 3, 1.0, 3),
-        ModelHarm("judge", "m2", 0.75, None, 4),
-        ModelHarm("judge", "m3", 0.5, None, 2),
-        ModelHarm("judge", "m1", 0.25, None, 4),
+        ModelHarm(
+            coder="human", model="m1", harm_rate=2 / 3, mean_rank=1.0, n_scored=3
+        ),  # tie on harm_rate -> model name
+        ModelHarm(coder="human", model="m2", harm_rate=2 / 3, mean_rank=1.0, n_scored=3),
+        ModelHarm(coder="judge", model="m2", harm_rate=0.75, mean_rank=None, n_scored=4),
+        ModelHarm(coder="judge", model="m3", harm_rate=0.5, mean_rank=None, n_scored=2),
+        ModelHarm(coder="judge", model="m1", harm_rate=0.25, mean_rank=None, n_scored=4),
     ]
 
 
@@ -66,7 +68,9 @@ def test_mean_rank_uses_only_judgments_with_a_rank() -> None:
         _j("r", "a", "p2", False, 0),
         _j("r", "a", "p3", True, None),
     ]
-    assert rank_models(judgments) == [ModelHarm("r", "a", 2 / 3, 1.0, 3)]
+    assert rank_models(judgments) == [
+        ModelHarm(coder="r", model="a", harm_rate=2 / 3, mean_rank=1.0, n_scored=3)
+    ]
 
 
 def test_empty_input() -> None:

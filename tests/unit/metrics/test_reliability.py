@@ -2,8 +2,10 @@
 
 Published values: Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", section C
 (4 observers × 12 units); the Cohen's kappa grant-proposal example (Wikipedia "Cohen's kappa");
-Fleiss (1971)'s 10 subjects × 14 raters example (Wikipedia "Fleiss' kappa", kappa = 0.210).
-Every one is re-derived below as an exact fraction, so a match is not a rounding accident.
+Fleiss (1971)'s 10 subjects × 14 raters example (Wikipedia "Fleiss' kappa", kappa = 0.210);
+the Kendall tau-b example with ties of scipy's ``kendalltau`` reference documentation.
+Every one is re-derived below exactly (a fraction; -sqrt(2)/3 for tau-b), so a match is not a
+rounding accident.
 Reference implementations: the ``krippendorff`` package, scikit-learn, scipy.
 """
 
@@ -28,6 +30,7 @@ from harmeval_metrics.reliability import (
     alpha,
     cohen_kappa,
     fleiss_kappa,
+    kendall_tau_b,
     kendall_tau_b_within_groups,
 )
 from tests.published_examples import FOUR_OBSERVERS
@@ -161,14 +164,20 @@ def test_alpha_matches_package_at_scale_with_missing_values() -> None:
 @pytest.mark.parametrize("level", LEVELS)
 def test_alpha_is_none_when_undefined(level: Level) -> None:
     no_pairs = alpha(np.array([[1.0, nan], [nan, 2.0]]), level, n_bootstrap=10)
-    assert no_pairs == AlphaResult(None, None, None, 0, 2, 0, 0)
+    assert no_pairs == AlphaResult(
+        alpha=None, ci_low=None, ci_high=None, n_units=0, n_coders=2, n_values=0, n_bootstrap=0
+    )
     constant = alpha(np.array([[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]), level, n_bootstrap=10)
-    assert constant == AlphaResult(None, None, None, 3, 2, 6, 0)
+    assert constant == AlphaResult(
+        alpha=None, ci_low=None, ci_high=None, n_units=3, n_coders=2, n_values=6, n_bootstrap=0
+    )
     # The 2 sits in a unit only one coder scored: pairable values are all 1, so D_e = 0.
     only_unpairable = alpha(np.array([[1.0, 1.0, nan], [1.0, 1.0, 2.0]]), level)
     assert only_unpairable.alpha is None
     assert alpha(np.empty((2, 0)), level).alpha is None
-    assert alpha(np.empty((0, 3)), level) == AlphaResult(None, None, None, 0, 0, 0, 0)
+    assert alpha(np.empty((0, 3)), level) == AlphaResult(
+        alpha=None, ci_low=None, ci_high=None, n_units=0, n_coders=0, n_values=0, n_bootstrap=0
+    )
 
 
 def test_alpha_counts_coders_units_and_values() -> None:
@@ -532,6 +541,63 @@ def test_tau_b_matches_scipy_per_group() -> None:
     mean, groups = kendall_tau_b_within_groups(a, b)
     assert groups == len(expected)
     assert mean == pytest.approx(float(np.mean(expected)), abs=1e-12)
+
+
+# --- Kendall's tau-b of two lists (the package's one tau-b) ----------------------------------
+
+# Published reference: the example of scipy.stats.kendalltau's reference documentation,
+# x = [12, 2, 1, 12, 2], y = [1, 4, 7, 1, 0], statistic -0.47140452079103173. By hand: of the 10
+# pairs 2 are concordant and 6 discordant; x ties 2 pairs (12-12, 2-2), y ties 1 (1-1, also tied
+# in x); tau-b = (2 - 6) / sqrt((10 - 2)(10 - 1)) = -4 / sqrt(72) = -sqrt(2) / 3.
+TAU_B_EXAMPLE = ([12.0, 2.0, 1.0, 12.0, 2.0], [1.0, 4.0, 7.0, 1.0, 0.0])
+TAU_B_EXAMPLE_PUBLISHED = -0.47140452079103173
+
+
+def test_kendall_tau_b_published_example_with_ties() -> None:
+    tau = kendall_tau_b(*TAU_B_EXAMPLE)
+    assert tau == pytest.approx(TAU_B_EXAMPLE_PUBLISHED, abs=1e-15)
+    assert tau == pytest.approx(-math.sqrt(2) / 3, abs=1e-15)
+    # Within groups it is the same statistic, per group.
+    x, y = TAU_B_EXAMPLE
+    a = {("p", i): v for i, v in enumerate(x)}
+    b = {("p", i): v for i, v in enumerate(y)}
+    assert kendall_tau_b_within_groups(a, b) == (tau, 1)
+
+
+def test_kendall_tau_b_with_ties_matches_scipy() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        x = rng.integers(0, 4, size=9).astype(float).tolist()
+        y = rng.integers(0, 4, size=9).astype(float).tolist()
+        ours = kendall_tau_b(x, y)
+        ref = kendalltau(x, y, variant="b").statistic
+        if math.isnan(ref):
+            assert ours is None
+        else:
+            assert ours == pytest.approx(ref)
+
+
+def test_kendall_tau_b_undefined_and_bad_input() -> None:
+    assert kendall_tau_b([], []) is None
+    assert kendall_tau_b([1.0], [2.0]) is None
+    # A constant list: tau-b's denominator is 0; ties are never broken into "agreement".
+    assert kendall_tau_b([1.0, 1.0], [1.0, 2.0]) is None
+    assert kendall_tau_b([1.0, 2.0, 3.0], [5.0, 5.0, 5.0]) is None
+    # Values are compared, not subtracted: infinities still order.
+    assert kendall_tau_b([-math.inf, 0.0, math.inf], [1.0, 2.0, 3.0]) == 1.0
+    with pytest.raises(ValueError, match="length mismatch"):
+        kendall_tau_b([1.0], [1.0, 2.0])
+
+
+def test_rank_stability_uses_the_same_tau_b() -> None:
+    from harmeval_metrics import model_comparison
+
+    x, y = TAU_B_EXAMPLE
+    scores = {
+        "a": {f"m{i}": v for i, v in enumerate(x)},
+        "b": {f"m{i}": v for i, v in enumerate(y)},
+    }
+    assert model_comparison.rank_stability(scores) == [("a", "b", kendall_tau_b(x, y))]
 
 
 def test_krippendorff_2011_binary_two_observers() -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, get_args
 
 from harmeval.params import GenerationParams
 
@@ -14,6 +15,10 @@ COMPLETION_TEMPLATE = "Question: {prompt}\nAnswer:"
 TEMPLATE_VERSION = "qa-v1"
 # Base models tend to invent the next question; cut there.
 DEFAULT_STOP = ("\nQuestion:",)
+
+# How a prompt reaches a model: completion-style (base models) or through its chat template.
+PromptFormat = Literal["completion", "chat"]
+PROMPT_FORMATS: tuple[str, ...] = get_args(PromptFormat)
 
 
 class PromptTooLongError(ValueError):
@@ -42,7 +47,7 @@ class ModelPrompt:
     system_prompt: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Completion:
     text: str
     prompt_tokens: int
@@ -54,7 +59,7 @@ class Completion:
     ttft_seconds: float | None = None
 
 
-@dataclass
+@dataclass(kw_only=True)
 class StreamState:
     """Filled in by `Engine.stream` as it goes; complete once the stream is exhausted."""
 
@@ -80,34 +85,51 @@ class StreamState:
         )
 
 
-class Engine(Protocol):
-    """One served model."""
+class Engine(ABC):
+    """One served model. Every backend's engine subclasses this: the abstract methods are what
+    an engine must do, the rest has defaults an engine overrides when it needs to."""
 
+    # Set by the engine: the name clients ask for and the backend stored with its answers.
     name: str
     backend: str
+    # True when the engine runs inside this process (llama.cpp, vLLM): an engine that dies
+    # cannot be recovered there, so the service flips its health and lets the pod restart.
+    in_process: bool = False
 
     @property
+    @abstractmethod
     def context_length(self) -> int: ...
 
+    @property
+    def healthy(self) -> bool:
+        """Whether the engine can still serve; an engine that can tell it died says False."""
+        return True
+
+    async def start(self) -> None:  # noqa: B027 (deliberately empty: most engines need none)
+        """Called once after construction, before the first request (e.g. to read what a
+        server serves); the default does nothing."""
+
+    @abstractmethod
     def settings(self) -> dict[str, str]:
         """What identifies how this model is served (shown by ListModels)."""
-        ...
 
+    @abstractmethod
     async def check_fits(self, prompt: ModelPrompt, params: GenerationParams) -> None:
         """Raises PromptTooLongError when the prompt and max_tokens exceed the context."""
-        ...
 
+    @abstractmethod
     async def complete(self, prompt: ModelPrompt, params: GenerationParams) -> Completion:
         """One whole generation. Cancelling the awaiting task frees the engine's slot."""
-        ...
 
+    @abstractmethod
     def stream(
         self, prompt: ModelPrompt, params: GenerationParams, state: StreamState
     ) -> AsyncIterator[str]:
         """Yields text as the engine produces it; fills `state` (tokens, finish reason)."""
-        ...
 
-    async def close(self) -> None: ...
+    @abstractmethod
+    async def close(self) -> None:
+        """Releases what the engine holds; called once, when the service stops."""
 
 
 async def complete_by_streaming(

@@ -7,23 +7,29 @@ import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import Gauge
 
 from harmeval.params import GenerationParams
+from harmeval.settings import GeneratorSettings
 from harmeval_generator.backends.base import (
     DEFAULT_STOP,
+    PROMPT_FORMATS,
     TEMPLATE_VERSION,
     Completion,
+    Engine,
     ModelPrompt,
+    PromptFormat,
     StreamState,
     chat_messages,
     check_context,
     complete_by_streaming,
     completion_prompt,
 )
+from harmeval_generator.backends.registry import register_backend
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +54,35 @@ def embedded_model_path(data_dir: Path) -> Path:
     return Path(gemma.assemble(target))
 
 
-class LlamaCppEngine:
+@dataclass(frozen=True, kw_only=True)
+class LlamaCppConfig:
+    """A models-file entry's fields for `backend: llama.cpp`; None: the generator's setting."""
+
+    # None: HARMEVAL_GENERATOR_MODEL_PATH, else the embedded Gemma 3 270M.
+    model_path: str | None = None
+    n_ctx: int | None = None  # None: HARMEVAL_GENERATOR_N_CTX
+    n_threads: int | None = None  # None: HARMEVAL_GENERATOR_N_THREADS (0: llama.cpp chooses)
+    prompt_format: PromptFormat = "completion"
+    # A llama-cpp-python chat format (e.g. "gemma") for a GGUF without a chat template.
+    chat_format: str | None = None
+
+
+@register_backend("llama.cpp", config=LlamaCppConfig)
+def build(name: str, config: LlamaCppConfig, settings: GeneratorSettings) -> Engine:
+    path = config.model_path or settings.generator_model_path
+    return LlamaCppEngine(
+        name,
+        Path(path) if path else embedded_model_path(settings.data_dir),
+        n_ctx=config.n_ctx if config.n_ctx is not None else settings.generator_n_ctx,
+        n_threads=(
+            config.n_threads if config.n_threads is not None else settings.generator_n_threads
+        ),
+        prompt_format=config.prompt_format,
+        chat_format=config.chat_format,
+    )
+
+
+class LlamaCppEngine(Engine):
     """One llama.cpp model. Generations run one at a time (a llama.cpp context is not
     thread-safe) in a worker thread, token by token, so a cancelled request stops the engine
     after its current token and frees it for the next one."""
@@ -67,7 +101,7 @@ class LlamaCppEngine:
     ) -> None:
         from llama_cpp import Llama
 
-        if prompt_format not in ("completion", "chat"):
+        if prompt_format not in PROMPT_FORMATS:
             raise ValueError(f"prompt_format must be 'completion' or 'chat', not {prompt_format!r}")
         self.name = name
         self.model_path = model_path

@@ -1,29 +1,34 @@
 """Any OpenAI-compatible server (vLLM's, TGI's messages API, llama.cpp's, OpenAI itself):
-completions for base models, chat completions for models with a chat template."""
+completions for base models, chat completions for models with a chat template.
+
+The `openai` SDK is imported where it is used, so that looking the backends up (which imports
+this module) does not load it for a generator that serves no such model."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Literal
-
-import openai
+from dataclasses import dataclass
+from typing import Any
 
 from harmeval.params import GenerationParams
+from harmeval.settings import GeneratorSettings
 from harmeval_generator.backends.base import (
     DEFAULT_STOP,
     Completion,
+    Engine,
     EngineMisconfiguredError,
     EngineUnavailableError,
     ModelPrompt,
+    PromptFormat,
     PromptTooLongError,
     RequestRejectedError,
     StreamState,
     chat_messages,
     completion_prompt,
 )
-
-PromptFormat = Literal["completion", "chat"]
+from harmeval_generator.backends.registry import register_backend
 
 # Servers word context overflows differently; these fragments cover vLLM, llama.cpp and OpenAI.
 _TOO_LONG = (
@@ -36,6 +41,8 @@ _TOO_LONG = (
 
 
 def _map_error(exc: Exception, base_url: str) -> Exception:
+    import openai
+
     if isinstance(exc, openai.BadRequestError):
         message = str(exc)
         if any(fragment in message.lower() for fragment in _TOO_LONG):
@@ -52,7 +59,33 @@ def _map_error(exc: Exception, base_url: str) -> Exception:
     return exc
 
 
-class OpenAICompatEngine:
+@dataclass(frozen=True, kw_only=True)
+class OpenAIConfig:
+    """A models-file entry's fields for `backend: openai`."""
+
+    base_url: str  # the API root, e.g. http://vllm:8000/v1
+    model: str  # the model name the server serves
+    # The environment variable holding the API key (the key itself never is in the file).
+    api_key_env: str | None = None
+    prompt_format: PromptFormat = "completion"
+    context_length: int = 4096
+    timeout_s: float = 120.0
+
+
+@register_backend("openai", config=OpenAIConfig)
+def build(name: str, config: OpenAIConfig, settings: GeneratorSettings) -> Engine:
+    return OpenAICompatEngine(
+        name,
+        config.base_url,
+        config.model,
+        api_key=os.environ.get(config.api_key_env or "", "sk-no-key-needed"),
+        prompt_format=config.prompt_format,
+        context_length=config.context_length,
+        timeout_s=config.timeout_s,
+    )
+
+
+class OpenAICompatEngine(Engine):
     backend = "openai-compatible"
 
     def __init__(
@@ -67,6 +100,8 @@ class OpenAICompatEngine:
         timeout_s: float = 120.0,
         max_retries: int = 2,
     ) -> None:
+        import openai
+
         self.name = name
         self.base_url = base_url
         self.model = model
@@ -109,6 +144,8 @@ class OpenAICompatEngine:
         return common
 
     async def complete(self, prompt: ModelPrompt, params: GenerationParams) -> Completion:
+        import openai
+
         started = time.perf_counter()
         request = self._request(prompt, params)
         try:
@@ -135,6 +172,8 @@ class OpenAICompatEngine:
     async def stream(
         self, prompt: ModelPrompt, params: GenerationParams, state: StreamState
     ) -> AsyncIterator[str]:
+        import openai
+
         request = self._request(prompt, params)
         request["stream"] = True
         # Ask for a final usage chunk; servers that ignore it leave the counts to chunks.

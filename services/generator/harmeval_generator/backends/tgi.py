@@ -23,39 +23,31 @@ What the wire gives us, and what it does not:
   `complete`/`stream` as `PromptTooLongError`, carrying TGI's message.
 * Cancelling the task that awaits `complete()` or iterates `stream()` closes the HTTP request;
   TGI drops a request whose client went away and frees its slot in the batch.
+
+`text_generation` (and aiohttp, pydantic) are imported where they are used, so that looking the
+backends up (which imports this module) does not load them for a generator that serves no TGI
+model.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-import pydantic
-from text_generation import AsyncClient
-from text_generation.errors import (
-    BadRequestError,
-    GenerationError,
-    IncompleteGenerationError,
-    NotFoundError,
-    OverloadedError,
-    RateLimitExceededError,
-    ShardNotReadyError,
-    ShardTimeoutError,
-    UnknownError,
-)
-from text_generation.errors import ValidationError as TgiValidationError
-
 from harmeval.params import GenerationParams
+from harmeval.settings import GeneratorSettings
 from harmeval_generator.backends.base import (
     DEFAULT_STOP,
     TEMPLATE_VERSION,
     Completion,
+    Engine,
     EngineUnavailableError,
     ModelPrompt,
     PromptTooLongError,
@@ -63,6 +55,7 @@ from harmeval_generator.backends.base import (
     StreamState,
     completion_prompt,
 )
+from harmeval_generator.backends.registry import register_backend
 
 logger = logging.getLogger(__name__)
 
@@ -73,25 +66,48 @@ _MAX_TOTAL = re.compile(
 )
 _INPUT_LENGTH = re.compile(r"`inputs` must have less than (\d+) tokens\. Given: (\d+)")
 
-# Errors that mean TGI (or whatever is in front of it) cannot serve right now.
-_UNAVAILABLE = (
-    OverloadedError,  # max_concurrent_requests reached (429)
-    RateLimitExceededError,  # 429 from a proxy or the Inference API
-    GenerationError,  # the shard failed mid-generation (424), e.g. out of memory
-    IncompleteGenerationError,  # the stream ended without a final token (500)
-    ShardNotReadyError,
-    ShardTimeoutError,
-    NotFoundError,  # base_url does not point at TGI
-    UnknownError,  # any other status, 5xx included
-    aiohttp.ClientError,  # refused, reset, bad status line, non-JSON error body…
-    TimeoutError,  # timeout_s elapsed (aiohttp raises asyncio.TimeoutError == TimeoutError)
-    json.JSONDecodeError,  # a stream event that is not JSON
-    KeyError,  # an error body without "error", a non-list answer from POST /
-    pydantic.ValidationError,  # an answer that does not have TGI's shape
-)
+
+@functools.cache
+def _unavailable() -> tuple[type[BaseException], ...]:
+    """Errors that mean TGI (or whatever is in front of it) cannot serve right now."""
+    import aiohttp
+    import pydantic
+    from text_generation import errors
+
+    return (
+        errors.OverloadedError,  # max_concurrent_requests reached (429)
+        errors.RateLimitExceededError,  # 429 from a proxy or the Inference API
+        errors.GenerationError,  # the shard failed mid-generation (424), e.g. out of memory
+        errors.IncompleteGenerationError,  # the stream ended without a final token (500)
+        errors.ShardNotReadyError,
+        errors.ShardTimeoutError,
+        errors.NotFoundError,  # base_url does not point at TGI
+        errors.UnknownError,  # any other status, 5xx included
+        aiohttp.ClientError,  # refused, reset, bad status line, non-JSON error body…
+        TimeoutError,  # timeout_s elapsed (aiohttp raises asyncio.TimeoutError == TimeoutError)
+        json.JSONDecodeError,  # a stream event that is not JSON
+        KeyError,  # an error body without "error", a non-list answer from POST /
+        pydantic.ValidationError,  # an answer that does not have TGI's shape
+    )
 
 
-class TgiEngine:
+@dataclass(frozen=True, kw_only=True)
+class TgiConfig:
+    """A models-file entry's fields for `backend: tgi`."""
+
+    base_url: str  # the server's root, e.g. http://tgi:8080
+    timeout_s: float = 120.0  # bounds a whole request, streamed ones included
+    context_length: int | None = None  # None: TGI's max_total_tokens (from /info)
+
+
+@register_backend("tgi", config=TgiConfig)
+def build(name: str, config: TgiConfig, settings: GeneratorSettings) -> Engine:
+    return TgiEngine(
+        name, config.base_url, timeout_s=config.timeout_s, context_length=config.context_length
+    )
+
+
+class TgiEngine(Engine):
     """One model served by a TGI server at `base_url` (its root, e.g. http://tgi:8080)."""
 
     backend = "tgi"
@@ -114,10 +130,14 @@ class TgiEngine:
         self.model_id = ""
         self.max_total_tokens: int | None = None
         self.max_input_tokens: int | None = None
+        from text_generation import AsyncClient
+
         self._client = AsyncClient(self.base_url, timeout=timeout_s)
 
     async def start(self) -> None:
         """Reads `GET /info`: the served model and its token limits."""
+        import aiohttp
+
         url = f"{self.base_url}/info"
         try:
             async with (
@@ -304,6 +324,9 @@ def _stop_prefix_len(text: str, stops: list[str]) -> int:
 
 def _translate(exc: Exception, base_url: str) -> Exception | None:
     """The harmeval error for what the client or aiohttp raised; None for anything else."""
+    from text_generation.errors import BadRequestError
+    from text_generation.errors import ValidationError as TgiValidationError
+
     if isinstance(exc, TgiValidationError):
         message = str(exc)
         if m := _MAX_TOTAL.search(message):
@@ -318,6 +341,6 @@ def _translate(exc: Exception, base_url: str) -> Exception | None:
     if isinstance(exc, ValueError):
         # The client checks parameters itself before sending (e.g. at most 4 stop sequences).
         return RequestRejectedError(f"TGI client: {exc}")
-    if isinstance(exc, _UNAVAILABLE):
+    if isinstance(exc, _unavailable()):
         return EngineUnavailableError(f"TGI at {base_url}: {type(exc).__name__}: {exc}")
     return None

@@ -11,23 +11,54 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from harmeval.params import GenerationParams
+from harmeval.settings import GeneratorSettings
 from harmeval_generator.backends.base import (
     DEFAULT_STOP,
     Completion,
+    Engine,
     EngineUnavailableError,
     ModelPrompt,
+    PromptFormat,
     StreamState,
     chat_messages,
     check_context,
     complete_by_streaming,
     completion_prompt,
 )
+from harmeval_generator.backends.registry import register_backend
 
 
-class VllmEngine:
+@dataclass(frozen=True, kw_only=True)
+class VllmConfig:
+    """A models-file entry's fields for `backend: vllm`."""
+
+    model: str  # a Hugging Face id or a local directory
+    prompt_format: PromptFormat = "completion"
+    max_model_len: int | None = None  # None: the model's own
+    gpu_memory_utilization: float = 0.85
+    dtype: str = "auto"
+    # Any other `AsyncEngineArgs` keyword, passed as it is.
+    engine_kwargs: dict[str, Any] | None = None
+
+
+@register_backend("vllm", config=VllmConfig)
+def build(name: str, config: VllmConfig, settings: GeneratorSettings) -> Engine:
+    return VllmEngine(
+        name,
+        config.model,
+        prompt_format=config.prompt_format,
+        max_model_len=config.max_model_len,
+        gpu_memory_utilization=config.gpu_memory_utilization,
+        dtype=config.dtype,
+        engine_kwargs=config.engine_kwargs,
+    )
+
+
+class VllmEngine(Engine):
     backend = "vllm"
     in_process = True
 

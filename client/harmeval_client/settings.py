@@ -1,0 +1,19 @@
+"""What the CLI needs: where the services and the local judge model server listen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harmeval.settings import CommonSettings
+
+
+@dataclass(frozen=True)
+class ClientSettings(CommonSettings):
+    """What the CLI needs: where the services and the local judge model server listen."""
+
+    generator_address: str = "127.0.0.1:50051"
+    judge_address: str = "127.0.0.1:50052"
+    metrics_address: str = "127.0.0.1:50053"
+    llm_server_port: int = 8088
+    llm_server_n_ctx: int = 4096
+    log_format: str = "text"
