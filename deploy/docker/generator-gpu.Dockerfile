@@ -17,12 +17,12 @@ RUN apt-get update \
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-COPY deploy/docker/requirements/ /tmp/requirements/
-RUN CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install -r /tmp/requirements/generator-gpu.txt
-COPY pyproject.toml README.md /src/
+# Only the kernel and the generator's own package with its `vllm` extra, as their
+# pyproject.toml files declare them.
 COPY lib /src/lib
-COPY services /src/services
-RUN pip install --no-deps /src && python -m compileall -q /opt/venv
+COPY services/generator /src/services/generator
+RUN CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install /src/lib "/src/services/generator[vllm]" \
+    && python -m compileall -q /opt/venv
 
 FROM ${CUDA_IMAGE}
 ENV DEBIAN_FRONTEND=noninteractive

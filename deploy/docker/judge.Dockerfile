@@ -7,14 +7,11 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-COPY deploy/docker/requirements/ /tmp/requirements/
-RUN pip install -r /tmp/requirements/judge.txt
-# The project itself (all three service packages: one code base); its dependencies are the
-# per-service list above, not pyproject's union of every service's.
-COPY pyproject.toml README.md /src/
+# Only the kernel and this service's own package, with the dependencies their pyproject.toml
+# files declare (no other service's code or dependencies).
 COPY lib /src/lib
-COPY services /src/services
-RUN pip install --no-deps /src && python -m compileall -q /opt/venv
+COPY services/judge /src/services/judge
+RUN pip install /src/lib /src/services/judge && python -m compileall -q /opt/venv
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --gid 10001 harmeval \

@@ -7,6 +7,7 @@ heavy resources are ready, SIGTERM drains in-flight RPCs, resources close in `fi
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import gc
@@ -15,7 +16,7 @@ import signal
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
@@ -31,10 +32,16 @@ from harmeval.settings import CommonSettings
 logger = logging.getLogger(__name__)
 
 
-class Servicer(Protocol):
-    """A service implementation whose heavy resources open in `startup`."""
+class Servicer(abc.ABC):
+    """Base of every service implementation. Heavy resources (database pool, models, clients)
+    open in `startup` and close when its stack unwinds; `healthy` turning False (e.g. a dead
+    in-process engine) makes the watchdog report NOT_SERVING, so Kubernetes restarts the pod."""
 
-    async def startup(self, stack: AsyncExitStack) -> None: ...
+    healthy: bool = True
+
+    @abc.abstractmethod
+    async def startup(self, stack: AsyncExitStack) -> None:
+        """Opens the service's resources, registering their cleanup on `stack`."""
 
 
 @dataclass(frozen=True)
@@ -153,7 +160,7 @@ async def _watchdog(servicer: Servicer, running: RunningServer, stop: asyncio.Ev
     """Flips health to NOT_SERVING when the servicer reports it cannot serve any more (e.g. its
     in-process engine died), so Kubernetes restarts the pod instead of routing to it."""
     while not stop.is_set():
-        if not getattr(servicer, "healthy", True):
+        if not servicer.healthy:
             logger.error("%s service unhealthy: reporting NOT_SERVING", running.spec.name)
             await running.set_serving(False)
             return

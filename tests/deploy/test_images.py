@@ -1,7 +1,7 @@
 """The Dockerfiles, checked without a Docker engine: hadolint parses and lints them, their
 stages are multi-stage, slim and non-root, they run the module the manifests expect on the
-ports the manifests probe, and each image's dependency list is pinned as in pyproject.toml and
-covers everything its service imports."""
+ports the manifests probe, each installs only the kernel and its own service's package, and
+the dependencies those packages declare cover everything the service imports."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from packaging.utils import canonicalize_name
 from tests.deploy.conftest import DEPLOY, ROOT, SERVICES, tool
 
 DOCKER = DEPLOY / "docker"
-REQUIREMENTS = DOCKER / "requirements"
 # image name -> (Dockerfile, service module, gRPC port, metrics port)
 IMAGES = {
     "generator": ("generator.Dockerfile", "harmeval_generator", 50051, 9451),
@@ -29,8 +28,6 @@ IMAGES = {
     "judge": ("judge.Dockerfile", "harmeval_judge", 50052, 9452),
     "metrics": ("metrics.Dockerfile", "harmeval_metrics", 50053, 9453),
 }
-# In the GPU image only: it cannot be installed on the CPU machines that run `make test`.
-IMAGE_ONLY = {"vllm"}
 # Imported inside functions, so a plain import of the service does not reach them.
 LAZY_IMPORTS = {"generator": ["llama_cpp"], "judge": ["profanity_check"], "metrics": []}
 BUILD_ONLY_PACKAGES = ("build-essential", "cmake", "python3-dev")
@@ -63,23 +60,22 @@ def stages(dockerfile: Path) -> list[list[tuple[str, str]]]:
     return result
 
 
-def requirement_lines(path: Path) -> list[str]:
-    lines = []
-    for raw in path.read_text().splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        if line.startswith("-r "):
-            lines += requirement_lines(path.parent / line[3:].strip())
-        else:
-            lines.append(line)
-    return lines
+def declared(package: Path, extras: tuple[str, ...] = ()) -> list[str]:
+    """The dependencies a package's pyproject.toml declares (with the given extras)."""
+    project = tomllib.loads((package / "pyproject.toml").read_text())["project"]
+    reqs = list(project["dependencies"])
+    for extra in extras:
+        reqs += project["optional-dependencies"][extra]
+    return reqs
 
 
-def pyproject_dependencies() -> dict[str, Requirement]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    reqs = [Requirement(r) for r in project["dependencies"]]
-    return {canonicalize_name(r.name): r for r in reqs}
+# image -> (the service's package folder, extras the image installs)
+PACKAGES = {
+    "generator": ("generator", ()),
+    "generator-gpu": ("generator", ("vllm",)),
+    "judge": ("judge", ()),
+    "metrics": ("metrics", ()),
+}
 
 
 def test_hadolint_passes() -> None:
@@ -155,20 +151,36 @@ def test_baked_model_path_matches_the_settings() -> None:
     assert f"HARMEVAL_GENERATOR_MODEL_PATH=/opt/harmeval/models/{gemma.MODEL_NAME}" in config
 
 
-@pytest.mark.parametrize("path", sorted(REQUIREMENTS.glob("*.txt")), ids=lambda p: p.name)
-def test_image_requirements_are_pinned_as_in_pyproject(path: Path) -> None:
-    dependencies = pyproject_dependencies()
-    for line in requirement_lines(path):
-        req = Requirement(line)
-        name = canonicalize_name(req.name)
-        if name in IMAGE_ONLY:
-            assert str(req.specifier).startswith("=="), f"{line}: pin image-only packages"
-            continue
-        assert name in dependencies, f"{path.name}: {req.name} is not a project dependency"
-        declared = dependencies[name]
-        assert (req.specifier, req.extras) == (declared.specifier, declared.extras), (
-            f"{path.name}: {line!r} differs from pyproject's {str(declared)!r}"
-        )
+@pytest.mark.parametrize("image", IMAGES)
+def test_an_image_installs_only_the_kernel_and_its_service(image: str) -> None:
+    dockerfile = IMAGES[image][0]
+    service, extras = PACKAGES[image]
+    build = stages(DOCKER / dockerfile)[0]
+    copied = [a.split()[0] for i, a in build if i == "COPY"]
+    assert copied == ["lib", f"services/{service}"], copied
+    installs = [a for i, a in build if i == "RUN" and "pip install /src/" in a]
+    assert len(installs) == 1, installs
+    wanted = f"/src/services/{service}" + (f"[{','.join(extras)}]" if extras else "")
+    assert "/src/lib " in installs[0] and wanted in installs[0], installs[0]
+    assert "--no-deps" not in installs[0]
+    ignore = (DOCKER / f"{dockerfile}.dockerignore").read_text().splitlines()
+    assert [r for r in ignore if r.startswith("!")] == ["!lib/", f"!services/{service}/"]
+
+
+def test_every_package_pins_what_the_others_pin() -> None:
+    """One version of a dependency across the kernel, the services and the client."""
+    pins: dict[str, tuple[str, str]] = {}
+    folders = [ROOT / "lib", ROOT / "client", *sorted((ROOT / "services").iterdir())]
+    for folder in folders:
+        project = tomllib.loads((folder / "pyproject.toml").read_text())["project"]
+        extras = project.get("optional-dependencies", {}).values()
+        for raw in [*project["dependencies"], *(r for extra in extras for r in extra)]:
+            req = Requirement(raw)
+            name = canonicalize_name(req.name)
+            seen = pins.setdefault(name, (str(req.specifier), folder.name))
+            assert seen[0] == str(req.specifier), (
+                f"{folder.name}: {raw!r} differs from {seen[1]}'s {seen[0]!r}"
+            )
 
 
 def _closure(requirements: list[str]) -> set[str]:
@@ -210,7 +222,7 @@ class NotInImage(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         top = name.split(".")[0]
         dists = {d.lower().replace("_", "-") for d in owners.get(top, [])}
-        if dists and "harmeval" not in dists and not dists & allowed:
+        if dists and not dists & allowed:
             raise ModuleNotFoundError(f"No module named {name!r} (not in the image)", name=name)
         return None
 
@@ -225,9 +237,10 @@ for lazy in sys.argv[3:]:
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_image_requirements_cover_what_the_service_imports(service: str) -> None:
-    """The service's package, the shared library and the lazily imported engines import with
-    only the image's distributions available."""
-    installed = _closure(requirement_lines(REQUIREMENTS / f"{service}.txt"))
+    """The service's package, the kernel and the lazily imported engines import with only the
+    distributions the kernel's and the service's packages declare."""
+    installed = _closure([*declared(ROOT / "lib"), *declared(ROOT / "services" / service)])
+    installed |= {"harmeval-kernel", f"harmeval-{service}"}
     result = subprocess.run(
         [
             sys.executable,
@@ -243,5 +256,5 @@ def test_image_requirements_cover_what_the_service_imports(service: str) -> None
         cwd=ROOT,
     )
     assert result.returncode == 0, (
-        f"deploy/docker/requirements/{service}.txt misses a dependency:\n{result.stderr[-3000:]}"
+        f"services/{service}/pyproject.toml misses a dependency:\n{result.stderr[-3000:]}"
     )

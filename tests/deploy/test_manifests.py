@@ -16,7 +16,9 @@ import kubernetes_validate
 import pytest
 
 from harmeval import settings as settings_module
-from harmeval.settings import GeneratorSettings, JudgeSettings, MetricsSettings
+from harmeval_generator.settings import GeneratorSettings
+from harmeval_judge.settings import JudgeSettings
+from harmeval_metrics.settings import MetricsSettings
 from tests.deploy.conftest import SERVICES, find, one, render_report
 
 KUSTOMIZATIONS = tuple(render_report.KUSTOMIZATIONS)

@@ -35,7 +35,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from harmeval.params import GenerationParams
-from harmeval.settings import GeneratorSettings
 from harmeval_generator.backends.base import (
     DEFAULT_STOP,
     Completion,
@@ -48,6 +47,7 @@ from harmeval_generator.backends.base import (
     completion_prompt,
 )
 from harmeval_generator.backends.registry import register_backend
+from harmeval_generator.settings import GeneratorSettings
 
 SCRIPTED = "scripted"
 # The answer text for a prompt and parameters, before stop sequences and max_tokens cut it.

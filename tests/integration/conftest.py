@@ -20,16 +20,19 @@ from harmeval.generator.v1.generator_pb2_grpc import GeneratorServiceStub
 from harmeval.judge.v1.judge_pb2_grpc import JudgeServiceStub
 from harmeval.metrics.v1.metrics_pb2_grpc import MetricsServiceStub
 from harmeval.server import RunningServer, Servicer, ServiceSpec, create_server
-from harmeval.settings import CommonSettings, GeneratorSettings, JudgeSettings, MetricsSettings
+from harmeval.settings import CommonSettings
 from harmeval_client.clients import Clients
 from harmeval_generator.service import SPEC as GENERATOR_SPEC
 from harmeval_generator.service import GeneratorServicer
+from harmeval_generator.settings import GeneratorSettings
 from harmeval_generator.store import SCHEMA as GENERATOR_SCHEMA
 from harmeval_generator.store import GeneratorStore
 from harmeval_judge.service import SPEC as JUDGE_SPEC
 from harmeval_judge.service import JudgeServicer
+from harmeval_judge.settings import JudgeSettings
 from harmeval_metrics.service import SPEC as METRICS_SPEC
 from harmeval_metrics.service import MetricsServicer
+from harmeval_metrics.settings import MetricsSettings
 from tests.conftest import free_ports
 from tests.fakes.openai_server import FakeOpenAI, Script, fake_openai
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from harmeval.generator.v1.generator_pb2_grpc import GeneratorServiceStub
 from harmeval.server import RunningServer
-from harmeval.settings import GeneratorSettings
 from harmeval_generator.service import SPEC, GeneratorServicer
+from harmeval_generator.settings import GeneratorSettings
 from tests.fakes.scripted_engine import SCRIPTED, ScriptedEngine
 from tests.integration.conftest import running
 

@@ -19,7 +19,6 @@ from harmeval.common.v1 import common_pb2
 from harmeval.generator.v1 import generator_pb2, generator_pb2_grpc
 from harmeval.params import GenerationParams
 from harmeval.server import RunningServer, _watchdog
-from harmeval.settings import GeneratorSettings
 from harmeval_generator.backends.base import (
     Completion,
     EngineUnavailableError,
@@ -27,6 +26,7 @@ from harmeval_generator.backends.base import (
     StreamState,
 )
 from harmeval_generator.service import SPEC, GeneratorServicer
+from harmeval_generator.settings import GeneratorSettings
 from harmeval_generator.store import ModelIdentityChanged
 from tests.fakes.tgi_server import fake_tgi
 from tests.integration.conftest import Stack, running
@@ -328,8 +328,8 @@ async def test_a_model_name_served_differently_is_refused(
 
 def test_llama_cpp_chat_needs_a_template(model_path: Path, tmp_path: Path) -> None:
     """The Gemma GGUF has no chat template: llama-cpp-python would silently use Llama-2's."""
-    from harmeval.settings import GeneratorSettings
     from harmeval_generator.engines import ModelsFileError, _build
+    from harmeval_generator.settings import GeneratorSettings
 
     entry = {"name": "g", "backend": "llama.cpp", "model_path": str(model_path), "n_ctx": 256}
     with pytest.raises(ModelsFileError, match=r"model 'g': .* has no chat template"):

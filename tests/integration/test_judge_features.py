@@ -14,8 +14,8 @@ import pytest
 
 from harmeval.common.v1 import common_pb2
 from harmeval.judge.v1 import judge_pb2, judge_pb2_grpc
-from harmeval.settings import JudgeSettings
 from harmeval_judge.service import SPEC, JudgeServicer
+from harmeval_judge.settings import JudgeSettings
 from tests.fakes.openai_server import FakeOpenAI, fake_openai
 from tests.integration.conftest import JudgeModel, Stack, running
 from tests.integration.test_judge_service import stack, stored_answers

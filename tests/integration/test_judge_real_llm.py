@@ -11,10 +11,10 @@ import pytest
 
 from harmeval.common.v1 import common_pb2
 from harmeval.judge.v1 import judge_pb2, judge_pb2_grpc
-from harmeval.settings import JudgeSettings
 from harmeval_judge.limits import Budget, Prices
 from harmeval_judge.llm_client import TRANSPORTS, LlmEndpoint
 from harmeval_judge.service import SPEC, JudgeServicer
+from harmeval_judge.settings import JudgeSettings
 from tests.integration.conftest import running
 
 

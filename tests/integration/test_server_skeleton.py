@@ -14,8 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from harmeval.metrics.v1 import metrics_pb2, metrics_pb2_grpc
 from harmeval.server import create_server
-from harmeval.settings import MetricsSettings
 from harmeval_metrics.service import SPEC, MetricsServicer
+from harmeval_metrics.settings import MetricsSettings
 
 
 def sample(name: str, labels: dict[str, str]) -> float:

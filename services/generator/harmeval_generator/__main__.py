@@ -4,8 +4,8 @@ import asyncio
 
 from harmeval import settings as settings_module
 from harmeval.server import serve
-from harmeval.settings import GeneratorSettings
 from harmeval_generator.service import SPEC, GeneratorServicer
+from harmeval_generator.settings import GeneratorSettings
 
 
 def main() -> None:

@@ -25,9 +25,9 @@ from typing import Any
 
 import yaml
 
-from harmeval.settings import GeneratorSettings
 from harmeval_generator.backends.base import Engine
 from harmeval_generator.backends.registry import RESERVED_FIELDS, Backend, backends
+from harmeval_generator.settings import GeneratorSettings
 
 __all__ = ["ModelsFileError", "open_engines"]
 

@@ -17,8 +17,7 @@ from harmeval.common.v1 import common_pb2
 from harmeval.db import open_database
 from harmeval.generator.v1 import generator_pb2, generator_pb2_grpc
 from harmeval.params import MAX_SEED, GenerationParams
-from harmeval.server import ServiceSpec, require_ready
-from harmeval.settings import GeneratorSettings
+from harmeval.server import Servicer, ServiceSpec, require_ready
 from harmeval_generator.backends.base import (
     Completion,
     Engine,
@@ -31,6 +30,7 @@ from harmeval_generator.backends.base import (
 )
 from harmeval_generator.engines import open_engines
 from harmeval_generator.pathologies import detect
+from harmeval_generator.settings import GeneratorSettings
 from harmeval_generator.store import (
     SCHEMA,
     GeneratorStore,
@@ -100,14 +100,12 @@ class Job:
     params: GenerationParams
 
 
-class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
+class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer, Servicer):
     def __init__(self, settings: GeneratorSettings) -> None:
         self.settings = settings
         self.repo: GeneratorStore | None = None
         self.engines: dict[str, Engine] = {}
         self.model_ids: dict[str, int] = {}
-        # Read by the server skeleton's watchdog: a dead in-process engine flips health.
-        self.healthy = True
 
     async def startup(self, stack: AsyncExitStack) -> None:
         pool = await stack.enter_async_context(open_database(self.settings, SCHEMA))

@@ -4,8 +4,8 @@ import asyncio
 
 from harmeval import settings as settings_module
 from harmeval.server import serve
-from harmeval.settings import JudgeSettings
 from harmeval_judge.service import SPEC, JudgeServicer
+from harmeval_judge.settings import JudgeSettings
 
 
 def main() -> None:

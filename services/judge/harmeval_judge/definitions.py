@@ -28,12 +28,12 @@ from typing import Any
 
 import yaml
 
-from harmeval.settings import JudgeSettings
 from harmeval_judge.families.llm import POINTWISE_PROTOCOLS
 from harmeval_judge.family import BuildContext, DefinitionError, LlmFields, families
 from harmeval_judge.judges import Judge, LlmSettings
 from harmeval_judge.limits import Budget, Prices, load_price_table
 from harmeval_judge.llm_client import TRANSPORTS, LlmEndpoint
+from harmeval_judge.settings import JudgeSettings
 
 __all__ = ["DefinitionError", "JudgeRegistry", "parse_definition"]
 

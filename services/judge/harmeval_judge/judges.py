@@ -43,7 +43,6 @@ class JudgeInputError(ValueError):
     """The request cannot be judged by this judge (e.g. no references for a reference metric)."""
 
 
-# Not kw_only (yet): service.py builds it positionally.
 @dataclass(frozen=True)
 class JudgeInput:
     prompt: str

@@ -18,8 +18,7 @@ from harmeval.common.v1 import common_pb2
 from harmeval.db import open_database
 from harmeval.judge.v1 import judge_pb2, judge_pb2_grpc
 from harmeval.params import text_sha256
-from harmeval.server import ServiceSpec, require_ready
-from harmeval.settings import JudgeSettings
+from harmeval.server import Servicer, ServiceSpec, require_ready
 from harmeval.verdicts import OK, UNSCORABLE
 from harmeval_judge.definitions import DefinitionError, JudgeRegistry, parse_definition
 from harmeval_judge.judges import (
@@ -33,6 +32,7 @@ from harmeval_judge.judges import (
 )
 from harmeval_judge.limits import BudgetExceeded
 from harmeval_judge.llm_client import JudgeBackendError, JudgeRequestRejected
+from harmeval_judge.settings import JudgeSettings
 from harmeval_judge.store import (
     SCHEMA,
     ImportedLabel,
@@ -149,7 +149,7 @@ def info(judge: Judge) -> judge_pb2.JudgeInfo:
     )
 
 
-class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
+class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer, Servicer):
     def __init__(self, settings: JudgeSettings) -> None:
         self.settings = settings
         self.registry = JudgeRegistry(settings)
@@ -372,7 +372,11 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
             hits = [j for j in found if j is not None]
             return [to_proto(judge, j.generation_id, j, cached=True) for j in hits]
         verdicts = await judge.judge(
-            JudgeInput(prompt.text, [a.text for a in answers], list(references))
+            JudgeInput(
+                prompt=prompt.text,
+                answers=[a.text for a in answers],
+                references=list(references),
+            )
         )
         if answer_set is not None:
             verdicts = [

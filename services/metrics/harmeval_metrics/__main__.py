@@ -4,8 +4,8 @@ import asyncio
 
 from harmeval import settings as settings_module
 from harmeval.server import serve
-from harmeval.settings import MetricsSettings
 from harmeval_metrics.service import SPEC, MetricsServicer
+from harmeval_metrics.settings import MetricsSettings
 
 
 def main() -> None:

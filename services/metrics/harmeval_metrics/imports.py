@@ -133,29 +133,36 @@ def validate_import(request: metrics_pb2.ImportStudyRequest) -> ValidatedImport:
             problems.append(mixed)
         labels.append(
             ImportLabel(
-                lb.prompt_index,
-                lb.model,
-                lb.coder,
-                lb.annotator,
-                lb.annotator_kind,
-                UNSCORABLE if lb.unscorable else OK,
-                None if lb.unscorable else harmful_of(value, rank),
-                None if lb.unscorable else value,
-                None if lb.unscorable else rank,
-                lb.raw_output,
-                lb.reason,
+                prompt_index=lb.prompt_index,
+                model=lb.model,
+                coder=lb.coder,
+                annotator=lb.annotator,
+                annotator_kind=lb.annotator_kind,
+                status=UNSCORABLE if lb.unscorable else OK,
+                harmful=None if lb.unscorable else harmful_of(value, rank),
+                value=None if lb.unscorable else value,
+                rank=None if lb.unscorable else rank,
+                raw_output=lb.raw_output,
+                reason=lb.reason,
             )
         )
     if problems:
         raise ImportRejected(problems)
     return ValidatedImport(
         prompts=[
-            PromptIn(p.text, p.category or "uncategorized", p.external_id) for p in request.prompts
+            PromptIn(text=p.text, category=p.category or "uncategorized", external_id=p.external_id)
+            for p in request.prompts
         ],
         models=models,
-        answers=[ImportAnswer(a.prompt_index, a.model, a.text) for a in request.answers],
+        answers=[
+            ImportAnswer(prompt_index=a.prompt_index, model=a.model, text=a.text)
+            for a in request.answers
+        ],
         labels=labels,
-        references=[ImportAnswer(r.prompt_index, r.model, r.text) for r in request.references],
+        references=[
+            ImportAnswer(prompt_index=r.prompt_index, model=r.model, text=r.text)
+            for r in request.references
+        ],
     )
 
 
@@ -214,7 +221,15 @@ def resolve_annotations(
             problems.append(f"{where}: duplicate of {seen[key]} (same annotator, prompt, model)")
             continue
         seen[key] = where
-        out.append(Annotation(gid, row.annotator, harmful_of(value, rank), value, rank))
+        out.append(
+            Annotation(
+                generation_id=gid,
+                annotator=row.annotator,
+                harmful=harmful_of(value, rank),
+                value=value,
+                rank=rank,
+            )
+        )
     if unknown_prompts:
         problems.insert(0, f"unknown prompts: {sorted(set(unknown_prompts))[:MAX_LISTED]}")
     if unknown_models:

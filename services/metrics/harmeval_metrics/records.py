@@ -10,28 +10,28 @@ from harmeval.params import GenerationParams
 from harmeval.verdicts import VerdictStatus
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PromptIn:
     text: str
     category: str = "uncategorized"
     external_id: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StudyModelIn:
     name: str
     model_name: str
     params: GenerationParams
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ImportAnswer:
     prompt_index: int
     model: str
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ImportLabel:
     prompt_index: int
     model: str
@@ -46,7 +46,7 @@ class ImportLabel:
     reason: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Annotation:
     """A human label of a stored answer."""
 
@@ -57,7 +57,7 @@ class Annotation:
     rank: int | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StudyLabel:
     """One annotator's label of one unit (prompt, study model) of a study."""
 
@@ -76,7 +76,7 @@ class StudyLabel:
     order_sensitive: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StudyAnswer:
     prompt_id: int
     external_id: str

@@ -20,8 +20,7 @@ from harmeval.judge.v1 import judge_pb2
 from harmeval.judge.v1.judge_pb2_grpc import JudgeServiceStub
 from harmeval.metrics.v1 import metrics_pb2, metrics_pb2_grpc
 from harmeval.params import GenerationParams
-from harmeval.server import ServiceSpec, require_ready
-from harmeval.settings import MetricsSettings
+from harmeval.server import Servicer, ServiceSpec, require_ready
 from harmeval.verdicts import OK, UNSCORABLE
 from harmeval_metrics.harmmetric import harmmetric_score
 from harmeval_metrics.imports import (
@@ -45,6 +44,7 @@ from harmeval_metrics.responses import (
     disagreements_response,
     ranking_response,
 )
+from harmeval_metrics.settings import MetricsSettings
 from harmeval_metrics.store import SCHEMA, MetricsStore
 from harmeval_metrics.study_figures import DISAGREEMENT_LIMIT, Options, Study
 
@@ -71,7 +71,7 @@ SPEC = ServiceSpec(
 )
 
 
-class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
+class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
     def __init__(self, settings: MetricsSettings) -> None:
         self.settings = settings
         self.repo: MetricsStore | None = None
@@ -138,11 +138,15 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
             request.name,
             prompt_ids,
             [
-                PromptIn(p.text, p.category or "uncategorized", p.external_id)
+                PromptIn(
+                    text=p.text, category=p.category or "uncategorized", external_id=p.external_id
+                )
                 for p in request.prompts
             ],
             [
-                StudyModelIn(m.name, m.model, GenerationParams.from_proto(m.params))
+                StudyModelIn(
+                    name=m.name, model_name=m.model, params=GenerationParams.from_proto(m.params)
+                )
                 for m in request.models
             ],
             list(request.judges),
@@ -348,7 +352,9 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
             prompt_ids,
             data.prompts,
             [
-                StudyModelIn(m, imported_model(request.name, m), GenerationParams())
+                StudyModelIn(
+                    name=m, model_name=imported_model(request.name, m), params=GenerationParams()
+                )
                 for m in data.models
             ],
             sorted({label.coder for label in data.labels}),
@@ -464,7 +470,7 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
                     grpc.StatusCode.FAILED_PRECONDITION,
                     f"study {request.study!r} is not a HarmMetric Eval import",
                 )
-            scores[response_id] = lb.value if lb.status == "ok" else None
+            scores[response_id] = lb.value if lb.status == OK else None
         result = harmmetric_score(scores)
         return metrics_pb2.GetHarmMetricScoreResponse(
             score_v1=result.score_v1,

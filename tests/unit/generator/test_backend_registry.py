@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from harmeval.params import GenerationParams
-from harmeval.settings import GeneratorSettings
 from harmeval_generator.backends.base import (
     Completion,
     Engine,
@@ -32,6 +31,7 @@ from harmeval_generator.backends.registry import (
 )
 from harmeval_generator.backends.tgi import TgiEngine
 from harmeval_generator.engines import ModelsFileError, _build, _entries, open_engines
+from harmeval_generator.settings import GeneratorSettings
 from tests.conftest import ROOT
 from tests.fakes.scripted_engine import SCRIPTED, ScriptedEngine
 

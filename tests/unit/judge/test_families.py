@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from harmeval.settings import JudgeSettings
 from harmeval_judge import families as families_package
 from harmeval_judge import family
 from harmeval_judge.definitions import DefinitionError, JudgeRegistry
@@ -20,6 +19,7 @@ from harmeval_judge.families.llm import LlmListwiseJudge, LlmPairwiseJudge, LlmP
 from harmeval_judge.families.panel import PanelConfig, PanelJudge
 from harmeval_judge.families.reference_metric import ReferenceMetricJudge
 from harmeval_judge.families.refusal_matcher import RefusalMatcherJudge
+from harmeval_judge.settings import JudgeSettings
 
 README = (Path(__file__).resolve().parents[3] / "README.md").read_text()
 

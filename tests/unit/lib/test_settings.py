@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from harmeval.settings import GeneratorSettings, JudgeSettings, SettingsError, describe, load
+from harmeval.settings import SettingsError, describe, load
+from harmeval_generator.settings import GeneratorSettings
+from harmeval_judge.settings import JudgeSettings
 
 
 def test_defaults_are_the_documented_local_addresses() -> None:

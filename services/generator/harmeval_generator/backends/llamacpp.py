@@ -14,7 +14,6 @@ from typing import Any
 from prometheus_client import Gauge
 
 from harmeval.params import GenerationParams
-from harmeval.settings import GeneratorSettings
 from harmeval_generator.backends.base import (
     DEFAULT_STOP,
     PROMPT_FORMATS,
@@ -30,6 +29,7 @@ from harmeval_generator.backends.base import (
     completion_prompt,
 )
 from harmeval_generator.backends.registry import register_backend
+from harmeval_generator.settings import GeneratorSettings
 
 logger = logging.getLogger(__name__)
 

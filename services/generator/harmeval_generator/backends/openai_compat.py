@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from harmeval.params import GenerationParams
-from harmeval.settings import GeneratorSettings
 from harmeval_generator.backends.base import (
     DEFAULT_STOP,
     Completion,
@@ -29,6 +28,7 @@ from harmeval_generator.backends.base import (
     completion_prompt,
 )
 from harmeval_generator.backends.registry import register_backend
+from harmeval_generator.settings import GeneratorSettings
 
 # Servers word context overflows differently; these fragments cover vLLM, llama.cpp and OpenAI.
 _TOO_LONG = (

@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
-from harmeval.settings import GeneratorSettings
 from harmeval_generator.backends.base import Engine
+from harmeval_generator.settings import GeneratorSettings
 
 __all__ = [
     "RESERVED_FIELDS",

@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from harmeval.params import GenerationParams
-from harmeval.settings import GeneratorSettings
 from harmeval_generator.backends.base import (
     DEFAULT_STOP,
     TEMPLATE_VERSION,
@@ -56,6 +55,7 @@ from harmeval_generator.backends.base import (
     completion_prompt,
 )
 from harmeval_generator.backends.registry import register_backend
+from harmeval_generator.settings import GeneratorSettings
 
 logger = logging.getLogger(__name__)
 

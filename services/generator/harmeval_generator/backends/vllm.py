@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from harmeval.params import GenerationParams
-from harmeval.settings import GeneratorSettings
 from harmeval_generator.backends.base import (
     DEFAULT_STOP,
     Completion,
@@ -30,6 +29,7 @@ from harmeval_generator.backends.base import (
     completion_prompt,
 )
 from harmeval_generator.backends.registry import register_backend
+from harmeval_generator.settings import GeneratorSettings
 
 
 @dataclass(frozen=True, kw_only=True)
