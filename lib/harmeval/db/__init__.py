@@ -4,6 +4,20 @@ Each service owns a PostgreSQL schema of its own (its tables, its migrations, it
 module); it reads another service's data only through the views that service publishes.
 """
 
-from harmeval.db.connection import Schema, open_database, resolve_database_url, returned_ids
+from harmeval.db.connection import (
+    PublishedViewMissing,
+    Schema,
+    missing_views,
+    open_database,
+    resolve_database_url,
+    returned_ids,
+)
 
-__all__ = ["Schema", "open_database", "resolve_database_url", "returned_ids"]
+__all__ = [
+    "PublishedViewMissing",
+    "Schema",
+    "missing_views",
+    "open_database",
+    "resolve_database_url",
+    "returned_ids",
+]

@@ -8,7 +8,7 @@ import os
 import signal
 import time
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -142,6 +142,20 @@ async def open_database(
         yield pool
     finally:
         await pool.close()
+
+
+class PublishedViewMissing(RuntimeError):
+    """Another service's published view does not exist yet: that service has never started
+    against this database."""
+
+
+async def missing_views(pool: AsyncConnectionPool, views: Sequence[str]) -> list[str]:
+    """Which of the `schema.view` names do not exist (yet)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT v FROM unnest(%s::text[]) AS v WHERE to_regclass(v) IS NULL", (list(views),)
+        )
+        return [str(r[0]) for r in await cur.fetchall()]
 
 
 async def returned_ids(cur: AsyncCursor[Any]) -> list[int]:

@@ -15,7 +15,7 @@ import grpc
 from prometheus_client import Counter
 
 from harmeval.common.v1 import common_pb2
-from harmeval.db import open_database
+from harmeval.db import PublishedViewMissing, open_database
 from harmeval.judge.v1 import judge_pb2, judge_pb2_grpc
 from harmeval.params import text_sha256
 from harmeval.server import Servicer, ServiceSpec, require_ready
@@ -202,7 +202,10 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer, Servicer):
             more = f"; and {len(problems) - 10} more" if len(problems) > 10 else ""
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems[:10]) + more)
         ids = {j.generation_id for j in request.judgments} | set(request.replace_generation_ids)
-        hashes = await repo.answer_hashes(sorted(ids))
+        try:
+            hashes = await repo.answer_hashes(sorted(ids))
+        except PublishedViewMissing as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         missing = sorted(ids - set(hashes))
         if missing:
             await context.abort(
@@ -307,7 +310,10 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer, Servicer):
         ids = [a.generation_id for answers in items for a in answers if a.generation_id]
         if not ids:  # ad-hoc answers need no database round trip
             return {}
-        known = set(await repo.answer_hashes(ids))
+        try:
+            known = set(await repo.answer_hashes(ids))
+        except PublishedViewMissing as exc:
+            raise ItemRejected(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from exc
         for i, answers in enumerate(items):
             missing = {a.generation_id for a in answers if a.generation_id} - known
             if missing:

@@ -11,12 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from harmeval.db import Schema
+from harmeval.db import PublishedViewMissing, Schema
 from harmeval.params import config_hash
 from harmeval.verdicts import VerdictStatus
 
@@ -130,11 +131,17 @@ class JudgeStore:
     async def answer_hashes(self, ids: Sequence[int]) -> dict[int, str]:
         """generation id -> sha256 of its current text, for the ids the generator stores."""
         async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT generation_id, text_sha256 FROM generator.answers_v1"
-                " WHERE generation_id = ANY(%s)",
-                (list(ids),),
-            )
+            try:
+                cur = await conn.execute(
+                    "SELECT generation_id, text_sha256 FROM generator.answers_v1"
+                    " WHERE generation_id = ANY(%s)",
+                    (list(ids),),
+                )
+            except psycopg.errors.UndefinedTable as exc:
+                raise PublishedViewMissing(
+                    "generator.answers_v1 does not exist: the generator service has not "
+                    "started against this database yet, so no answer is stored"
+                ) from exc
             return {int(r[0]): str(r[1]) for r in await cur.fetchall()}
 
     async def upsert_judge(

@@ -13,7 +13,7 @@ from prometheus_client import Gauge
 
 from harmeval.clients import channel
 from harmeval.common.v1 import common_pb2
-from harmeval.db import open_database
+from harmeval.db import missing_views, open_database
 from harmeval.generator.v1 import generator_pb2
 from harmeval.generator.v1.generator_pb2_grpc import GeneratorServiceStub
 from harmeval.judge.v1 import judge_pb2
@@ -45,7 +45,7 @@ from harmeval_metrics.responses import (
     ranking_response,
 )
 from harmeval_metrics.settings import MetricsSettings
-from harmeval_metrics.store import SCHEMA, MetricsStore
+from harmeval_metrics.store import PUBLISHED_VIEWS, SCHEMA, MetricsStore
 from harmeval_metrics.study_figures import DISAGREEMENT_LIMIT, Options, Study
 
 logger = logging.getLogger(__name__)
@@ -166,6 +166,13 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
         repo = await require_ready(self.repo, context, "metrics database")
         if not await repo.study_exists(study):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown study {study!r}")
+        missing = await missing_views(repo.pool, PUBLISHED_VIEWS)
+        if missing:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"{', '.join(missing)} missing: the services that publish them (generator, "
+                "judge) have not started against this database yet",
+            )
         return repo
 
     async def _labels(self, study: str, context: Context) -> list[StudyLabel]:

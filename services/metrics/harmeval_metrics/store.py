@@ -19,6 +19,8 @@ from harmeval.db import Schema
 from harmeval_metrics.records import PromptIn, StudyAnswer, StudyLabel, StudyModelIn
 
 SCHEMA = Schema("metrics", "harmeval_metrics.migrations")
+# What this service reads of the others: their published views, nothing else.
+PUBLISHED_VIEWS = ("generator.prompts_v1", "generator.answers_v1", "judge.labels_v1")
 
 # A study's units: (prompt, study model) and the stored answer of each. A label counts only
 # when it was given on the answer's current text (a data set imported again may change it).
