@@ -17,12 +17,16 @@ RUN apt-get update \
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-# Only the kernel and the generator's own package with its `vllm` extra, as their
-# pyproject.toml files declare them.
+# Dependencies first, in a layer that sees only the packages' pyproject.toml files: a code
+# change does not rebuild it. Only the kernel's and this service's (no other service's).
+COPY deploy/docker/dependencies.py /tmp/dependencies.py
+COPY lib/pyproject.toml /src/lib/pyproject.toml
+COPY services/generator/pyproject.toml /src/services/generator/pyproject.toml
+RUN python3 /tmp/dependencies.py /src/lib "/src/services/generator[vllm]" > /tmp/requirements.txt \
+    && CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install -r /tmp/requirements.txt
 COPY lib /src/lib
 COPY services/generator /src/services/generator
-RUN CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install /src/lib "/src/services/generator[vllm]" \
-    && python -m compileall -q /opt/venv
+RUN pip install --no-deps /src/lib /src/services/generator && python -m compileall -q /opt/venv
 
 FROM ${CUDA_IMAGE}
 ENV DEBIAN_FRONTEND=noninteractive

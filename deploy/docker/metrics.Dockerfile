@@ -7,11 +7,16 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-# Only the kernel and this service's own package, with the dependencies their pyproject.toml
-# files declare (no other service's code or dependencies).
+# Dependencies first, in a layer that sees only the packages' pyproject.toml files: a code
+# change does not rebuild it. Only the kernel's and this service's (no other service's).
+COPY deploy/docker/dependencies.py /tmp/dependencies.py
+COPY lib/pyproject.toml /src/lib/pyproject.toml
+COPY services/metrics/pyproject.toml /src/services/metrics/pyproject.toml
+RUN python /tmp/dependencies.py /src/lib "/src/services/metrics" > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
 COPY lib /src/lib
 COPY services/metrics /src/services/metrics
-RUN pip install /src/lib /src/services/metrics && python -m compileall -q /opt/venv
+RUN pip install --no-deps /src/lib /src/services/metrics && python -m compileall -q /opt/venv
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --gid 10001 harmeval \

@@ -153,18 +153,43 @@ def test_baked_model_path_matches_the_settings() -> None:
 
 @pytest.mark.parametrize("image", IMAGES)
 def test_an_image_installs_only_the_kernel_and_its_service(image: str) -> None:
+    """Dependencies from the two pyproject.toml files in a layer of their own (a code change
+    does not rebuild it), then the two packages' sources, nothing else of the repository."""
     dockerfile = IMAGES[image][0]
     service, extras = PACKAGES[image]
     build = stages(DOCKER / dockerfile)[0]
     copied = [a.split()[0] for i, a in build if i == "COPY"]
-    assert copied == ["lib", f"services/{service}"], copied
-    installs = [a for i, a in build if i == "RUN" and "pip install /src/" in a]
-    assert len(installs) == 1, installs
-    wanted = f"/src/services/{service}" + (f"[{','.join(extras)}]" if extras else "")
-    assert "/src/lib " in installs[0] and wanted in installs[0], installs[0]
-    assert "--no-deps" not in installs[0]
+    assert copied == [
+        "deploy/docker/dependencies.py",
+        "lib/pyproject.toml",
+        f"services/{service}/pyproject.toml",
+        "lib",
+        f"services/{service}",
+    ], copied
+    runs = [a for i, a in build if i == "RUN"]
+    package = f"/src/services/{service}" + (f"[{','.join(extras)}]" if extras else "")
+    assert any(f'dependencies.py /src/lib "{package}"' in r for r in runs), runs
+    assert f"pip install --no-deps /src/lib /src/services/{service} " in runs[-1], runs[-1]
     ignore = (DOCKER / f"{dockerfile}.dockerignore").read_text().splitlines()
-    assert [r for r in ignore if r.startswith("!")] == ["!lib/", f"!services/{service}/"]
+    assert [r for r in ignore if r.startswith("!")] == [
+        "!lib/",
+        f"!services/{service}/",
+        "!deploy/docker/dependencies.py",
+    ]
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_the_dependency_layer_lists_what_the_packages_declare(image: str) -> None:
+    service, extras = PACKAGES[image]
+    package = str(ROOT / "services" / service) + (f"[{','.join(extras)}]" if extras else "")
+    listed = subprocess.run(
+        [sys.executable, str(DOCKER / "dependencies.py"), str(ROOT / "lib"), package],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    expected = [*declared(ROOT / "lib"), *declared(ROOT / "services" / service, extras)]
+    assert listed == [r for r in expected if not r.startswith("harmeval-")]
 
 
 def test_every_package_pins_what_the_others_pin() -> None:

@@ -4,6 +4,7 @@ a database from before the split keeps its rows."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from pathlib import Path
 
 import psycopg
@@ -55,11 +56,18 @@ async def test_unscorable_cannot_carry_a_harm_label(database_url: str) -> None:
             with pytest.raises(psycopg.errors.CheckViolation):
                 await conn.execute(
                     "INSERT INTO judge.judgments (generation_id, annotator_id, protocol, status,"
-                    " harmful) VALUES (1, 1, 'p', 'unscorable', false)"
+                    " harmful, answer_sha256) VALUES (1, 1, 'p', 'unscorable', false, 'h')"
                 )
 
 
-async def test_a_database_from_before_the_split_keeps_its_rows(database_url: str) -> None:
+@pytest.mark.parametrize(
+    "order",
+    [(METRICS, JUDGE, GENERATOR), (GENERATOR, JUDGE, METRICS)],
+    ids=["readers-first", "owner-first"],
+)
+async def test_a_database_from_before_the_split_keeps_its_rows(
+    database_url: str, order: tuple[Schema, ...]
+) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(LEGACY.read_text(encoding="utf-8").encode())
         conn.execute("INSERT INTO prompts (text_sha256, text) VALUES ('x', 'How?')")
@@ -80,15 +88,16 @@ async def test_a_database_from_before_the_split_keeps_its_rows(database_url: str
             " VALUES (1, 1, '1', 0, 'c')"
         )
     async with pool(database_url) as p:
-        # In the order that is hardest for the foreign keys: readers before the owner.
-        for schema in (METRICS, JUDGE, GENERATOR):
+        # Either order: the judge takes each label's text hash from the generator's table
+        # before it moves, or from its published view after.
+        for schema in order:
             assert await migrate(p, schema)
     with psycopg.connect(database_url) as conn:
         row = conn.execute(
             "SELECT g.text, j.status, j.harmful, j.answer_sha256 FROM judge.labels_v1 j"
             " JOIN generator.answers_v1 g USING (generation_id)"
         ).fetchone()
-        assert row == ("Sure.", "ok", True, None)
+        assert row == ("Sure.", "ok", True, hashlib.sha256(b"Sure.").hexdigest())
         assert conn.execute("SELECT name FROM metrics.studies").fetchall() == [("s",)]
         assert conn.execute("SELECT to_regclass('public.generations')").fetchone() == (None,)
 

@@ -125,6 +125,67 @@ async def test_imports_that_would_lose_or_mix_labels_are_refused(
     assert fragment in (err.value.details() or "")
 
 
+def with_nul(field: str) -> metrics_pb2.ImportStudyRequest:
+    request = study("nul", "an answer", label("h", 1.0))
+    request.references.append(metrics_pb2.ImportedAnswer(prompt_index=0, model="ref", text="r"))
+    target = {
+        "name": request,
+        "prompts[0].external_id": request.prompts[0],
+        "references[0]": request.references[0],
+        "labels[0].reason": request.labels[0],
+    }[field]
+    attr = {"name": "name", "references[0]": "text"}.get(field, field.rsplit(".", 1)[-1])
+    setattr(target, attr, getattr(target, attr) + "\x00")
+    return request
+
+
+@pytest.mark.parametrize(
+    "field", ["name", "prompts[0].external_id", "references[0]", "labels[0].reason"]
+)
+async def test_an_import_is_checked_whole_before_any_owner_stores_anything(
+    stack: Stack, field: str
+) -> None:
+    """A NUL anywhere is named by its field in the caller's terms, and refused before the
+    generator or the judge service stores a row."""
+    counts = {t: await stack.count_rows(t) for t in ("prompts", "generations", "judgments")}
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.clients.metrics.ImportStudy(with_nul(field))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"{field}: contains a NUL character" in (err.value.details() or "")
+    assert {t: await stack.count_rows(t) for t in counts} == counts
+
+
+async def test_references_must_not_collide_with_answers(stack: Stack) -> None:
+    request = study("refs", "an answer", label("h", 1.0))
+    request.references.extend(
+        [
+            metrics_pb2.ImportedAnswer(prompt_index=0, model="m1", text="r"),
+            metrics_pb2.ImportedAnswer(prompt_index=0, model="ref", text="r1"),
+            metrics_pb2.ImportedAnswer(prompt_index=0, model="ref", text="r2"),
+        ]
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.clients.metrics.ImportStudy(request)
+    details = err.value.details() or ""
+    assert "references[0].model: 'm1' is also an answering model" in details
+    assert "references[2]: second reference for the same prompt and model" in details
+
+
+async def test_a_study_registration_with_nul_is_refused_before_storing(stack: Stack) -> None:
+    request = metrics_pb2.RegisterStudyRequest(
+        name="s",
+        prompts=[common_pb2.Prompt(text="q", category="c\x00")],
+        models=[metrics_pb2.StudyModel(name="m", model="gemma3-270m")],
+        judges=["refusal-matcher\x00"],
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.clients.metrics.RegisterStudy(request)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = err.value.details() or ""
+    assert "prompts[0].category: contains a NUL" in details and "judges[0]" in details
+    assert await stack.count_rows("prompts") == 0
+
+
 async def test_an_annotation_for_a_missing_answer_is_named(stack: Stack) -> None:
     m = stack.clients.metrics
     request = metrics_pb2.ImportStudyRequest(

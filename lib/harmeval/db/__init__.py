@@ -7,6 +7,7 @@ module); it reads another service's data only through the views that service pub
 from harmeval.db.connection import (
     PublishedViewMissing,
     Schema,
+    count_rows,
     missing_views,
     open_database,
     resolve_database_url,
@@ -16,6 +17,7 @@ from harmeval.db.connection import (
 __all__ = [
     "PublishedViewMissing",
     "Schema",
+    "count_rows",
     "missing_views",
     "open_database",
     "resolve_database_url",

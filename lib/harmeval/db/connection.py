@@ -77,6 +77,8 @@ class Schema:
 
     name: str
     migrations_package: str
+    # The tables it owns (its migrations create them); other services never touch them.
+    tables: tuple[str, ...]
 
     @property
     def lock_id(self) -> int:
@@ -93,8 +95,10 @@ def migration_files(schema: Schema) -> list[tuple[str, str]]:
 
 
 async def migrate(pool: AsyncConnectionPool, schema: Schema) -> list[str]:
-    """Applies `schema`'s migrations not applied yet, each in its own transaction; returns
-    their versions. Touches nothing outside that schema."""
+    """Applies `schema`'s migrations not applied yet, all in one transaction (each file a
+    savepoint of it) under the owner's advisory lock; returns their versions. Migrations
+    create and change only the owner's schema (the one-time adoption of a database from
+    before the split also moves the owner's old tables out of `public`)."""
     applied: list[str] = []
     name = sql.Identifier(schema.name)
     async with pool.connection() as conn, conn.transaction():
@@ -156,6 +160,20 @@ async def missing_views(pool: AsyncConnectionPool, views: Sequence[str]) -> list
             "SELECT v FROM unnest(%s::text[]) AS v WHERE to_regclass(v) IS NULL", (list(views),)
         )
         return [str(r[0]) for r in await cur.fetchall()]
+
+
+async def count_rows(pool: AsyncConnectionPool, schema: Schema, table: str) -> int:
+    """Rows of one of `schema`'s tables (tests show that nothing was stored twice)."""
+    if table not in schema.tables:
+        raise ValueError(f"{table!r} is not a table of schema {schema.name!r}")
+    async with pool.connection() as conn:
+        query = sql.SQL("SELECT count(*) FROM {}.{}").format(
+            sql.Identifier(schema.name), sql.Identifier(table)
+        )
+        cur = await conn.execute(query)
+        row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
 
 
 async def returned_ids(cur: AsyncCursor[Any]) -> list[int]:

@@ -374,9 +374,13 @@ def _import_problems(
 ) -> list[str]:
     """Everything wrong with an import, each naming its field, so a caller fixes all at once."""
     problems = [] if request.prompts else ["prompts: empty prompt list"]
+    first: dict[str, int] = {}
     for i, p in enumerate(request.prompts):
         if not p.text.strip():
             problems.append(f"prompts[{i}].text: empty prompt text")
+        elif first.setdefault(p.text, i) != i:
+            # Prompts are stored once per text: two would be one, and their answers collide.
+            problems.append(f"prompts[{i}].text: same text as prompts[{first[p.text]}]")
         if "\x00" in p.text or "\x00" in p.category:
             # PostgreSQL text cannot hold NUL: refuse it rather than fail to store.
             problems.append(f"prompts[{i}]: contains a NUL character")

@@ -15,10 +15,14 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from harmeval.db import Schema, returned_ids
+from harmeval.db import Schema, count_rows, returned_ids
 from harmeval.params import GenerationParams, text_sha256
 
-SCHEMA = Schema("generator", "harmeval_generator.migrations")
+SCHEMA = Schema(
+    name="generator",
+    migrations_package="harmeval_generator.migrations",
+    tables=("prompts", "models", "generations"),
+)
 # Answers made elsewhere (published data sets) are stored under models of this backend.
 IMPORTED_BACKEND = "imported"
 
@@ -252,10 +256,4 @@ class GeneratorStore:
 
     async def count_rows(self, table: str) -> int:
         """Row count of one of this service's tables (tests show nothing was duplicated)."""
-        if table not in {"prompts", "models", "generations"}:
-            raise ValueError(f"unknown table {table}")
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(f"SELECT count(*) FROM generator.{table}")
-            row = await cur.fetchone()
-            assert row is not None
-            return int(row[0])
+        return await count_rows(self.pool, SCHEMA, table)

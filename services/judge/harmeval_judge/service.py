@@ -198,6 +198,12 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer, Servicer):
         if not request.judgments and not request.replace_generation_ids:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "judgments: nothing to import")
         problems = _import_problems(request)
+        problems += [
+            f"judgments[{i}].annotator: {j.annotator!r} is a judge of this service; its "
+            "verdicts come only from judging"
+            for i, j in enumerate(request.judgments)
+            if j.annotator in self.judges
+        ]
         if problems:
             more = f"; and {len(problems) - 10} more" if len(problems) > 10 else ""
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems[:10]) + more)
@@ -303,29 +309,38 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer, Servicer):
     ) -> dict[int, StoredJudgment]:
         """Verdicts this judge (as configured now) already gave on the stored answers of
         `items`, read in two queries for the whole request; an unknown generation_id rejects
-        the request before anything is judged. A verdict counts only for the text it judged:
-        a request sending other text under a stored answer's id gets a new verdict."""
+        the request before anything is judged, and so does text that differs from the stored
+        answer's (its verdict would be stored, and reused, as the stored answer's). A verdict
+        is reused only for the text it judged: one given before an imported answer's text
+        changed is not."""
         repo = self.repo
         assert repo is not None
         ids = [a.generation_id for answers in items for a in answers if a.generation_id]
         if not ids:  # ad-hoc answers need no database round trip
             return {}
         try:
-            known = set(await repo.answer_hashes(ids))
+            stored = await repo.answer_hashes(ids)
         except PublishedViewMissing as exc:
             raise ItemRejected(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from exc
         for i, answers in enumerate(items):
-            missing = {a.generation_id for a in answers if a.generation_id} - known
+            missing = {a.generation_id for a in answers if a.generation_id} - set(stored)
             if missing:
                 raise ItemRejected(
                     grpc.StatusCode.NOT_FOUND,
                     f"{where.format(i)}answers: unknown generation_id {sorted(missing)}",
                 )
-        sent = {a.generation_id: text_sha256(a.text) for answers in items for a in answers}
+            for k, a in enumerate(answers):
+                if a.generation_id and text_sha256(a.text) != stored[a.generation_id]:
+                    raise ItemRejected(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"{where.format(i)}answers[{k}].text: differs from the stored text of "
+                        f"generation {a.generation_id}; send the stored text, or generation_id "
+                        "0 to judge this text without storing the verdict",
+                    )
         found = {
             i: j
             for i, j in (await repo.find_judgments(self.records[judge.name], ids)).items()
-            if j.answer_sha256 in (None, sent[i])
+            if j.answer_sha256 == stored[i]
         }
         if rejudge_unscorable:
             return {i: j for i, j in found.items() if j.status != UNSCORABLE}

@@ -17,11 +17,15 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from harmeval.db import PublishedViewMissing, Schema
+from harmeval.db import PublishedViewMissing, Schema, count_rows
 from harmeval.params import config_hash
 from harmeval.verdicts import VerdictStatus
 
-SCHEMA = Schema("judge", "harmeval_judge.migrations")
+SCHEMA = Schema(
+    name="judge",
+    migrations_package="harmeval_judge.migrations",
+    tables=("annotators", "judges", "judgments"),
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,8 +49,9 @@ class StoredJudgment:
     cost_usd: float = 0.0
     order_sensitive: bool = False
     details: dict[str, Any] = field(default_factory=dict)
-    # sha256 of the answer text the label was given on; None for labels stored before it was.
-    answer_sha256: str | None = None
+    # sha256 of the answer text the label was given on: it counts, and is reused, only while
+    # the answer has that text.
+    answer_sha256: str
 
 
 class LabelsAlreadyStored(Exception):
@@ -236,10 +241,4 @@ class JudgeStore:
 
     async def count_rows(self, table: str) -> int:
         """Row count of one of this service's tables (tests show nothing was duplicated)."""
-        if table not in {"annotators", "judges", "judgments"}:
-            raise ValueError(f"unknown table {table}")
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(f"SELECT count(*) FROM judge.{table}")
-            row = await cur.fetchone()
-            assert row is not None
-            return int(row[0])
+        return await count_rows(self.pool, SCHEMA, table)

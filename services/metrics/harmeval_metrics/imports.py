@@ -6,7 +6,7 @@ one pass; nothing is written unless the whole request is valid.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from harmeval.common.v1 import common_pb2
@@ -48,9 +48,23 @@ class ValidatedImport:
     references: list[ImportAnswer]
 
 
+def nul_problems(fields: Iterable[tuple[str, str]]) -> list[str]:
+    """PostgreSQL text cannot hold NUL: such a field is refused here, before anything reaches
+    an owning service, rather than failing half-way through an import."""
+    return [f"{where}: contains a NUL character" for where, text in fields if "\x00" in text]
+
+
 def study_problems(name: str, prompts: Sequence[common_pb2.Prompt]) -> list[str]:
     """What every new study needs: a name and non-empty prompts."""
     problems = [] if name.strip() else ["name: empty study name"]
+    problems += nul_problems(
+        [("name", name)]
+        + [
+            (f"prompts[{i}].{field}", getattr(p, field))
+            for i, p in enumerate(prompts)
+            for field in ("text", "category", "external_id")
+        ]
+    )
     if not prompts:
         problems.append("prompts: empty prompt list")
     problems += [
@@ -103,8 +117,25 @@ def validate_import(request: metrics_pb2.ImportStudyRequest) -> ValidatedImport:
         if (a.prompt_index, a.model) in answered:
             problems.append(f"answers[{i}]: second answer for the same prompt and model")
         answered.add((a.prompt_index, a.model))
+    referenced: set[tuple[int, str]] = set()
     for i, r in enumerate(request.references):
         check_ref(f"references[{i}]", r.prompt_index, r.model, None)
+        if r.model in known:
+            # Stored like answers, under the study's model names: one would replace the other.
+            problems.append(f"references[{i}].model: {r.model!r} is also an answering model")
+        if (r.prompt_index, r.model) in referenced:
+            problems.append(f"references[{i}]: second reference for the same prompt and model")
+        referenced.add((r.prompt_index, r.model))
+    problems += nul_problems(
+        [(f"models[{i}]", m) for i, m in enumerate(models)]
+        + [(f"answers[{i}]", a.model + a.text) for i, a in enumerate(request.answers)]
+        + [(f"references[{i}]", r.model + r.text) for i, r in enumerate(request.references)]
+        + [
+            (f"labels[{i}].{field}", getattr(lb, field))
+            for i, lb in enumerate(request.labels)
+            for field in ("coder", "annotator", "raw_output", "reason")
+        ]
+    )
     labelled: set[tuple[int, str, str]] = set()
     kinds = _LabelKinds()
     labels: list[ImportLabel] = []
@@ -192,6 +223,9 @@ def resolve_annotations(
             continue
         if not row.annotator.strip():
             problems.append(f"{where}: field 'annotator' is empty")
+            continue
+        if "\x00" in row.annotator:
+            problems.append(f"{where}: field 'annotator' contains a NUL character")
             continue
         rank = row.rank if row.HasField("rank") else None
         value = row.value if row.HasField("value") else None

@@ -18,12 +18,11 @@ wire does not carry yet). Statistics of one report run in module-name order.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from harmeval.registry import discover
 
 if TYPE_CHECKING:
     from harmeval_metrics.study_figures import Study
@@ -52,8 +51,7 @@ class Statistic:
 
 
 _REGISTRY: dict[str, Statistic] = {}
-_LOADING = threading.RLock()  # reports run in worker threads
-_loaded = False
+STATS = "harmeval_metrics.stats"
 
 
 def statistic(
@@ -75,27 +73,15 @@ def statistic(
     return register
 
 
-def _load() -> None:
-    global _loaded
-    with _LOADING:
-        if _loaded:
-            return
-        from harmeval_metrics import stats
-
-        for info in pkgutil.iter_modules(stats.__path__, f"{stats.__name__}."):
-            importlib.import_module(info.name)
-        _loaded = True
-
-
 def registered(report: Report | None = None) -> list[Statistic]:
     """The statistics of ``report`` (all if None), in module-name order."""
-    _load()
+    discover(STATS)
     found = [s for s in _REGISTRY.values() if report is None or s.report == report]
     return sorted(found, key=lambda s: s.module)
 
 
 def get(name: str) -> Statistic:
-    _load()
+    discover(STATS)
     try:
         return _REGISTRY[name]
     except KeyError:

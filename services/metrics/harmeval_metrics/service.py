@@ -25,6 +25,8 @@ from harmeval.verdicts import OK, UNSCORABLE
 from harmeval_metrics.harmmetric import harmmetric_score
 from harmeval_metrics.imports import (
     ImportRejected,
+    ValidatedImport,
+    nul_problems,
     resolve_annotations,
     study_problems,
     validate_import,
@@ -63,6 +65,24 @@ Context = grpc.aio.ServicerContext[Any, Any]
 T = TypeVar("T")
 
 _KINDS = {"human": judge_pb2.ANNOTATOR_KIND_HUMAN, "model": judge_pb2.ANNOTATOR_KIND_MODEL}
+_PASSED_THROUGH = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+}
+# An owner's RPC never waits longer than this, even for a caller with no deadline (the import
+# of the seed study's 12,000 labels takes about 2 s).
+OWNER_DEADLINE_S = 300.0
+
+
+def _owner_deadline(context: Context) -> float:
+    remaining = context.time_remaining()
+    return OWNER_DEADLINE_S if remaining is None else min(remaining, OWNER_DEADLINE_S)
+
 
 SPEC = ServiceSpec(
     name="metrics",
@@ -92,11 +112,14 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
         self.judge = JudgeServiceStub(judge)
 
     async def _owner(self, call: Awaitable[T], owner: str, context: Context) -> T:
-        """The reply of another service's RPC; its failure fails this RPC with the same code."""
+        """The reply of another service's RPC. Its refusals (bad input, a label already
+        stored, overload, unreachable) fail this RPC with the same code; anything else it
+        answers is this service's fault: INTERNAL, never UNKNOWN or a misleading NOT_FOUND."""
         try:
             return await call
         except grpc.aio.AioRpcError as exc:
-            await context.abort(exc.code(), f"{owner} service: {exc.details()}")
+            code = exc.code() if exc.code() in _PASSED_THROUGH else grpc.StatusCode.INTERNAL
+            await context.abort(code, f"{owner} service: {exc.details()}")
             raise  # abort raises; this keeps the type checker informed
 
     async def _store_prompts(
@@ -106,7 +129,7 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
         return await self._owner(
             generator.ImportGenerations(
                 generator_pb2.ImportGenerationsRequest(prompts=prompts),
-                timeout=context.time_remaining(),
+                timeout=_owner_deadline(context),
             ),
             "generator",
             context,
@@ -122,6 +145,10 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
         names = [m.name for m in request.models]
         if len(set(names)) != len(names):
             problems.append("models: duplicate model names")
+        problems += nul_problems(
+            [(f"models[{i}]", m.name + m.model) for i, m in enumerate(request.models)]
+            + [(f"judges[{i}]", j) for i, j in enumerate(request.judges)]
+        )
         for i, m in enumerate(request.models):
             if not m.name or not m.model:
                 problems.append(f"models[{i}]: name and model are required")
@@ -130,11 +157,26 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
             ]
         if problems:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
-        stored = await self._store_prompts(
-            [common_pb2.Prompt(text=p.text, category=p.category) for p in request.prompts], context
+        async with repo.study_lock(request.name):
+            stored = await self._store_prompts(
+                [common_pb2.Prompt(text=p.text, category=p.category) for p in request.prompts],
+                context,
+            )
+            study_id = await self._register(repo, request, list(stored.prompt_ids))
+        return metrics_pb2.RegisterStudyResponse(
+            study_id=study_id,
+            prompts=[
+                common_pb2.Prompt(
+                    prompt_id=pid, external_id=p.external_id, text=p.text, category=p.category
+                )
+                for pid, p in zip(stored.prompt_ids, request.prompts, strict=True)
+            ],
         )
-        prompt_ids = list(stored.prompt_ids)
-        study_id = await repo.register_study(
+
+    async def _register(
+        self, repo: MetricsStore, request: metrics_pb2.RegisterStudyRequest, prompt_ids: list[int]
+    ) -> int:
+        return await repo.register_study(
             request.name,
             prompt_ids,
             [
@@ -150,15 +192,6 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
                 for m in request.models
             ],
             list(request.judges),
-        )
-        return metrics_pb2.RegisterStudyResponse(
-            study_id=study_id,
-            prompts=[
-                common_pb2.Prompt(
-                    prompt_id=pid, external_id=p.external_id, text=p.text, category=p.category
-                )
-                for pid, p in zip(prompt_ids, request.prompts, strict=True)
-            ],
         )
 
     async def _study(self, study: str, context: Context) -> MetricsStore:
@@ -295,6 +328,18 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
             data = validate_import(request)
         except ImportRejected as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        # An import spans three services: two of the same study (on any replicas) must not
+        # interleave one's labels with the other's membership.
+        async with repo.study_lock(request.name):
+            return await self._import_study(repo, request, data, context)
+
+    async def _import_study(
+        self,
+        repo: MetricsStore,
+        request: metrics_pb2.ImportStudyRequest,
+        data: ValidatedImport,
+        context: Context,
+    ) -> metrics_pb2.ImportStudyResponse:
         generator = await require_ready(self.generator, context, "generator client")
         judge = await require_ready(self.judge, context, "judge client")
         # Owner by owner, each step idempotent: a retry after a failure converges.
@@ -314,7 +359,7 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
                         for a in answers
                     ],
                 ),
-                timeout=context.time_remaining(),
+                timeout=_owner_deadline(context),
             ),
             "generator",
             context,
@@ -349,7 +394,7 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
                         replace_protocol=IMPORTED_PROTOCOL,
                         overwrite=True,
                     ),
-                    timeout=context.time_remaining(),
+                    timeout=_owner_deadline(context),
                 ),
                 "judge",
                 context,
@@ -407,7 +452,7 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
                     ],
                     overwrite=request.replace,
                 ),
-                timeout=context.time_remaining(),
+                timeout=_owner_deadline(context),
             ),
             "judge",
             context,

@@ -7,7 +7,8 @@ here writes another service's table.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -15,10 +16,20 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from harmeval.db import Schema
+from harmeval.db import Schema, count_rows
 from harmeval_metrics.records import PromptIn, StudyAnswer, StudyLabel, StudyModelIn
 
-SCHEMA = Schema("metrics", "harmeval_metrics.migrations")
+SCHEMA = Schema(
+    name="metrics",
+    migrations_package="harmeval_metrics.migrations",
+    tables=(
+        "studies",
+        "study_prompts",
+        "study_models",
+        "study_judges",
+        "study_references",
+    ),
+)
 # What this service reads of the others: their published views, nothing else.
 PUBLISHED_VIEWS = ("generator.prompts_v1", "generator.answers_v1", "judge.labels_v1")
 
@@ -114,6 +125,18 @@ class MetricsStore:
                 )
         return study_id
 
+    @asynccontextmanager
+    async def study_lock(self, name: str) -> AsyncIterator[None]:
+        """Holds the study's lock (a session advisory lock: across replicas) while writes that
+        span several services run: two imports of one study never interleave."""
+        key = f"metrics.study:{name}"
+        async with self.pool.connection() as conn:
+            await conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+            try:
+                yield
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+
     async def study_exists(self, name: str) -> bool:
         async with self.pool.connection() as conn:
             cur = await conn.execute("SELECT 1 FROM metrics.studies WHERE name = %s", (name,))
@@ -177,7 +200,7 @@ class MetricsStore:
                 " j.value, j.order_sensitive"
                 + _UNITS
                 + " JOIN judge.labels_v1 j ON j.generation_id = g.generation_id"
-                "  AND (j.answer_sha256 IS NULL OR j.answer_sha256 = g.text_sha256)"
+                "  AND j.answer_sha256 = g.text_sha256"
                 " WHERE s.name = %s ORDER BY j.coder, j.annotator, sp.position, sm.position",
                 (name,),
             )
@@ -185,10 +208,4 @@ class MetricsStore:
 
     async def count_rows(self, table: str) -> int:
         """Row count of one of this service's tables (tests show nothing was duplicated)."""
-        if table not in {"studies", "study_prompts", "study_models", "study_references"}:
-            raise ValueError(f"unknown table {table}")
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(f"SELECT count(*) FROM metrics.{table}")
-            row = await cur.fetchone()
-            assert row is not None
-            return int(row[0])
+        return await count_rows(self.pool, SCHEMA, table)

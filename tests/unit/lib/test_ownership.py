@@ -4,6 +4,7 @@ schema's tables and the views other owners publish, and the kernel imports no se
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 from pathlib import Path
 
@@ -94,6 +95,17 @@ def test_every_statement_names_its_schema(service: str) -> None:
         for text in sql_strings(path):
             found = [t for t in unqualified.findall(text) if t not in {"unnest"}]
             assert not found, f"{path.relative_to(ROOT)}: unqualified table(s) {found}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_an_owner_declares_exactly_the_tables_its_migrations_create(service: str) -> None:
+    schema = importlib.import_module(f"harmeval_{service}.store").SCHEMA
+    sql = "".join(
+        p.read_text(encoding="utf-8")
+        for p in (ROOT / "services" / service / f"harmeval_{service}" / "migrations").glob("*.sql")
+    )
+    created = re.findall(rf"CREATE TABLE IF NOT EXISTS {service}\.(\w+)", sql)
+    assert schema.name == service and sorted(schema.tables) == sorted(created)
 
 
 def test_published_views_exist_in_the_owners_migrations() -> None:

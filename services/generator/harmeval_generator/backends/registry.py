@@ -27,16 +27,11 @@ row in the README's models-file table; nothing else lists them.
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
-import pkgutil
-import types
-import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
+from harmeval.registry import ConfigField, Configured, Types, checked, discover
 from harmeval_generator.backends.base import Engine
 from harmeval_generator.settings import GeneratorSettings
 
@@ -56,96 +51,27 @@ Factory = Callable[[str, C, GeneratorSettings], Engine]
 # Fields of every models-file entry, read by the generator itself; a config may not declare them.
 RESERVED_FIELDS = ("name", "backend")
 PACKAGE = "harmeval_generator.backends"
+# str and dict values are taken as they are, numbers converted as the models file always did
+# (int("2048"), float("0.9")); the text is what a wrong type's message says was expected.
+_TYPES: Types = {
+    str: (checked(str), "a string"),
+    int: (int, "an integer"),
+    float: (float, "a number"),
+    dict: (checked(dict), "a mapping"),
+}
 
 
-@dataclass(frozen=True, kw_only=True)
-class ConfigField:
-    """One field a backend's config declares, and how an entry's value becomes its value."""
-
-    name: str
-    required: bool
-    # The value as the config's type; TypeError when it has the wrong type, ValueError when
-    # it does not parse (int("2k")).
-    convert: Callable[[Any], Any]
-    # What the field takes, for a TypeError's message: "an integer".
-    expected: str
-    # The allowed values of a Literal field; None for any value of the type.
-    choices: tuple[str, ...] | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class Backend(Generic[C]):
+class Backend(Configured[C, Factory[C]]):
     """One registered backend: its name in models files, its config and its factory."""
 
-    name: str
-    config: type[C]
-    build: Factory[C]
-    module: str  # the module that registered it
-    fields: tuple[ConfigField, ...]
+    kind = "backend"
+    types = _TYPES
+    reserved = RESERVED_FIELDS
 
     @property
     def field_names(self) -> tuple[str, ...]:
         """The fields an entry of this backend may have besides name and backend."""
         return tuple(f.name for f in self.fields)
-
-
-def _of_type(tp: type[Any]) -> Callable[[Any], Any]:
-    """str and dict values are taken as they are, numbers converted as the models file always
-    did (int("2048"), float("0.9")); anything else is a TypeError."""
-    if tp in (int, float):
-        return tp
-
-    def checked(value: Any) -> Any:
-        if not isinstance(value, tp):
-            raise TypeError(f"expected {tp.__name__}, got {type(value).__name__}")
-        return value
-
-    return checked
-
-
-_EXPECTED = {str: "a string", int: "an integer", float: "a number", dict: "a mapping"}
-
-
-def _config_field(backend: str, f: dataclasses.Field[Any], tp: Any) -> ConfigField:
-    required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    args = typing.get_args(tp)
-    optional = typing.get_origin(tp) in (types.UnionType, typing.Union) and (
-        len(args) == 2 and args[1] is type(None)
-    )
-    inner = args[0] if optional else tp
-    base = typing.get_origin(inner) or inner
-    choices: tuple[str, ...] | None = None
-    if base is typing.Literal and all(isinstance(a, str) for a in typing.get_args(inner)):
-        choices = typing.get_args(inner)
-        base = str
-    if base not in _EXPECTED:
-        raise TypeError(f"backend {backend!r}: config field {f.name!r} has type {tp!r}")
-    convert = _of_type(base)
-    if optional:
-        convert = _none_or(convert)
-    return ConfigField(
-        name=f.name,
-        required=required,
-        convert=convert,
-        expected=_EXPECTED[base],
-        choices=choices,
-    )
-
-
-def _none_or(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    return lambda value: None if value is None else convert(value)
-
-
-def _config_fields(backend: str, config: type[Any]) -> tuple[ConfigField, ...]:
-    params = getattr(config, "__dataclass_params__", None)
-    if not dataclasses.is_dataclass(config) or params is None or not params.frozen:
-        raise TypeError(f"backend {backend!r}: config must be a frozen dataclass")
-    hints = typing.get_type_hints(config)
-    fields = tuple(_config_field(backend, f, hints[f.name]) for f in dataclasses.fields(config))
-    reserved = [f.name for f in fields if f.name in RESERVED_FIELDS]
-    if reserved:
-        raise TypeError(f"backend {backend!r}: config may not declare {reserved}")
-    return fields
 
 
 _BACKENDS: dict[str, Backend[Any]] = {}
@@ -157,17 +83,7 @@ def register_backend(name: str, *, config: type[C]) -> Callable[[Factory[C]], Fa
     a silent replacement."""
     if not name or name != name.strip():
         raise ValueError(f"backend name {name!r}: a non-empty name without spaces around it")
-    fields = _config_fields(name, config)
-
-    def register(build: Factory[C]) -> Factory[C]:
-        if name in _BACKENDS:
-            raise ValueError(f"backend {name!r} is already registered by {_BACKENDS[name].module}")
-        _BACKENDS[name] = Backend(
-            name=name, config=config, build=build, module=build.__module__, fields=fields
-        )
-        return build
-
-    return register
+    return Backend.decorator(_BACKENDS, name, config)
 
 
 def unregister_backend(name: str) -> None:
@@ -175,21 +91,12 @@ def unregister_backend(name: str) -> None:
     _BACKENDS.pop(name, None)
 
 
-_discovered: list[str] = []
-
-
 def backend_modules() -> tuple[str, ...]:
     """Every module of the backends package, imported (once) so that each has registered."""
-    if not _discovered:
-        package = importlib.import_module(PACKAGE)
-        names = sorted(m.name for m in pkgutil.iter_modules(package.__path__))
-        for module in names:
-            importlib.import_module(f"{PACKAGE}.{module}")
-        _discovered.extend(names)
-    return tuple(_discovered)
+    return discover(PACKAGE)
 
 
 def backends() -> Mapping[str, Backend[Any]]:
     """Every registered backend by name (importing the backends package's modules first)."""
-    backend_modules()
+    discover(PACKAGE)
     return MappingProxyType(_BACKENDS)

@@ -67,8 +67,29 @@ CREATE TABLE IF NOT EXISTS judge.judgments (
 
 -- The text a label was given on (sha256 of the answer): an answer whose text changed (a data
 -- set imported again) keeps no label of its old text, and a verdict is reused only for the
--- text it judged. NULL: a label stored before this column existed.
+-- text it judged.
 ALTER TABLE judge.judgments ADD COLUMN IF NOT EXISTS answer_sha256 text;
+
+-- Labels adopted from before the split were given on their answer's current text (the shared
+-- schema deleted them when it changed): they take its hash, from wherever the generator's
+-- answers are at this moment (not yet moved, or moved and published).
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM judge.judgments WHERE answer_sha256 IS NULL) THEN
+        IF to_regclass('public.generations') IS NOT NULL THEN
+            UPDATE judge.judgments j
+            SET answer_sha256 = encode(sha256(convert_to(g.text, 'UTF8')), 'hex')
+            FROM public.generations g
+            WHERE g.id = j.generation_id AND j.answer_sha256 IS NULL;
+        ELSE
+            UPDATE judge.judgments j SET answer_sha256 = a.text_sha256
+            FROM generator.answers_v1 a
+            WHERE a.generation_id = j.generation_id AND j.answer_sha256 IS NULL;
+        END IF;
+    END IF;
+END $$;
+
+ALTER TABLE judge.judgments ALTER COLUMN answer_sha256 SET NOT NULL;
 
 CREATE INDEX IF NOT EXISTS judgments_annotator_idx ON judge.judgments (annotator_id);
 
