@@ -46,12 +46,20 @@ def discover(package: str) -> tuple[str, ...]:
     return names
 
 
-class ConfigError(ValueError):
-    """A definition's value for a config is wrong: `field` names it, `message` says why."""
+# What a ConfigError found: a key that is no field, a required field missing, a value of the
+# wrong type, one that does not parse, or one not among the field's choices.
+Mistake = Literal["unknown", "missing", "type", "value", "choice"]
 
-    def __init__(self, field: str, message: str) -> None:
+
+class ConfigError(ValueError):
+    """A definition's value for a config is wrong: `field` names it, `message` says why and
+    `kind` what the mistake is; for an unknown key (`field`, the first), `unknown` lists all."""
+
+    def __init__(
+        self, field: str, message: str, *, kind: Mistake, unknown: tuple[Any, ...] = ()
+    ) -> None:
         super().__init__(f"{field}: {message}")
-        self.field, self.message = field, message
+        self.field, self.message, self.kind, self.unknown = field, message, kind, unknown
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,27 +105,28 @@ class Configured(Generic[C, B]):
         return (*self.reserved, *(f.name for f in self.fields))
 
     def read(self, values: Mapping[Any, Any], owner: str) -> C:
-        """The config from a definition's `values`; a ConfigError for the first unknown key, a
-        required field missing, a value of the wrong type, one that does not parse, or one not
-        among the field's choices."""
-        unknown = sorted((k for k in values if k not in self.allowed), key=str)
+        """The config from a definition's `values`; a ConfigError for unknown keys, a required
+        field missing, a value of the wrong type, one that does not parse, or one not among the
+        field's choices (the fields with choices read first, then the others in order)."""
+        unknown = tuple(sorted((k for k in values if k not in self.allowed), key=str))
         if unknown:
-            allowed = list(self.allowed)
-            raise ConfigError(str(unknown[0]), f"not a field of {owner}; expected one of {allowed}")
+            message = f"not a field of {owner}; expected one of {list(self.allowed)}"
+            raise ConfigError(str(unknown[0]), message, kind="unknown", unknown=unknown)
         parsed: dict[str, Any] = {}
-        for f in self.fields:
+        for f in sorted(self.fields, key=lambda f: f.choices is None):
             if f.name not in values:
                 if f.required:
-                    raise ConfigError(f.name, f"required; {f.expected}")
+                    raise ConfigError(f.name, f"required; {f.expected}", kind="missing")
                 continue
             try:
                 value = parsed[f.name] = f.convert(values[f.name])
             except TypeError:
-                raise ConfigError(f.name, f.expected) from None
+                raise ConfigError(f.name, f.expected, kind="type") from None
             except (ValueError, OverflowError) as exc:
-                raise ConfigError(f.name, str(exc)) from None
+                raise ConfigError(f.name, str(exc), kind="value") from None
             if f.choices is not None and value is not None and value not in f.choices:
-                raise ConfigError(f.name, f"expected one of {list(f.choices)}, got {value!r}")
+                message = f"expected one of {list(f.choices)}, got {value!r}"
+                raise ConfigError(f.name, message, kind="choice")
         return self.config(**parsed)
 
 

@@ -11,9 +11,10 @@ HARMEVAL_GENERATOR_MODELS_FILE lists the models, e.g.
          prompt_format: chat, api_key_env: VLLM_API_KEY}
 
 Which backends exist, and which fields each reads, is what the backend modules register
-(`backends/registry.py`); this module checks an entry against its backend's config (unknown
-fields, wrong choices, missing fields, values of the wrong type, each error naming the entry)
-and builds its engine with the backend's factory.
+(`backends/registry.py`); this module reads an entry into its backend's config by the kernel's
+rule (:mod:`harmeval.registry`: unknown fields, wrong choices, missing fields, values of the
+wrong type), each mistake a ModelsFileError naming the entry, and builds its engine with the
+backend's factory.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from typing import Any
 
 import yaml
 
+from harmeval.registry import ConfigError
 from harmeval_generator.backends.base import Engine
-from harmeval_generator.backends.registry import RESERVED_FIELDS, Backend, backends
+from harmeval_generator.backends.registry import Backend, backends
 from harmeval_generator.settings import GeneratorSettings
 
 __all__ = ["ModelsFileError", "open_engines"]
@@ -57,44 +59,37 @@ def _entries(path: Path) -> list[dict[str, Any]]:
         if m["name"] in names:
             raise ModelsFileError(f"{where}.name: {m['name']!r} listed twice")
         names.add(m["name"])
-        _check_fields(m, backend, where)
+        _config(m, backend, where, checking=True)
     return models
 
 
-def _check_fields(entry: Mapping[str, Any], backend: Backend[Any], where: str) -> None:
-    """Refuses fields the backend does not read (a typo would be ignored silently) and values
-    outside a field's choices (prompt_format)."""
-    unknown = sorted(set(entry) - set(RESERVED_FIELDS) - set(backend.field_names))
-    if unknown:
-        raise ModelsFileError(
-            f"{where}: unknown field(s) {unknown} for {backend.name}; expected some of "
-            f"{sorted(backend.field_names)}"
-        )
-    for field in backend.fields:
-        choices = field.choices
-        if choices is not None and field.name in entry and entry[field.name] not in choices:
-            raise ModelsFileError(
-                f"{where}.{field.name}: expected one of {list(choices)}, got {entry[field.name]!r}"
-            )
-
-
-def _config(entry: Mapping[str, Any], backend: Backend[Any], where: str) -> Any:
-    """The backend's config from a models-file entry, each value read as its field's type."""
-    _check_fields(entry, backend, where)
-    values: dict[str, Any] = {}
-    for field in backend.fields:
-        if field.name not in entry:
-            if field.required:
-                raise ModelsFileError(f"{where}: missing field {field.name!r} for {backend.name}")
-            continue
-        value = entry[field.name]
-        try:
-            values[field.name] = field.convert(value)
-        except TypeError:
-            raise ModelsFileError(
-                f"{where}: {field.name}: expected {field.expected}, got {value!r}"
-            ) from None
-    return backend.config(**values)
+def _config(
+    entry: Mapping[str, Any], backend: Backend[Any], where: str, *, checking: bool = False
+) -> Any:
+    """The backend's config from a models-file entry, read by the kernel's rule
+    (:meth:`~harmeval.registry.Configured.read`); a ModelsFileError naming the entry for any
+    mistake in it. `checking` (the file read, its engines not built yet) names only unknown
+    fields and values outside a field's choices: the rest wait for the build, naming the model."""
+    try:
+        return backend.read(entry, f"backend {backend.name!r}")
+    except ConfigError as exc:
+        field, kind = exc.field, exc.kind
+        choices = next((f.choices for f in backend.fields if f.name == field), None)
+        if kind == "unknown":
+            message = f"unknown field(s) {list(exc.unknown)} for {backend.name}; "
+            expected = sorted(backend.field_names)
+            raise ModelsFileError(f"{where}: {message}expected some of {expected}") from None
+        if choices is not None and kind in ("choice", "type"):  # prompt_format: Chat, or 1
+            message = f"expected one of {list(choices)}, got {entry[field]!r}"
+            raise ModelsFileError(f"{where}.{field}: {message}") from None
+        if checking:
+            return None
+        if kind == "missing":
+            raise ModelsFileError(f"{where}: missing field {field!r} for {backend.name}") from None
+        if kind == "type":
+            message = f"expected {exc.message}, got {entry[field]!r}"
+            raise ModelsFileError(f"{where}: {field}: {message}") from None
+        raise ModelsFileError(f"{where}: {exc.message}") from None  # int("2k")
 
 
 def _build(entry: Mapping[str, Any], settings: GeneratorSettings) -> Engine:

@@ -106,6 +106,17 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer, Servicer):
         self.repo: GeneratorStore | None = None
         self.engines: dict[str, Engine] = {}
         self.model_ids: dict[str, int] = {}
+        self._engine_died = False
+
+    @property
+    def healthy(self) -> bool:
+        """False once an in-process engine died serving a request, or an engine says it can
+        no longer serve: the watchdog then reports NOT_SERVING and the pod restarts."""
+        return not self._engine_died and all(e.healthy for e in self.engines.values())
+
+    @healthy.setter
+    def healthy(self, value: bool) -> None:
+        self._engine_died = not value
 
     async def startup(self, stack: AsyncExitStack) -> None:
         pool = await stack.enter_async_context(open_database(self.settings, SCHEMA))

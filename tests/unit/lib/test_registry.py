@@ -200,3 +200,22 @@ def test_a_config_is_a_frozen_dataclass_of_known_types(config: type, message: st
     with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
         config_fields(config, TYPES, "widget 'x'", Widget.reserved)
     assert not entries
+
+
+@pytest.mark.parametrize(
+    ("values", "kind", "unknown"),
+    [
+        ({"colour": "red", "zeta": 1, "alpha": 2}, "unknown", ("alpha", "zeta")),
+        ({}, "missing", ()),
+        ({"colour": "red", "size": [1]}, "type", ()),
+        ({"colour": "red", "size": "seven"}, "value", ()),
+        ({"colour": "purple"}, "choice", ()),
+    ],
+)
+def test_a_config_error_says_what_kind_of_mistake_and_lists_every_unknown_field(
+    widget: Widget[WidgetConfig], values: dict[str, Any], kind: str, unknown: tuple[str, ...]
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        widget.read(values, "w")
+    assert err.value.kind == kind
+    assert tuple(err.value.unknown) == unknown
