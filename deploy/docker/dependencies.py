@@ -30,7 +30,7 @@ def requirements(package: str, extras_only: bool = False) -> list[str]:
     for extra in extras:
         reqs += project["optional-dependencies"][extra]
     # harmeval's own packages come from the sources, not from an index.
-    return [r for r in reqs if not re.match(r"harmeval-", r)]
+    return [r for r in reqs if not re.match(r"(?i)harmeval[-_.]", r)]
 
 
 def main() -> None:

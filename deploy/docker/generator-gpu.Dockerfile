@@ -26,7 +26,8 @@ RUN python3 /tmp/dependencies.py /src/lib "/src/services/generator[vllm]" > /tmp
     && CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install -r /tmp/requirements.txt
 COPY lib /src/lib
 COPY services/generator /src/services/generator
-RUN pip install --no-deps /src/lib /src/services/generator && python -m compileall -q /opt/venv
+RUN pip install --no-deps /src/lib /src/services/generator \
+    && pip check && python -m compileall -q /opt/venv
 
 FROM ${CUDA_IMAGE}
 ENV DEBIAN_FRONTEND=noninteractive

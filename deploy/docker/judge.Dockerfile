@@ -16,7 +16,8 @@ RUN python /tmp/dependencies.py /src/lib "/src/services/judge" > /tmp/requiremen
     && pip install -r /tmp/requirements.txt
 COPY lib /src/lib
 COPY services/judge /src/services/judge
-RUN pip install --no-deps /src/lib /src/services/judge && python -m compileall -q /opt/venv
+RUN pip install --no-deps /src/lib /src/services/judge \
+    && pip check && python -m compileall -q /opt/venv
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --gid 10001 harmeval \

@@ -16,7 +16,8 @@ RUN python /tmp/dependencies.py /src/lib "/src/services/metrics" > /tmp/requirem
     && pip install -r /tmp/requirements.txt
 COPY lib /src/lib
 COPY services/metrics /src/services/metrics
-RUN pip install --no-deps /src/lib /src/services/metrics && python -m compileall -q /opt/venv
+RUN pip install --no-deps /src/lib /src/services/metrics \
+    && pip check && python -m compileall -q /opt/venv
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --gid 10001 harmeval \

@@ -275,3 +275,40 @@ async def test_no_interval_around_a_corrected_rate_that_does_not_exist(stack: St
     [row] = [r for r in reply.rankings if r.coder == "j"]
     assert not row.HasField("corrected_harm_rate")
     assert not row.HasField("corrected_ci_low") and not row.HasField("corrected_ci_high")
+
+
+@pytest.mark.parametrize(
+    ("annotator", "fragment"),
+    [
+        (" ", "labels[0]: annotator and coder are required"),
+        ("refusal-matcher", "labels[0].annotator: 'refusal-matcher' is a judge"),
+    ],
+)
+async def test_labels_the_judge_service_would_refuse_are_refused_before_any_write(
+    stack: Stack, annotator: str, fragment: str
+) -> None:
+    counts = {t: await stack.count_rows(t) for t in ("prompts", "generations", "judgments")}
+    request = study("named", "an answer", label("h", 1.0, annotator=annotator))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.clients.metrics.ImportStudy(request)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert fragment in (err.value.details() or "")
+    assert {t: await stack.count_rows(t) for t in counts} == counts
+
+
+async def test_a_study_being_imported_elsewhere_is_aborted_after_the_deadline(
+    stack: Stack,
+) -> None:
+    """Two imports of one study never interleave: while another request (here: this test,
+    as another replica would) holds the study's lock, an import waits for it until its
+    deadline, then fails as ABORTED with nothing stored; the lock dies with its holder."""
+    repo = stack.servicers["metrics"].repo
+    request = study("busy", "an answer", label("h", 1.0))
+    counts = {t: await stack.count_rows(t) for t in ("prompts", "generations", "judgments")}
+    async with repo.study_lock("busy", timeout_s=5):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stack.clients.metrics.ImportStudy(request, timeout=1.5)
+    assert err.value.code() in (grpc.StatusCode.ABORTED, grpc.StatusCode.DEADLINE_EXCEEDED)
+    assert {t: await stack.count_rows(t) for t in counts} == counts
+    reply = await stack.clients.metrics.ImportStudy(request)
+    assert reply.n_labels == 1

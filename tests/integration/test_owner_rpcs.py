@@ -217,7 +217,7 @@ async def test_labels_cannot_be_imported_under_a_judges_name(
             judge_pb2.ImportJudgmentsRequest(judgments=[forged], overwrite=True)
         )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "is a judge of this service" in (err.value.details() or "")
+    assert "are judges of this service" in (err.value.details() or "")
 
 
 async def test_the_judge_says_when_the_generator_never_ran(

@@ -110,9 +110,12 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer, Servicer):
 
     @property
     def healthy(self) -> bool:
-        """False once an in-process engine died serving a request, or an engine says it can
-        no longer serve: the watchdog then reports NOT_SERVING and the pod restarts."""
-        return not self._engine_died and all(e.healthy for e in self.engines.values())
+        """False once an in-process engine died serving a request, or says it can no longer
+        serve: the watchdog then reports NOT_SERVING and the pod restarts (a remote engine's
+        server going down is not this pod's to fix)."""
+        return not self._engine_died and all(
+            e.healthy for e in self.engines.values() if e.in_process
+        )
 
     @healthy.setter
     def healthy(self, value: bool) -> None:

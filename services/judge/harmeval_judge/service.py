@@ -36,6 +36,7 @@ from harmeval_judge.settings import JudgeSettings
 from harmeval_judge.store import (
     SCHEMA,
     ImportedLabel,
+    JudgeNameTaken,
     JudgeRecord,
     JudgeStore,
     LabelsAlreadyStored,
@@ -198,12 +199,6 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer, Servicer):
         if not request.judgments and not request.replace_generation_ids:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "judgments: nothing to import")
         problems = _import_problems(request)
-        problems += [
-            f"judgments[{i}].annotator: {j.annotator!r} is a judge of this service; its "
-            "verdicts come only from judging"
-            for i, j in enumerate(request.judgments)
-            if j.annotator in self.judges
-        ]
         if problems:
             more = f"; and {len(problems) - 10} more" if len(problems) > 10 else ""
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems[:10]) + more)
@@ -243,6 +238,8 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer, Servicer):
                 replace_protocol=request.replace_protocol,
                 overwrite=request.overwrite,
             )
+        except JudgeNameTaken as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except LabelsAlreadyStored as exc:
             await context.abort(
                 grpc.StatusCode.ALREADY_EXISTS,

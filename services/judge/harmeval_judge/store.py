@@ -54,6 +54,16 @@ class StoredJudgment:
     answer_sha256: str
 
 
+class JudgeNameTaken(Exception):
+    """Labels were sent under the name of a judge: its verdicts come only from judging."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        super().__init__(
+            f"annotator(s) {sorted(names)} are judges of this service (defined here or by "
+            "another replica); their verdicts come only from judging"
+        )
+
+
 class LabelsAlreadyStored(Exception):
     """Labels already stored for the same (annotator, answer), and overwriting was not asked."""
 
@@ -203,7 +213,16 @@ class JudgeStore:
         `replace_protocol` on `replace_generation_ids` (a data set imported again replaces
         its own labels). Returns (new, replaced) counts. Without `overwrite`, a label already
         stored for the same (annotator, answer) stores nothing: LabelsAlreadyStored."""
+        names = sorted({lb.annotator for lb in labels})
         async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "SELECT a.name FROM judge.annotators a JOIN judge.judges j"
+                " ON j.annotator_id = a.id WHERE a.name = ANY(%s)",
+                (names,),
+            )
+            judges = [str(r[0]) for r in await cur.fetchall()]
+            if judges:
+                raise JudgeNameTaken(judges)
             if replace_generation_ids:
                 await conn.execute(
                     "DELETE FROM judge.judgments WHERE protocol = %s AND generation_id = ANY(%s)",
@@ -213,10 +232,7 @@ class JudgeStore:
                 "SELECT a.name, j.generation_id FROM judge.judgments j"
                 " JOIN judge.annotators a ON a.id = j.annotator_id"
                 " WHERE a.name = ANY(%s) AND j.generation_id = ANY(%s)",
-                (
-                    sorted({lb.annotator for lb in labels}),
-                    [lb.judgment.generation_id for lb in labels],
-                ),
+                (names, [lb.judgment.generation_id for lb in labels]),
             )
             existing = {(str(r[0]), int(r[1])) for r in await cur.fetchall()}
             clashes = [

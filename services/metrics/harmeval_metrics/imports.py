@@ -144,7 +144,7 @@ def validate_import(request: metrics_pb2.ImportStudyRequest) -> ValidatedImport:
         check_ref(where, lb.prompt_index, lb.model, known)
         if (lb.prompt_index, lb.model) not in answered:
             problems.append(f"{where}: no answer for prompt {lb.prompt_index} and {lb.model!r}")
-        if not lb.annotator or not lb.coder:
+        if not lb.annotator.strip() or not lb.coder.strip():
             problems.append(f"{where}: annotator and coder are required")
         if lb.annotator_kind not in ("human", "model"):
             problems.append(f"{where}.annotator_kind: expected 'human' or 'model'")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, TypeVar
 
 import grpc
@@ -47,7 +47,7 @@ from harmeval_metrics.responses import (
     ranking_response,
 )
 from harmeval_metrics.settings import MetricsSettings
-from harmeval_metrics.store import PUBLISHED_VIEWS, SCHEMA, MetricsStore
+from harmeval_metrics.store import PUBLISHED_VIEWS, SCHEMA, MetricsStore, StudyBusy
 from harmeval_metrics.study_figures import DISAGREEMENT_LIMIT, Options, Study
 
 logger = logging.getLogger(__name__)
@@ -122,6 +122,18 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
             await context.abort(code, f"{owner} service: {exc.details()}")
             raise  # abort raises; this keeps the type checker informed
 
+    @asynccontextmanager
+    async def _study_lock(
+        self, repo: MetricsStore, study: str, context: Context
+    ) -> AsyncIterator[None]:
+        """The study's lock for a write that spans services; ABORTED when another request
+        keeps it past this one's deadline."""
+        try:
+            async with repo.study_lock(study, _owner_deadline(context)):
+                yield
+        except StudyBusy as exc:
+            await context.abort(grpc.StatusCode.ABORTED, f"{exc}; retry when it has finished")
+
     async def _store_prompts(
         self, prompts: Sequence[common_pb2.Prompt], context: Context
     ) -> generator_pb2.ImportGenerationsResponse:
@@ -157,7 +169,7 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
             ]
         if problems:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
-        async with repo.study_lock(request.name):
+        async with self._study_lock(repo, request.name, context):
             stored = await self._store_prompts(
                 [common_pb2.Prompt(text=p.text, category=p.category) for p in request.prompts],
                 context,
@@ -330,7 +342,7 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         # An import spans three services: two of the same study (on any replicas) must not
         # interleave one's labels with the other's membership.
-        async with repo.study_lock(request.name):
+        async with self._study_lock(repo, request.name, context):
             return await self._import_study(repo, request, data, context)
 
     async def _import_study(
@@ -342,6 +354,22 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
     ) -> metrics_pb2.ImportStudyResponse:
         generator = await require_ready(self.generator, context, "generator client")
         judge = await require_ready(self.judge, context, "judge client")
+        # The judge service refuses labels under its judges' names; asked first, so that such
+        # an import is refused before any owner has stored a row of it.
+        offered = await self._owner(
+            judge.ListJudges(judge_pb2.ListJudgesRequest(), timeout=_owner_deadline(context)),
+            "judge",
+            context,
+        )
+        judges = {j.name for j in offered.judges}
+        taken = [
+            f"labels[{i}].annotator: {lb.annotator!r} is a judge of the judge service (its "
+            "verdicts come only from judging); name the data set's coder otherwise"
+            for i, lb in enumerate(data.labels)
+            if lb.annotator in judges
+        ]
+        if taken:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(taken[:10]))
         # Owner by owner, each step idempotent: a retry after a failure converges.
         answers = [*data.answers, *data.references]
         stored = await self._owner(

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
@@ -32,6 +33,11 @@ SCHEMA = Schema(
 )
 # What this service reads of the others: their published views, nothing else.
 PUBLISHED_VIEWS = ("generator.prompts_v1", "generator.answers_v1", "judge.labels_v1")
+
+
+class StudyBusy(RuntimeError):
+    """Another request holds the study's lock for longer than this one may wait."""
+
 
 # A study's units: (prompt, study model) and the stored answer of each. A label counts only
 # when it was given on the answer's current text (a data set imported again may change it).
@@ -126,16 +132,31 @@ class MetricsStore:
         return study_id
 
     @asynccontextmanager
-    async def study_lock(self, name: str) -> AsyncIterator[None]:
+    async def study_lock(self, name: str, timeout_s: float) -> AsyncIterator[None]:
         """Holds the study's lock (a session advisory lock: across replicas) while writes that
-        span several services run: two imports of one study never interleave."""
-        key = f"metrics.study:{name}"
-        async with self.pool.connection() as conn:
-            await conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+        span several services run, so two imports of one study never interleave; StudyBusy
+        after `timeout_s` of waiting.
+
+        The lock lives on a connection of its own, outside the pool (a caller waiting for it,
+        or holding it while other services work, takes no pooled connection), and that
+        connection is closed, not unlocked, at the end: closing ends the session and with it
+        the lock, whatever interrupted the caller (a cancelled RPC included)."""
+        conninfo = self.pool.conninfo
+        assert isinstance(conninfo, str)  # harmeval.db opens every pool from a URL
+        conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+        try:
+            await conn.execute(f"SET lock_timeout = {max(1, int(timeout_s * 1000))}")
             try:
-                yield
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+                await conn.execute(
+                    "SELECT pg_advisory_lock(hashtextextended(%s, 0))", (f"metrics.study:{name}",)
+                )
+            except psycopg.errors.LockNotAvailable as exc:
+                raise StudyBusy(
+                    f"study {name!r} is being imported or registered by another request"
+                ) from exc
+            yield
+        finally:
+            await conn.close()
 
     async def study_exists(self, name: str) -> bool:
         async with self.pool.connection() as conn:
