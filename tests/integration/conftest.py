@@ -119,16 +119,22 @@ async def generator_store(database_url: str, data_dir: Path) -> AsyncIterator[Ge
 
 @asynccontextmanager
 async def three_services(
-    urls: Mapping[str, str], model_path: Path, data_dir: Path, model: JudgeModel, fake: FakeOpenAI
+    urls: Mapping[str, str],
+    model_path: Path,
+    data_dir: Path,
+    model: JudgeModel,
+    fake: FakeOpenAI,
+    models_file: Path | None = None,
 ) -> AsyncIterator[Stack]:
     """The three services, each on its own database URL (`urls[service]`), the LLM judge
-    pointed at the scripted fake."""
+    pointed at the scripted fake; the generator serves the real Gemma, or `models_file`."""
     gen = GeneratorServicer(
         GeneratorSettings(
             database_url=urls["generator"],
             data_dir=data_dir,
             generator_model_path=model_path,
             generator_n_ctx=512,
+            generator_models_file=models_file,
         )
     )
     judge = JudgeServicer(judge_settings(urls["judge"], data_dir, fake))

@@ -125,8 +125,9 @@ async def _insert_generations(
         # The no-op update makes RETURNING give the id of an existing row too.
         await cur.executemany(
             "INSERT INTO generator.generations (prompt_id, model_id, params, params_hash, seed,"
-            " text, prompt_tokens, completion_tokens, latency_seconds, finish_reason, flags,"
-            " ttft_seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " text, text_sha256, prompt_tokens, completion_tokens, latency_seconds,"
+            " finish_reason, flags, ttft_seconds)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (prompt_id, model_id, params_hash)"
             " DO UPDATE SET params_hash = generations.params_hash RETURNING id",
             [
@@ -137,6 +138,7 @@ async def _insert_generations(
                     g.params.cache_key(),
                     g.params.seed,
                     g.text,
+                    text_sha256(g.text),
                     g.prompt_tokens,
                     g.completion_tokens,
                     g.latency_seconds,
@@ -247,10 +249,10 @@ class GeneratorStore:
             )
             if answer_ids:
                 await conn.execute(
-                    "UPDATE generator.generations g SET text = n.text"
-                    " FROM unnest(%s::bigint[], %s::text[]) AS n(id, text)"
+                    "UPDATE generator.generations g SET text = n.text, text_sha256 = n.sha256"
+                    " FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS n(id, text, sha256)"
                     " WHERE g.id = n.id AND g.text <> n.text",
-                    (answer_ids, [a.text for a in answers]),
+                    (answer_ids, [a.text for a in answers], [text_sha256(a.text) for a in answers]),
                 )
         return prompt_ids, answer_ids
 

@@ -58,6 +58,14 @@ CREATE TABLE IF NOT EXISTS generator.generations (
 
 CREATE INDEX IF NOT EXISTS generations_model_idx ON generator.generations (model_id, params_hash);
 
+-- sha256 of the text, kept by the store with it: labels record the hash of the text they were
+-- given on, and readers compare the two on every label (computing it there cost most of a
+-- study's label query).
+ALTER TABLE generator.generations ADD COLUMN IF NOT EXISTS text_sha256 text;
+UPDATE generator.generations SET text_sha256 = encode(sha256(convert_to(text, 'UTF8')), 'hex')
+    WHERE text_sha256 IS NULL;
+ALTER TABLE generator.generations ALTER COLUMN text_sha256 SET NOT NULL;
+
 -- Published views: the generator's contract with the judge and metrics services, which may
 -- read these and nothing else of this schema. Versioned: a change that breaks a reader gets a
 -- new view next to the old one.
@@ -66,7 +74,7 @@ CREATE VIEW generator.prompts_v1 AS
 
 CREATE VIEW generator.answers_v1 AS
     SELECT g.id AS generation_id, g.prompt_id, m.name AS model_name, g.params_hash, g.text,
-           encode(sha256(convert_to(g.text, 'UTF8')), 'hex') AS text_sha256, g.flags
+           g.text_sha256, g.flags
     FROM generator.generations g JOIN generator.models m ON m.id = g.model_id;
 
 GRANT USAGE ON SCHEMA generator TO PUBLIC;
