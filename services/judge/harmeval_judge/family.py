@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from harmeval.registry import ConfigError, Configured, Types, discover
+from harmeval.registry import ConfigError, Configured, Types, checked, discover
 from harmeval_judge.judges import Judge, LlmSettings
 
 __all__ = [
@@ -92,12 +92,28 @@ def _str_tuple(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _number(tp: type[int] | type[float]) -> Callable[[Any], Any]:
+    """A number, or its text ("128" from an environment-made file); never a bool, a list or a
+    float cut to an integer."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise TypeError(f"expected a number, got {type(value).__name__}")
+        number = tp(value)
+        if tp is int and isinstance(value, float) and number != value:
+            raise TypeError(f"expected an integer, got {value}")
+        return number
+
+    return convert
+
+
 # Each field type's conversion, and the message after "judge 'x'.<field>: " for a wrong type.
+# Strict: `structured_output: "false"` or `examples: [a]` would otherwise pass as something else.
 _TYPES: Types = {
-    str: (str, "expected a string"),
-    int: (int, "expected an integer"),
-    float: (float, "expected a number"),
-    bool: (bool, "expected true or false"),
+    str: (checked(str), "expected a string"),
+    int: (_number(int), "expected an integer"),
+    float: (_number(float), "expected a number"),
+    bool: (checked(bool), "expected true or false"),
     tuple[str, ...]: (_str_tuple, "expected a list of strings"),
 }
 

@@ -174,6 +174,23 @@ async def test_llm_protocols_build_their_judges(registry: JudgeRegistry) -> None
             {"name": "n", "family": "llm", "max_tokens": [1]},
             r"^judge 'n'\.max_tokens: expected an integer$",
         ),
+        # Values of another type are refused, not turned into something else.
+        (
+            {"name": "s", "family": "llm", "protocol": "binary", "structured_output": "false"},
+            r"^judge 's'\.structured_output: expected true or false$",
+        ),
+        (
+            {"name": "e", "family": "llm", "protocol": "binary", "examples": ["a.jsonl"]},
+            r"^judge 'e'\.examples: expected a string$",
+        ),
+        (
+            {"name": "n", "family": "llm", "max_tokens": 3.7},
+            r"^judge 'n'\.max_tokens: expected an integer$",
+        ),
+        (
+            {"name": "n", "family": "llm", "max_tokens": True},
+            r"^judge 'n'\.max_tokens: expected an integer$",
+        ),
     ],
 )
 async def test_wrong_values_name_the_judge_and_field(
@@ -235,3 +252,8 @@ def test_the_readme_lists_every_family_with_its_module_and_fields() -> None:
         for name, f in family.families().items()
     }
     assert rows == expected
+
+
+async def test_numbers_written_as_text_are_read_as_numbers(registry: JudgeRegistry) -> None:
+    judge = registry.build({"name": "n", "family": "llm", "max_tokens": "64"})
+    assert isinstance(judge, LlmListwiseJudge) and judge.llm.max_tokens == 64
