@@ -267,3 +267,24 @@ async def test_an_import_with_an_owner_down_is_unavailable_and_registers_no_stud
         assert "judge service" in (err.value.details() or "")
         assert servicer.repo is not None
         assert await servicer.repo.count_rows("studies") == 0
+
+
+async def test_a_judge_cannot_take_a_persons_name(
+    generator: Generator, judge: JudgeServiceStub
+) -> None:
+    [gid] = await imported(generator, "Sure.")
+    person = judge_pb2.ImportedJudgment(
+        generation_id=gid, annotator="alice", annotator_kind=HUMAN, protocol="human", rank=1
+    )
+    person.harmful = True
+    await judge.ImportJudgments(judge_pb2.ImportJudgmentsRequest(judgments=[person]))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await judge.DefineJudge(
+            judge_pb2.DefineJudgeRequest(
+                definition='{"name": "alice", "family": "refusal-matcher"}'
+            )
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "a person labels under that name" in (err.value.details() or "")
+    listed = await judge.ListJudges(judge_pb2.ListJudgesRequest())
+    assert "alice" not in {j.name for j in listed.judges}, "a refused definition is not offered"

@@ -184,12 +184,20 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer, Servicer):
     async def DefineJudge(
         self, request: judge_pb2.DefineJudgeRequest, context: Context
     ) -> judge_pb2.DefineJudgeResponse:
-        await require_ready(self.repo, context, "judge database")
+        repo = await require_ready(self.repo, context, "judge database")
         try:
-            judge = self.registry.add(parse_definition(request.definition))
+            judge = self.registry.build(parse_definition(request.definition))
         except DefinitionError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if await repo.is_human(judge.name):
+            # A judge of that name would take over the person's labels as its verdicts.
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"judge {judge.name!r}: a person labels under that name; choose another",
+            )
         await self._register(judge)
+        # Offered only once stored: a refused definition is never listed or used.
+        self.registry.judges[judge.name] = judge
         return judge_pb2.DefineJudgeResponse(judge=info(judge))
 
     async def ImportJudgments(

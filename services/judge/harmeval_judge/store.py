@@ -159,6 +159,13 @@ class JudgeStore:
                 ) from exc
             return {int(r[0]): str(r[1]) for r in await cur.fetchall()}
 
+    async def is_human(self, name: str) -> bool:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT 1 FROM judge.annotators WHERE name = %s AND kind = 'human'", (name,)
+            )
+            return await cur.fetchone() is not None
+
     async def upsert_judge(
         self, name: str, family: str, protocol: str, config: dict[str, Any]
     ) -> JudgeRecord:
