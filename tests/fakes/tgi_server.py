@@ -396,10 +396,14 @@ def _handler(fake: FakeTgi) -> type[BaseHTTPRequestHandler]:
                         else None
                     ),
                 }
+                if final:
+                    # Counted before the last event goes out: the client may act on it (and a
+                    # test read the count) before this thread runs again.
+                    fake.completed += 1
                 if not self._event(event):
+                    fake.completed -= final
                     return
             if index == last:
-                fake.completed += 1
                 self._end_chunks()
 
         def _event(self, payload: dict[str, Any]) -> bool:
