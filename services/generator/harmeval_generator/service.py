@@ -18,6 +18,7 @@ from harmeval.db import open_database
 from harmeval.generator.v1 import generator_pb2, generator_pb2_grpc
 from harmeval.params import MAX_SEED, GenerationParams
 from harmeval.server import Servicer, ServiceSpec, require_ready
+from harmeval.validation import listed, nul_problems
 from harmeval_generator.backends.base import (
     Completion,
     Engine,
@@ -154,8 +155,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer, Servicer):
         repo = await require_ready(self.repo, context, "generator database")
         problems = _import_problems(request, set(self.engines))
         if problems:
-            more = f"; and {len(problems) - 10} more" if len(problems) > 10 else ""
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems[:10]) + more)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, listed(problems))
         try:
             prompt_ids, generation_ids = await repo.import_generations(
                 [
@@ -395,9 +395,7 @@ def _import_problems(
         elif first.setdefault(p.text, i) != i:
             # Prompts are stored once per text: two would be one, and their answers collide.
             problems.append(f"prompts[{i}].text: same text as prompts[{first[p.text]}]")
-        if "\x00" in p.text or "\x00" in p.category:
-            # PostgreSQL text cannot hold NUL: refuse it rather than fail to store.
-            problems.append(f"prompts[{i}]: contains a NUL character")
+        problems += nul_problems([(f"prompts[{i}]", p.text + p.category)])
     seen: dict[tuple[int, str], int] = {}
     for i, g in enumerate(request.generations):
         where = f"generations[{i}]"
@@ -407,8 +405,7 @@ def _import_problems(
             problems.append(f"{where}.model: empty")
         elif g.model in served:
             problems.append(f"{where}.model: {g.model!r} is served here; use a name of its own")
-        if "\x00" in g.model or "\x00" in g.text:
-            problems.append(f"{where}: contains a NUL character")
+        problems += nul_problems([(where, g.model + g.text)])
         key = (g.prompt_index, g.model)
         if key in seen:
             problems.append(f"{where}: same prompt and model as generations[{seen[key]}]")

@@ -19,6 +19,7 @@ from harmeval.db import PublishedViewMissing, open_database
 from harmeval.judge.v1 import judge_pb2, judge_pb2_grpc
 from harmeval.params import text_sha256
 from harmeval.server import Servicer, ServiceSpec, require_ready
+from harmeval.validation import listed, nul_problems
 from harmeval.verdicts import OK, UNSCORABLE
 from harmeval_judge.definitions import DefinitionError, JudgeRegistry, parse_definition
 from harmeval_judge.judges import (
@@ -88,10 +89,10 @@ def _import_problems(request: judge_pb2.ImportJudgmentsRequest) -> list[str]:
             problems.append(f"{where}.protocol: empty")
         if j.annotator_kind not in _ANNOTATOR_KINDS:
             problems.append(f"{where}.annotator_kind: expected HUMAN or MODEL")
-        for field in ("annotator", "coder", "protocol", "raw_output", "reason"):
-            if "\x00" in getattr(j, field):
-                # PostgreSQL text cannot hold NUL: refuse it rather than fail to store.
-                problems.append(f"{where}.{field}: contains a NUL character")
+        problems += nul_problems(
+            (f"{where}.{field}", getattr(j, field))
+            for field in ("annotator", "coder", "protocol", "raw_output", "reason")
+        )
         if j.unscorable == j.HasField("harmful"):
             problems.append(
                 f"{where}: an unscorable label has no harm label, a scorable one needs one"
@@ -208,8 +209,7 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer, Servicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "judgments: nothing to import")
         problems = _import_problems(request)
         if problems:
-            more = f"; and {len(problems) - 10} more" if len(problems) > 10 else ""
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems[:10]) + more)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, listed(problems))
         ids = {j.generation_id for j in request.judgments} | set(request.replace_generation_ids)
         try:
             hashes = await repo.answer_hashes(sorted(ids))

@@ -6,28 +6,21 @@ one pass; nothing is written unless the whole request is valid.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harmeval.common.v1 import common_pb2
 from harmeval.metrics.v1 import metrics_pb2
+from harmeval.validation import MAX_LISTED, listed, nul_problems
 from harmeval.verdicts import OK, UNSCORABLE
 from harmeval_metrics.records import Annotation, ImportAnswer, ImportLabel, PromptIn, StudyAnswer
-
-MAX_LISTED = 10
-
-
-def _listed(problems: Sequence[str]) -> str:
-    head = "; ".join(problems[:MAX_LISTED])
-    more = len(problems) - MAX_LISTED
-    return head + (f"; and {more} more" if more > 0 else "")
 
 
 class ImportRejected(ValueError):
     """The request is invalid; `str()` lists the problems."""
 
     def __init__(self, problems: Sequence[str]) -> None:
-        super().__init__(_listed(problems))
+        super().__init__(listed(problems))
         self.problems = list(problems)
 
 
@@ -46,12 +39,6 @@ class ValidatedImport:
     answers: list[ImportAnswer]
     labels: list[ImportLabel]
     references: list[ImportAnswer]
-
-
-def nul_problems(fields: Iterable[tuple[str, str]]) -> list[str]:
-    """PostgreSQL text cannot hold NUL: such a field is refused here, before anything reaches
-    an owning service, rather than failing half-way through an import."""
-    return [f"{where}: contains a NUL character" for where, text in fields if "\x00" in text]
 
 
 def study_problems(name: str, prompts: Sequence[common_pb2.Prompt]) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, TypeVar
 
@@ -21,12 +21,12 @@ from harmeval.judge.v1.judge_pb2_grpc import JudgeServiceStub
 from harmeval.metrics.v1 import metrics_pb2, metrics_pb2_grpc
 from harmeval.params import GenerationParams
 from harmeval.server import Servicer, ServiceSpec, require_ready
+from harmeval.validation import listed, nul_problems
 from harmeval.verdicts import OK, UNSCORABLE
 from harmeval_metrics.harmmetric import harmmetric_score
 from harmeval_metrics.imports import (
     ImportRejected,
     ValidatedImport,
-    nul_problems,
     resolve_annotations,
     study_problems,
     validate_import,
@@ -111,12 +111,15 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
         self.generator = GeneratorServiceStub(generator)
         self.judge = JudgeServiceStub(judge)
 
-    async def _owner(self, call: Awaitable[T], owner: str, context: Context) -> T:
-        """The reply of another service's RPC. Its refusals (bad input, a label already
-        stored, overload, unreachable) fail this RPC with the same code; anything else it
-        answers is this service's fault: INTERNAL, never UNKNOWN or a misleading NOT_FOUND."""
+    async def _owner(
+        self, method: Callable[..., Awaitable[T]], request: Any, owner: str, context: Context
+    ) -> T:
+        """Another service's RPC `method(request)`, within this RPC's deadline (capped). Its
+        refusals (bad input, a label already stored, overload, unreachable) fail this RPC with
+        the same code; anything else it answers is this service's fault: INTERNAL, never
+        UNKNOWN or a misleading NOT_FOUND."""
         try:
-            return await call
+            return await method(request, timeout=_owner_deadline(context))
         except grpc.aio.AioRpcError as exc:
             code = exc.code() if exc.code() in _PASSED_THROUGH else grpc.StatusCode.INTERNAL
             await context.abort(code, f"{owner} service: {exc.details()}")
@@ -134,15 +137,17 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
         except StudyBusy as exc:
             await context.abort(grpc.StatusCode.ABORTED, f"{exc}; retry when it has finished")
 
-    async def _store_prompts(
-        self, prompts: Sequence[common_pb2.Prompt], context: Context
+    async def _store_answers(
+        self,
+        prompts: Sequence[common_pb2.Prompt],
+        context: Context,
+        answers: Sequence[generator_pb2.ImportedGeneration] = (),
     ) -> generator_pb2.ImportGenerationsResponse:
+        """Prompts (and answers made elsewhere) stored by their owner, the generator."""
         generator = await require_ready(self.generator, context, "generator client")
         return await self._owner(
-            generator.ImportGenerations(
-                generator_pb2.ImportGenerationsRequest(prompts=prompts),
-                timeout=_owner_deadline(context),
-            ),
+            generator.ImportGenerations,
+            generator_pb2.ImportGenerationsRequest(prompts=prompts, generations=answers),
             "generator",
             context,
         )
@@ -170,7 +175,7 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
         if problems:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
         async with self._study_lock(repo, request.name, context):
-            stored = await self._store_prompts(
+            stored = await self._store_answers(
                 [common_pb2.Prompt(text=p.text, category=p.category) for p in request.prompts],
                 context,
             )
@@ -352,12 +357,12 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
         data: ValidatedImport,
         context: Context,
     ) -> metrics_pb2.ImportStudyResponse:
-        generator = await require_ready(self.generator, context, "generator client")
         judge = await require_ready(self.judge, context, "judge client")
         # The judge service refuses labels under its judges' names; asked first, so that such
         # an import is refused before any owner has stored a row of it.
         offered = await self._owner(
-            judge.ListJudges(judge_pb2.ListJudgesRequest(), timeout=_owner_deadline(context)),
+            judge.ListJudges,
+            judge_pb2.ListJudgesRequest(),
             "judge",
             context,
         )
@@ -369,28 +374,20 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
             if lb.annotator in judges
         ]
         if taken:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(taken[:10]))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, listed(taken))
         # Owner by owner, each step idempotent: a retry after a failure converges.
         answers = [*data.answers, *data.references]
-        stored = await self._owner(
-            generator.ImportGenerations(
-                generator_pb2.ImportGenerationsRequest(
-                    prompts=[
-                        common_pb2.Prompt(text=p.text, category=p.category) for p in data.prompts
-                    ],
-                    generations=[
-                        generator_pb2.ImportedGeneration(
-                            prompt_index=a.prompt_index,
-                            model=imported_model(request.name, a.model),
-                            text=a.text,
-                        )
-                        for a in answers
-                    ],
-                ),
-                timeout=_owner_deadline(context),
-            ),
-            "generator",
+        stored = await self._store_answers(
+            [common_pb2.Prompt(text=p.text, category=p.category) for p in data.prompts],
             context,
+            [
+                generator_pb2.ImportedGeneration(
+                    prompt_index=a.prompt_index,
+                    model=imported_model(request.name, a.model),
+                    text=a.text,
+                )
+                for a in answers
+            ],
         )
         prompt_ids = list(stored.prompt_ids)
         answer_ids = list(stored.generation_ids[: len(data.answers)])
@@ -400,29 +397,27 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
         }
         if answer_ids:
             await self._owner(
-                judge.ImportJudgments(
-                    judge_pb2.ImportJudgmentsRequest(
-                        judgments=[
-                            judge_pb2.ImportedJudgment(
-                                generation_id=generation_of[(lb.prompt_index, lb.model)],
-                                annotator=lb.annotator,
-                                annotator_kind=_KINDS[lb.annotator_kind],
-                                coder=lb.coder,
-                                protocol=IMPORTED_PROTOCOL,
-                                unscorable=lb.status == UNSCORABLE,
-                                harmful=lb.harmful,
-                                value=lb.value,
-                                rank=lb.rank,
-                                raw_output=lb.raw_output,
-                                reason=lb.reason,
-                            )
-                            for lb in data.labels
-                        ],
-                        replace_generation_ids=answer_ids,
-                        replace_protocol=IMPORTED_PROTOCOL,
-                        overwrite=True,
-                    ),
-                    timeout=_owner_deadline(context),
+                judge.ImportJudgments,
+                judge_pb2.ImportJudgmentsRequest(
+                    judgments=[
+                        judge_pb2.ImportedJudgment(
+                            generation_id=generation_of[(lb.prompt_index, lb.model)],
+                            annotator=lb.annotator,
+                            annotator_kind=_KINDS[lb.annotator_kind],
+                            coder=lb.coder,
+                            protocol=IMPORTED_PROTOCOL,
+                            unscorable=lb.status == UNSCORABLE,
+                            harmful=lb.harmful,
+                            value=lb.value,
+                            rank=lb.rank,
+                            raw_output=lb.raw_output,
+                            reason=lb.reason,
+                        )
+                        for lb in data.labels
+                    ],
+                    replace_generation_ids=answer_ids,
+                    replace_protocol=IMPORTED_PROTOCOL,
+                    overwrite=True,
                 ),
                 "judge",
                 context,
@@ -464,23 +459,21 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
         except ImportRejected as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         reply = await self._owner(
-            judge.ImportJudgments(
-                judge_pb2.ImportJudgmentsRequest(
-                    judgments=[
-                        judge_pb2.ImportedJudgment(
-                            generation_id=a.generation_id,
-                            annotator=a.annotator,
-                            annotator_kind=judge_pb2.ANNOTATOR_KIND_HUMAN,
-                            protocol="human",
-                            harmful=a.harmful,
-                            value=a.value,
-                            rank=a.rank,
-                        )
-                        for a in annotations
-                    ],
-                    overwrite=request.replace,
-                ),
-                timeout=_owner_deadline(context),
+            judge.ImportJudgments,
+            judge_pb2.ImportJudgmentsRequest(
+                judgments=[
+                    judge_pb2.ImportedJudgment(
+                        generation_id=a.generation_id,
+                        annotator=a.annotator,
+                        annotator_kind=judge_pb2.ANNOTATOR_KIND_HUMAN,
+                        protocol="human",
+                        harmful=a.harmful,
+                        value=a.value,
+                        rank=a.rank,
+                    )
+                    for a in annotations
+                ],
+                overwrite=request.replace,
             ),
             "judge",
             context,
