@@ -87,6 +87,7 @@ bench: install
 	$(BIN)/python bench/judge_throughput.py
 	$(BIN)/python bench/judge_service_throughput.py
 	$(BIN)/python bench/judge_cache_rerun.py
+	$(BIN)/python bench/layout_figures.py
 
 clean:
 	-$(BIN)/harmeval down

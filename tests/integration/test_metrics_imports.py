@@ -332,3 +332,12 @@ async def test_a_study_being_imported_elsewhere_is_aborted_after_the_deadline(
     assert {t: await stack.count_rows(t) for t in counts} == counts
     reply = await stack.clients.metrics.ImportStudy(request)
     assert reply.n_labels == 1
+
+
+async def test_a_study_name_with_nul_is_invalid_not_unknown(stack: Stack) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.clients.metrics.GetStudyAnswers(
+            metrics_pb2.GetStudyAnswersRequest(study="\x00")
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "study: contains a NUL character" in (err.value.details() or "")

@@ -214,6 +214,9 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
     async def _study(self, study: str, context: Context) -> MetricsStore:
         """The database, once `study` is known to exist (else NOT_FOUND)."""
         repo = await require_ready(self.repo, context, "metrics database")
+        if nul_problems([("study", study)]):
+            # No study can have that name (PostgreSQL text holds no NUL): said, not UNKNOWN.
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "study: contains a NUL character")
         if not await repo.study_exists(study):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown study {study!r}")
         missing = await missing_views(repo.pool, PUBLISHED_VIEWS)
