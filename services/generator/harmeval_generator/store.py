@@ -37,9 +37,10 @@ class ServedModelName(ValueError):
 
 @dataclass(frozen=True, kw_only=True)
 class PromptIn:
+    """A prompt to store (once per text; a study's own ids for it are the metrics service's)."""
+
     text: str
     category: str = "uncategorized"
-    external_id: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
