@@ -13,7 +13,8 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
 # The kernel, the three services and the client are packages of their own (each image installs
 # only the kernel and its service); here all of them, editable, with the dev tools.
 PACKAGES := -e "lib[embedded-postgres]" -e "services/generator[embedded-model]" \
-	-e services/judge -e services/metrics -e "client[local-stack]"
+	-e services/judge -e services/metrics -e services/runner \
+	-e "client[local-stack]"
 PYPROJECTS := pyproject.toml lib/pyproject.toml client/pyproject.toml \
 	$(wildcard services/*/pyproject.toml)
 

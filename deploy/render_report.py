@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,13 @@ KUSTOMIZATIONS = {
     "local": K8S / "overlays" / "local",
     "gpu": K8S / "overlays" / "gpu",
     "production": K8S / "overlays" / "production",
+}
+# Optional components on top of an overlay, rendered like the overlays: name -> (overlay, the
+# components under deploy/k8s/components an operator adds to it). Every optional component
+# with every overlay it is meant for.
+COMBINATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "production+keda": ("production", ("keda",)),
+    "gpu+keda": ("gpu", ("keda",)),
 }
 PROMETHEUS_RULE = K8S / "components" / "monitoring" / "prometheusrule.yaml"
 EXPORTED_RULES = DEPLOY / "monitoring" / "harmeval.rules.yml"
@@ -49,6 +58,36 @@ def render(path: Path) -> list[dict[str, Any]]:
     if result.returncode != 0:
         raise RuntimeError(f"kubectl kustomize {path} failed:\n{result.stderr}")
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def render_combination(overlay: str, components: tuple[str, ...]) -> list[dict[str, Any]]:
+    """An overlay with extra components, as an operator's own kustomization would add them: a
+    throwaway kustomization.yaml with the overlay's namespace and labels, naming the overlay
+    and the components by relative path (kustomize refuses absolute ones)."""
+    base = yaml.safe_load((KUSTOMIZATIONS[overlay] / "kustomization.yaml").read_text())
+    with tempfile.TemporaryDirectory(prefix="harmeval-kustomize-") as tmp:
+
+        def rel(path: Path) -> str:
+            return os.path.relpath(path, tmp)
+
+        kustomization = {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "namespace": base["namespace"],
+            "labels": base["labels"],
+            "resources": [rel(KUSTOMIZATIONS[overlay])],
+            "components": [rel(K8S / "components" / c) for c in components],
+        }
+        (Path(tmp) / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+        return render(Path(tmp))
+
+
+def render_all() -> dict[str, list[dict[str, Any]]]:
+    """Every kustomization and every combination, by name."""
+    rendered = {name: render(path) for name, path in KUSTOMIZATIONS.items()}
+    for name, (overlay, components) in COMBINATIONS.items():
+        rendered[name] = render_combination(overlay, components)
+    return rendered
 
 
 def counts(objects: list[dict[str, Any]]) -> dict[str, int]:
@@ -72,14 +111,14 @@ def main(argv: list[str] | None = None) -> int:
         EXPORTED_RULES.write_text(exported_rules_text())
         print(f"wrote {EXPORTED_RULES}")
         return 0
-    report = {name: counts(render(path)) for name, path in KUSTOMIZATIONS.items()}
+    report = {name: counts(objects) for name, objects in render_all().items()}
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     for name, by_kind in report.items():
         total = sum(by_kind.values())
         detail = ", ".join(f"{kind} {n}" for kind, n in by_kind.items())
-        print(f"{name:<11} {total:>3} objects: {detail}")
+        print(f"{name:<16} {total:>3} objects: {detail}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Stubs of the three services, as the CLI and other Python callers use them."""
+"""Stubs of the four services, as the CLI and other Python callers use them."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from harmeval.clients import channel
 from harmeval.generator.v1.generator_pb2_grpc import GeneratorServiceStub
 from harmeval.judge.v1.judge_pb2_grpc import JudgeServiceStub
 from harmeval.metrics.v1.metrics_pb2_grpc import MetricsServiceStub
+from harmeval.runner.v1.runner_pb2_grpc import RunnerServiceStub
 from harmeval_client.settings import ClientSettings
 
 
@@ -18,19 +19,26 @@ class Clients:
     generator: GeneratorServiceStub
     judge: JudgeServiceStub
     metrics: MetricsServiceStub
+    runner: RunnerServiceStub
 
 
 @asynccontextmanager
 async def connect(settings: ClientSettings) -> AsyncIterator[Clients]:
     channels = [
         channel(a, settings)
-        for a in (settings.generator_address, settings.judge_address, settings.metrics_address)
+        for a in (
+            settings.generator_address,
+            settings.judge_address,
+            settings.metrics_address,
+            settings.runner_address,
+        )
     ]
     try:
         yield Clients(
             GeneratorServiceStub(channels[0]),
             JudgeServiceStub(channels[1]),
             MetricsServiceStub(channels[2]),
+            RunnerServiceStub(channels[3]),
         )
     finally:
         for ch in channels:

@@ -84,6 +84,12 @@ async def create_server(
             # gRPC enables SO_REUSEPORT by default: a second server on a busy port would
             # "start" and silently share (or steal) traffic. Fail loudly instead.
             ("grpc.so_reuseport", 0),
+            ("grpc.max_connection_age_ms", int(settings.grpc_max_connection_age_s * 1000)),
+            # Calls in flight when the age is reached get this long to finish.
+            ("grpc.max_connection_age_grace_ms", int(settings.grace_seconds * 1000)),
+            # Accept the clients' keepalive pings (harmeval.clients.KEEPALIVE_OPTIONS).
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ],
     )
     spec.add_to_server(servicer, server)

@@ -40,6 +40,9 @@ class CommonSettings:
     db_pool_max_size: int = 8
     # gRPC message size limit in bytes (never unlimited).
     max_message_bytes: int = 16 * 1024 * 1024
+    # Servers close a client's connection after this long (after a grace for calls in flight),
+    # so clients resolve the service's name again and spread over replicas started since.
+    grpc_max_connection_age_s: float = 60.0
 
 
 def env_name(field_name: str) -> str:

@@ -20,7 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-SERVICES = ("generator", "judge", "metrics")
+SERVICES = ("generator", "judge", "metrics", "runner")
 
 HOW_TO_INSTALL = {
     "kubectl": "kubectl (with built-in kustomize) comes with the machine image; no package "
@@ -58,9 +58,10 @@ def tool(name: str) -> str:
 
 @pytest.fixture(scope="session")
 def rendered() -> dict[str, list[dict[str, Any]]]:
-    """Every kustomization rendered once by `kubectl kustomize`."""
+    """Every kustomization, and every overlay with its optional components
+    (render_report.COMBINATIONS), rendered once by `kubectl kustomize`."""
     tool("kubectl")
-    return {name: render_report.render(path) for name, path in render_report.KUSTOMIZATIONS.items()}
+    return render_report.render_all()
 
 
 def find(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:

@@ -1,11 +1,14 @@
-"""Every kustomization renders with `kubectl kustomize`, every rendered object validates
-offline against the Kubernetes schema, and the objects say what the design needs: the
-service shape, gRPC probes, security, grace periods, settings, and each overlay's extras."""
+"""Every kustomization (and every overlay with its optional components) renders with
+`kubectl kustomize`, every rendered object validates offline against the Kubernetes schema, and
+the objects say what the design needs: the service shape, headless Services behind every
+internal `dns:///` target, gRPC probes, security, grace periods, settings, one autoscaler per
+workload, and each overlay's extras."""
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import importlib
 import json
 import re
 from pathlib import Path
@@ -16,13 +19,20 @@ import kubernetes_validate
 import pytest
 
 from harmeval import settings as settings_module
-from harmeval_generator.settings import GeneratorSettings
-from harmeval_judge.settings import JudgeSettings
-from harmeval_metrics.settings import MetricsSettings
 from tests.deploy.conftest import SERVICES, find, one, render_report
 
-KUSTOMIZATIONS = tuple(render_report.KUSTOMIZATIONS)
-OVERLAYS = ("local", "gpu", "production")
+KUSTOMIZATIONS = (*render_report.KUSTOMIZATIONS, *render_report.COMBINATIONS)
+
+
+def overlay_of(name: str) -> str:
+    """The kustomization under deploy/k8s a rendered name is built on (itself, or the overlay
+    of a combination)."""
+    return render_report.COMBINATIONS[name][0] if name in render_report.COMBINATIONS else name
+
+
+# Renderings with the production overlay's extras (autoscaling, PDBs, NetworkPolicies,
+# monitoring): production, gpu, and both with optional components.
+PRODUCTION_LIKE = tuple(n for n in KUSTOMIZATIONS if overlay_of(n) in ("production", "gpu"))
 
 
 def k8s_id(name: str) -> str:
@@ -33,15 +43,26 @@ def k8s_id(name: str) -> str:
 # The oldest Kubernetes minor harmeval supports (native gRPC probes are GA since 1.27) and
 # the newest schema kubernetes-validate ships.
 KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.utils.latest_version())
+SCHEMAS = Path(__file__).parent / "schemas"
+# Custom resources: hand-written strict schemas (the operators' CRDs are not in
+# kubernetes-validate), one per kind harmeval uses.
 CRD_SCHEMAS = {
-    ("monitoring.coreos.com/v1", kind): Path(__file__).parent
-    / "schemas"
-    / f"{kind.lower()}-monitoring-v1.json"
-    for kind in ("ServiceMonitor", "PrometheusRule")
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): SCHEMAS / "servicemonitor-monitoring-v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): SCHEMAS / "prometheusrule-monitoring-v1.json",
+    ("keda.sh/v1alpha1", "ScaledObject"): SCHEMAS / "scaledobject-keda-v1alpha1.json",
 }
-GRPC_PORTS = {"generator": 50051, "judge": 50052, "metrics": 50053}
-METRICS_PORTS = {"generator": 9451, "judge": 9452, "metrics": 9453}
-SETTINGS = {"generator": GeneratorSettings, "judge": JudgeSettings, "metrics": MetricsSettings}
+GRPC_PORTS = {"generator": 50051, "judge": 50052, "metrics": 50053, "runner": 50054}
+METRICS_PORTS = {"generator": 9451, "judge": 9452, "metrics": 9453, "runner": 9454}
+# Imported when a test needs them, so a service package that is not installed fails only
+# those tests.
+SETTINGS_CLASSES = {
+    "generator": ("harmeval_generator.settings", "GeneratorSettings"),
+    "judge": ("harmeval_judge.settings", "JudgeSettings"),
+    "metrics": ("harmeval_metrics.settings", "MetricsSettings"),
+    "runner": ("harmeval_runner.settings", "RunnerSettings"),
+}
+# The services each one calls over gRPC (HARMEVAL_<CALLER>_<CALLEE>_TARGET).
+CALLS = {"metrics": {"generator", "judge"}, "runner": {"generator", "judge", "metrics"}}
 # Secrets the cluster must already hold (created from a secret manager, never committed).
 EXTERNAL_SECRETS = {
     "base": {"harmeval-database", "harmeval-judge-llm"},
@@ -49,6 +70,11 @@ EXTERNAL_SECRETS = {
     "production": {"harmeval-database", "harmeval-judge-llm"},
     "gpu": {"harmeval-database", "harmeval-judge-llm", "harmeval-hf-token"},
 }
+# In-cluster gRPC targets: a headless Service's fully qualified name, resolved by gRPC's DNS
+# resolver to every ready pod.
+DNS_TARGET = re.compile(
+    r"dns:///(?P<service>[a-z0-9-]+)\.(?P<namespace>[a-z0-9-]+)\.svc\.cluster\.local:(?P<port>\d+)"
+)
 # Settings the manifests set before the services read them; each needs its code change.
 PLANNED_SETTINGS: dict[str, str] = {}
 # The longest RPC each service may be handling when SIGTERM comes. Generator: a full batch on
@@ -59,6 +85,11 @@ OPENAI_MAX_RETRY_WAIT_SECONDS = 60
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def settings_class(service: str) -> Any:
+    module, name = SETTINGS_CLASSES[service]
+    return getattr(importlib.import_module(module), name)
 
 
 def workloads(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -472,7 +503,7 @@ def test_network_policies_allow_only_the_designed_traffic(
 
 
 @pytest.mark.parametrize("name", ("production", "gpu"), ids=k8s_id)
-def test_service_monitor_scrapes_the_three_services(
+def test_service_monitor_scrapes_the_all_services(
     rendered: dict[str, list[dict[str, Any]]], name: str
 ) -> None:
     objects = rendered[name]

@@ -19,6 +19,7 @@ from harmeval.db import open_database
 from harmeval.generator.v1.generator_pb2_grpc import GeneratorServiceStub
 from harmeval.judge.v1.judge_pb2_grpc import JudgeServiceStub
 from harmeval.metrics.v1.metrics_pb2_grpc import MetricsServiceStub
+from harmeval.runner.v1.runner_pb2_grpc import RunnerServiceStub
 from harmeval.server import RunningServer, Servicer, ServiceSpec, create_server
 from harmeval.settings import CommonSettings
 from harmeval_client.clients import Clients
@@ -33,6 +34,9 @@ from harmeval_judge.settings import JudgeSettings
 from harmeval_metrics.service import SPEC as METRICS_SPEC
 from harmeval_metrics.service import MetricsServicer
 from harmeval_metrics.settings import MetricsSettings
+from harmeval_runner.service import SPEC as RUNNER_SPEC
+from harmeval_runner.service import RunnerServicer
+from harmeval_runner.settings import RunnerSettings
 from tests.conftest import free_ports
 from tests.fakes.openai_server import FakeOpenAI, Script, fake_openai
 
@@ -85,6 +89,9 @@ OWNERS = {
     "study_prompts": "metrics",
     "study_models": "metrics",
     "study_references": "metrics",
+    "runs": "runner",
+    "run_prompts": "runner",
+    "chunk_results": "runner",
 }
 
 
@@ -118,7 +125,7 @@ async def generator_store(database_url: str, data_dir: Path) -> AsyncIterator[Ge
 
 
 @asynccontextmanager
-async def three_services(
+async def all_services(
     urls: Mapping[str, str],
     model_path: Path,
     data_dir: Path,
@@ -126,7 +133,7 @@ async def three_services(
     fake: FakeOpenAI,
     models_file: Path | None = None,
 ) -> AsyncIterator[Stack]:
-    """The three services, each on its own database URL (`urls[service]`), the LLM judge
+    """The four services, each on its own database URL (`urls[service]`), the LLM judge
     pointed at the scripted fake; the generator serves the real Gemma, or `models_file`."""
     gen = GeneratorServicer(
         GeneratorSettings(
@@ -151,17 +158,41 @@ async def three_services(
             )
         )
         async with running(METRICS_SPEC, metrics, metrics.settings) as (m_srv, m_ch):
-            yield Stack(
-                Clients(
-                    GeneratorServiceStub(g_ch), JudgeServiceStub(j_ch), MetricsServiceStub(m_ch)
-                ),
-                {"generator": gen, "judge": judge, "metrics": metrics},
-                {"generator": g_srv, "judge": j_srv, "metrics": m_srv},
-                model,
-                fake,
-                urls["generator"],
-                data_dir,
+            runner = RunnerServicer(
+                runner_settings(
+                    urls.get("runner", urls["metrics"]),
+                    data_dir,
+                    {"generator": g_srv.port, "judge": j_srv.port, "metrics": m_srv.port},
+                )
             )
+            async with running(RUNNER_SPEC, runner, runner.settings) as (r_srv, r_ch):
+                yield Stack(
+                    Clients(
+                        GeneratorServiceStub(g_ch),
+                        JudgeServiceStub(j_ch),
+                        MetricsServiceStub(m_ch),
+                        RunnerServiceStub(r_ch),
+                    ),
+                    {"generator": gen, "judge": judge, "metrics": metrics, "runner": runner},
+                    {"generator": g_srv, "judge": j_srv, "metrics": m_srv, "runner": r_srv},
+                    model,
+                    fake,
+                    urls["generator"],
+                    data_dir,
+                )
+
+
+def runner_settings(database_url: str, data_dir: Path, ports: Mapping[str, int]) -> RunnerSettings:
+    """The runner against services on these local ports; dead workers noticed within seconds."""
+    return RunnerSettings(
+        database_url=database_url,
+        data_dir=data_dir,
+        runner_generator_target=f"127.0.0.1:{ports['generator']}",
+        runner_judge_target=f"127.0.0.1:{ports['judge']}",
+        runner_metrics_target=f"127.0.0.1:{ports['metrics']}",
+        runner_heartbeat_timeout_s=4.0,
+        runner_watch_interval_s=0.1,
+    )
 
 
 @pytest.fixture
@@ -173,8 +204,8 @@ async def stack(
 ) -> AsyncIterator[Stack]:
     """The three services on one database, the LLM judge pointed at the scripted fake."""
     model, fake = judge_model
-    urls = dict.fromkeys(("generator", "judge", "metrics"), database_url)
-    async with three_services(urls, model_path, tmp_path, model, fake) as s:
+    urls = dict.fromkeys(("generator", "judge", "metrics", "runner"), database_url)
+    async with all_services(urls, model_path, tmp_path, model, fake) as s:
         yield s
 
 

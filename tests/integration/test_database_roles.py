@@ -22,7 +22,7 @@ from harmeval_generator.store import SCHEMA as GENERATOR
 from harmeval_judge.store import SCHEMA as JUDGE
 from harmeval_metrics.store import SCHEMA as METRICS
 from tests.fakes.openai_server import FakeOpenAI
-from tests.integration.conftest import JudgeModel, Stack, three_services
+from tests.integration.conftest import JudgeModel, Stack, all_services
 from tests.integration.test_study_flow import STUDY
 
 SERVICES = ("generator", "judge", "metrics")
@@ -54,7 +54,7 @@ async def role_stack(
     judge_model: tuple[JudgeModel, FakeOpenAI],
 ) -> AsyncIterator[Stack]:
     model, fake = judge_model
-    async with three_services(role_urls, model_path, tmp_path, model, fake) as s:
+    async with all_services(role_urls, model_path, tmp_path, model, fake) as s:
         yield s
 
 

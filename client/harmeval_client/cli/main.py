@@ -27,7 +27,14 @@ from harmeval_client.cli.imports import (
     run_harmmetric,
 )
 from harmeval_client.cli.report import fetch_report, print_report
-from harmeval_client.cli.runner import StudyRunError, run_with_progress
+from harmeval_client.cli.runner import (
+    StudyRunError,
+    cancel_run,
+    detached_message,
+    print_runs,
+    run_with_progress,
+    state_name,
+)
 from harmeval_client.clients import connect
 from harmeval_client.importers import TableFileError
 from harmeval_client.settings import ClientSettings
@@ -40,17 +47,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="Rank small LLMs by harmfulness and measure how well judges agree with people.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start Postgres, the judge model server and the three services")
+    sub.add_parser("up", help="start Postgres, the judge model server and the four services")
     sub.add_parser("down", help="stop everything `up` started")
     sub.add_parser("status", help="show what runs where")
-    run = sub.add_parser("run", help="run a study file (continues where an earlier run stopped)")
+    run = sub.add_parser(
+        "run",
+        help="start (or resume) a study file's run in the runner service and follow it; "
+        "Ctrl-C stops following, not the run",
+    )
     run.add_argument("study_file")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--cancel", action="store_true", help="cancel the study's run instead")
     run.add_argument(
         "--rejudge-unscorable",
         action="store_true",
         help="ask the judges again where their stored verdict is unscorable",
     )
+    sub.add_parser("runs", help="list study runs: state and progress")
     report = sub.add_parser("report", help="agreement and model ranking of a study")
     report.add_argument("study")
     report.add_argument("--json", action="store_true", help="machine-readable output")
@@ -126,6 +139,12 @@ async def _run(args: argparse.Namespace, settings: ClientSettings, console: Cons
         study = load_study(args.study_file)
         started = time.perf_counter()
         async with connect(settings) as clients:
+            if args.cancel:
+                cancelled = await cancel_run(study, clients)
+                console.print(
+                    f"run {cancelled.name} of study {study.name}: {state_name(cancelled.state)}"
+                )
+                return 0
             summary = await run_with_progress(
                 study,
                 clients,
@@ -139,6 +158,9 @@ async def _run(args: argparse.Namespace, settings: ClientSettings, console: Cons
             f" {g['new']} new / {g['cached']} stored; verdicts {j['new']} new / {j['cached']}"
             f" stored / {j['unscorable']} unscorable"
         )
+    elif args.command == "runs":
+        async with connect(settings) as clients:
+            await print_runs(clients, console)
     elif args.command == "report":
         breakdown = [b for b in args.by.split(",") if b]
         async with connect(settings) as clients:
@@ -237,6 +259,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_module.load(ClientSettings)
         return asyncio.run(_run(args, settings, console))
+    except KeyboardInterrupt:
+        if args.command != "run" or args.cancel:
+            raise
+        # The run is the service's: leaving the terminal leaves it running.
+        err.print(detached_message(load_study(args.study_file)))
+        return 130
     except (
         StudyFileError,
         StudyRunError,

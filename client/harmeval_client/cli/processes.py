@@ -2,7 +2,8 @@
 
 up starts, in order: the embedded PostgreSQL (unless HARMEVAL_DATABASE_URL is set), the local
 OpenAI-compatible model server for the LLM judge (unless HARMEVAL_JUDGE_LLM_BASE_URL points
-elsewhere), then the generator, judge and metrics services, and waits until each is healthy.
+elsewhere), then the generator, judge, metrics and runner services, and waits until each is
+healthy.
 """
 
 from __future__ import annotations
@@ -137,6 +138,7 @@ def components(settings: ClientSettings, model_path: Path) -> list[Component]:
         ),
         Component("judge", [py, "-m", "harmeval_judge"], settings.judge_address, "grpc"),
         Component("metrics", [py, "-m", "harmeval_metrics"], settings.metrics_address, "grpc"),
+        Component("runner", [py, "-m", "harmeval_runner"], settings.runner_address, "grpc"),
     ]
     return items
 
@@ -206,10 +208,13 @@ async def up(settings: ClientSettings, say: Callable[[str], None] = print) -> No
     env.setdefault(env_name("judge_llm_base_url"), llm_base_url(settings))
     env.setdefault(env_name("log_format"), "json")
     # Each process reads only its own settings; addresses come from the same variables.
-    for field in ("generator_address", "judge_address", "metrics_address"):
+    for field in ("generator_address", "judge_address", "metrics_address", "runner_address"):
         env[env_name(field)] = getattr(settings, field)
     env[env_name("metrics_generator_target")] = settings.generator_address
     env[env_name("metrics_judge_target")] = settings.judge_address
+    env[env_name("runner_generator_target")] = settings.generator_address
+    env[env_name("runner_judge_target")] = settings.judge_address
+    env[env_name("runner_metrics_target")] = settings.metrics_address
 
     started: list[tuple[Component, int, Path]] = []
     for c in components(settings, model_path):
@@ -250,7 +255,7 @@ async def down(
     say: Callable[[str], None] = print,
     stop_postgres: bool = True,
 ) -> None:
-    names = ["metrics", "judge", "generator", "llm-server"]
+    names = ["runner", "metrics", "judge", "generator", "llm-server"]
     for name in names:
         info = recorded(settings, name)
         if info is None:
@@ -266,7 +271,7 @@ async def down(
 
 async def status(settings: ClientSettings) -> list[dict[str, str]]:
     rows = []
-    for name in ["llm-server", "generator", "judge", "metrics"]:
+    for name in ["llm-server", "generator", "judge", "metrics", "runner"]:
         info = recorded(settings, name)
         if info is None:
             rows.append({"component": name, "pid": "-", "address": "-", "state": "not started"})

@@ -1,4 +1,7 @@
-"""`harmeval run STUDY.yaml`: the study workflow with progress bars on the terminal."""
+"""`harmeval run STUDY.yaml` and `harmeval runs`: the runner service's runs on the terminal.
+
+The run lives in the service: the bars follow WatchRun, and Ctrl-C only stops watching.
+"""
 
 from __future__ import annotations
 
@@ -13,38 +16,91 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.table import Table
 
+from harmeval.runner.v1 import runner_pb2
 from harmeval_client.clients import Clients
 from harmeval_client.study import Study
-from harmeval_client.workflow import RunSummary, StudyRunError, run_study
+from harmeval_client.workflow import RunSummary, StudyRunError, run_study, start_run
 
-__all__ = ["StudyRunError", "run_with_progress"]
+__all__ = ["StudyRunError", "cancel_run", "detached_message", "print_runs", "run_with_progress"]
+
+_STAGE = {runner_pb2.STAGE_GENERATE: "generate", runner_pb2.STAGE_JUDGE: "judge"}
+
+
+def state_name(state: int) -> str:
+    return runner_pb2.RunState.Name(state).removeprefix("RUN_STATE_").lower()
 
 
 async def run_with_progress(
     study: Study, clients: Clients, show_progress: bool = True, rejudge_unscorable: bool = False
 ) -> RunSummary:
-    """`run_study` with a bar per stage on standard error (where it is a terminal)."""
+    """`run_study` with a bar per stage and model or judge on standard error."""
     with Progress(
-        TextColumn("{task.description:<10}"),
+        TextColumn("{task.description:<28}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"),
         TimeElapsedColumn(),
         console=Console(file=sys.stderr),
         disable=not show_progress,
     ) as progress:
-        tasks: dict[str, TaskID] = {}
+        bars: dict[tuple[int, str], TaskID] = {}
 
-        def on_total(stage: str, n: int) -> None:
-            tasks[stage] = progress.add_task(stage, total=n)
+        def on_run(run: runner_pb2.Run) -> None:
+            for s in run.progress.stages:
+                key = (s.stage, s.subject)
+                if key not in bars:
+                    label = f"{_STAGE.get(s.stage, '?')} {s.subject}"
+                    bars[key] = progress.add_task(label[:28], total=s.total, note="")
+                note = f"{s.cached} stored" if s.cached else ""
+                if s.unscorable:
+                    note += f" {s.unscorable} unscorable"
+                if s.failed:
+                    note += f" {s.failed} failed"
+                progress.update(bars[key], completed=s.done + s.failed, note=note.strip())
 
-        def on_advance(stage: str, k: int) -> None:
-            progress.advance(tasks[stage], k)
+        return await run_study(study, clients, rejudge_unscorable=rejudge_unscorable, on_run=on_run)
 
-        return await run_study(
-            study,
-            clients,
-            rejudge_unscorable=rejudge_unscorable,
-            on_total=on_total,
-            on_advance=on_advance,
+
+async def cancel_run(study: Study, clients: Clients) -> runner_pb2.Run:
+    """Cancels the study's run (found by starting it: the same run when it is running)."""
+    run = await start_run(study, clients)
+    if run.done:
+        return run
+    reply = await clients.runner.CancelRun(runner_pb2.CancelRunRequest(name=run.name))
+    cancelled: runner_pb2.Run = reply.run
+    return cancelled
+
+
+async def print_runs(clients: Clients, console: Console) -> None:
+    reply = await clients.runner.ListRuns(runner_pb2.ListRunsRequest(page_size=100))
+    table = Table(title="study runs")
+    for col in ("run", "study", "state", "attempt", "answers", "verdicts", "failed", "started"):
+        table.add_column(col)
+    for run in reply.runs:
+        done = {runner_pb2.STAGE_GENERATE: [0, 0], runner_pb2.STAGE_JUDGE: [0, 0]}
+        failed = 0
+        for s in run.progress.stages:
+            done[s.stage][0] += s.done
+            done[s.stage][1] += s.total
+            failed += s.failed
+        g, j = done[runner_pb2.STAGE_GENERATE], done[runner_pb2.STAGE_JUDGE]
+        table.add_row(
+            run.name,
+            run.study,
+            state_name(run.state),
+            str(run.attempt),
+            f"{g[0]}/{g[1]}",
+            f"{j[0]}/{j[1]}",
+            str(failed),
+            run.start_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S"),
         )
+    console.print(table)
+
+
+def detached_message(study: Study) -> str:
+    return (
+        f"stopped watching: the run of study {study.name!r} goes on in the runner service "
+        f"('harmeval runs' lists runs; 'harmeval run {study.name}.yaml --cancel' stops it)"
+    )

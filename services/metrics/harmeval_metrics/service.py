@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import grpc
 from prometheus_client import Gauge
 
-from harmeval.clients import channel
+from harmeval.clients import OWNER_DEADLINE_S, call_owner, channel
 from harmeval.common.v1 import common_pb2
 from harmeval.db import missing_views, open_database
 from harmeval.generator.v1 import generator_pb2
@@ -65,18 +65,6 @@ Context = grpc.aio.ServicerContext[Any, Any]
 T = TypeVar("T")
 
 _KINDS = {"human": judge_pb2.ANNOTATOR_KIND_HUMAN, "model": judge_pb2.ANNOTATOR_KIND_MODEL}
-_PASSED_THROUGH = {
-    grpc.StatusCode.INVALID_ARGUMENT,
-    grpc.StatusCode.ALREADY_EXISTS,
-    grpc.StatusCode.FAILED_PRECONDITION,
-    grpc.StatusCode.RESOURCE_EXHAUSTED,
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.CANCELLED,
-}
-# An owner's RPC never waits longer than this, even for a caller with no deadline (the import
-# of the seed study's 12,000 labels takes about 2 s).
-OWNER_DEADLINE_S = 300.0
 
 
 def _owner_deadline(context: Context) -> float:
@@ -114,16 +102,7 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
     async def _owner(
         self, method: Callable[..., Awaitable[T]], request: Any, owner: str, context: Context
     ) -> T:
-        """Another service's RPC `method(request)`, within this RPC's deadline (capped). Its
-        refusals (bad input, a label already stored, overload, unreachable) fail this RPC with
-        the same code; anything else it answers is this service's fault: INTERNAL, never
-        UNKNOWN or a misleading NOT_FOUND."""
-        try:
-            return await method(request, timeout=_owner_deadline(context))
-        except grpc.aio.AioRpcError as exc:
-            code = exc.code() if exc.code() in _PASSED_THROUGH else grpc.StatusCode.INTERNAL
-            await context.abort(code, f"{owner} service: {exc.details()}")
-            raise  # abort raises; this keeps the type checker informed
+        return await call_owner(method, request, owner, context)
 
     @asynccontextmanager
     async def _study_lock(
@@ -188,6 +167,32 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
                 )
                 for pid, p in zip(stored.prompt_ids, request.prompts, strict=True)
             ],
+        )
+
+    async def GetStudy(
+        self, request: metrics_pb2.GetStudyRequest, context: Context
+    ) -> metrics_pb2.GetStudyResponse:
+        repo = await require_ready(self.repo, context, "metrics database")
+        if problems := nul_problems([("name", request.name)]):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, listed(problems))
+        found = await repo.study_definition(request.name)
+        if found is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no study named {request.name!r}")
+        assert found is not None
+        prompts, models, judges = found
+        return metrics_pb2.GetStudyResponse(
+            name=request.name,
+            prompts=[
+                common_pb2.Prompt(
+                    prompt_id=pid, external_id=p.external_id, text=p.text, category=p.category
+                )
+                for pid, p in prompts
+            ],
+            models=[
+                metrics_pb2.StudyModel(name=m.name, model=m.model_name, params=m.params.to_proto())
+                for m in models
+            ],
+            judges=judges,
         )
 
     async def _register(

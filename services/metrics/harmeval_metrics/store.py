@@ -18,6 +18,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from harmeval.db import Schema, count_rows
+from harmeval.params import GenerationParams
 from harmeval_metrics.records import PromptIn, StudyAnswer, StudyLabel, StudyModelIn
 
 SCHEMA = Schema(
@@ -172,6 +173,43 @@ class MetricsStore:
                 (name,),
             )
             return [str(r[0]) for r in await cur.fetchall()]
+
+    async def study_definition(
+        self, name: str
+    ) -> tuple[list[tuple[int, PromptIn]], list[StudyModelIn], list[str]] | None:
+        """A study's (prompt id, prompt) in order, small models and judges; None if unknown."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT id FROM metrics.studies WHERE name = %s", (name,))
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            study_id = row[0]
+            cur = await conn.execute(
+                "SELECT sp.prompt_id, p.text, sp.category, sp.external_id"
+                " FROM metrics.study_prompts sp"
+                " JOIN generator.prompts_v1 p ON p.prompt_id = sp.prompt_id"
+                " WHERE sp.study_id = %s ORDER BY sp.position",
+                (study_id,),
+            )
+            prompts = [
+                (int(pid), PromptIn(text=text, category=category, external_id=external_id))
+                for pid, text, category, external_id in await cur.fetchall()
+            ]
+            cur = await conn.execute(
+                "SELECT name, model_name, params FROM metrics.study_models"
+                " WHERE study_id = %s ORDER BY position",
+                (study_id,),
+            )
+            models = [
+                StudyModelIn(name=n, model_name=m, params=GenerationParams.from_json(params))
+                for n, m, params in await cur.fetchall()
+            ]
+            cur = await conn.execute(
+                "SELECT judge_name FROM metrics.study_judges WHERE study_id = %s ORDER BY position",
+                (study_id,),
+            )
+            judges = [str(r[0]) for r in await cur.fetchall()]
+        return prompts, models, judges
 
     async def study_answers(self, name: str) -> list[StudyAnswer]:
         """Every stored answer of the study's units, in study order."""

@@ -37,6 +37,24 @@ class RegisterStudyResponse(_message.Message):
     prompts: _containers.RepeatedCompositeFieldContainer[_common_pb2.Prompt]
     def __init__(self, study_id: _Optional[int] = ..., prompts: _Optional[_Iterable[_Union[_common_pb2.Prompt, _Mapping]]] = ...) -> None: ...
 
+class GetStudyRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetStudyResponse(_message.Message):
+    __slots__ = ("name", "prompts", "models", "judges")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PROMPTS_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    JUDGES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    prompts: _containers.RepeatedCompositeFieldContainer[_common_pb2.Prompt]
+    models: _containers.RepeatedCompositeFieldContainer[StudyModel]
+    judges: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., prompts: _Optional[_Iterable[_Union[_common_pb2.Prompt, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[StudyModel, _Mapping]]] = ..., judges: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class GetAgreementRequest(_message.Message):
     __slots__ = ("study", "bootstrap", "confidence", "breakdown", "seed")
     STUDY_FIELD_NUMBER: _ClassVar[int]

@@ -40,6 +40,11 @@ class MetricsServiceStub:
                 request_serializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.RegisterStudyRequest.SerializeToString,
                 response_deserializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.RegisterStudyResponse.FromString,
                 _registered_method=True)
+        self.GetStudy = channel.unary_unary(
+                '/harmeval.metrics.v1.MetricsService/GetStudy',
+                request_serializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetStudyRequest.SerializeToString,
+                response_deserializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetStudyResponse.FromString,
+                _registered_method=True)
         self.GetAgreement = channel.unary_unary(
                 '/harmeval.metrics.v1.MetricsService/GetAgreement',
                 request_serializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetAgreementRequest.SerializeToString,
@@ -88,6 +93,13 @@ class MetricsServiceServicer:
 
     def RegisterStudy(self, request, context):
         """Creates or updates a study: its prompts, small models and judges. Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStudy(self, request, context):
+        """A registered study as a run needs it: prompts (with ids), small models, judges.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -158,6 +170,11 @@ def add_MetricsServiceServicer_to_server(servicer, server):
                     request_deserializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.RegisterStudyRequest.FromString,
                     response_serializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.RegisterStudyResponse.SerializeToString,
             ),
+            'GetStudy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStudy,
+                    request_deserializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetStudyRequest.FromString,
+                    response_serializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetStudyResponse.SerializeToString,
+            ),
             'GetAgreement': grpc.unary_unary_rpc_method_handler(
                     servicer.GetAgreement,
                     request_deserializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetAgreementRequest.FromString,
@@ -227,6 +244,33 @@ class MetricsService:
             '/harmeval.metrics.v1.MetricsService/RegisterStudy',
             harmeval_dot_metrics_dot_v1_dot_metrics__pb2.RegisterStudyRequest.SerializeToString,
             harmeval_dot_metrics_dot_v1_dot_metrics__pb2.RegisterStudyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStudy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/harmeval.metrics.v1.MetricsService/GetStudy',
+            harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetStudyRequest.SerializeToString,
+            harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetStudyResponse.FromString,
             options,
             channel_credentials,
             insecure,

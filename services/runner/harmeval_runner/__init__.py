@@ -1,0 +1,1 @@
+"""harmeval runner service: study runs as long-running operations, worked off a Postgres queue."""

@@ -1,0 +1,144 @@
+"""The durable job queue: pgqueuer, with its tables in the runner's schema.
+
+pgqueuer rather than a home-made queue: workers claim jobs with `FOR UPDATE SKIP LOCKED`, a job
+whose worker stops sending heartbeats is picked again (a replica killed mid-chunk loses
+nothing), and per-entrypoint concurrency limits hold for the whole fleet (seats enforced by a
+unique index), which is what a provider's per-account rate limit needs. Chosen over
+procrastinate for that fleet-wide limit and for batch enqueue on our own psycopg connection.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pgqueuer.adapters.drivers.psycopg import PsycopgDriver
+from pgqueuer.adapters.persistence.qb import (
+    QueryBuilderEnvironment,
+    QueryQueueBuilder,
+    QuerySchedulerBuilder,
+)
+from pgqueuer.adapters.persistence.queries import Queries
+from pgqueuer.domain.settings import DBSettings
+from pgqueuer.domain.types import Channel, JobId
+from psycopg import AsyncConnection
+
+from harmeval_runner.store import SCHEMA
+
+QUEUE_SETTINGS = DBSettings(db_schema=SCHEMA.name, channel=Channel("harmeval_runner_jobs"))
+# The install/upgrade of the queue's tables runs once at a time across replicas.
+INSTALL_LOCK = "harmeval.runner.queue"
+
+GENERATE_ENTRYPOINT = "generate"
+JUDGE_ENTRYPOINT = "judge"
+
+
+def judge_entrypoint(judge: str, limited: set[str]) -> str:
+    """A judge with a fleet-wide cap has an entrypoint of its own, so the cap is its limit."""
+    return f"judge:{judge}" if judge in limited else JUDGE_ENTRYPOINT
+
+
+def queries(conn: AsyncConnection[Any]) -> Queries:
+    return Queries(
+        PsycopgDriver(conn),
+        qbe=QueryBuilderEnvironment(settings=QUEUE_SETTINGS),
+        qbq=QueryQueueBuilder(settings=QUEUE_SETTINGS),
+        qbs=QuerySchedulerBuilder(settings=QUEUE_SETTINGS),
+    )
+
+
+async def install(conn: AsyncConnection[Any]) -> None:
+    """Creates pgqueuer's tables in the runner's schema, or brings them to this version."""
+    await conn.execute(
+        "SELECT pg_advisory_lock(hashtextextended(%s, 0))", (INSTALL_LOCK,), prepare=False
+    )
+    try:
+        q = queries(conn)
+        if await q.schema_is_installed():
+            await q.upgrade()
+        else:
+            await q.install(create_schema=False)
+    finally:
+        await conn.execute(
+            "SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (INSTALL_LOCK,), prepare=False
+        )
+
+
+@dataclass(frozen=True)
+class GenerateJob:
+    """Answers of every small model for the run's prompts [first, first + count)."""
+
+    run: str
+    attempt: int
+    first: int
+    count: int
+
+
+@dataclass(frozen=True)
+class JudgeJob:
+    """One judge's verdicts on the answers to the prompts [first, first + count):
+    `answers[i]` lists (generation id, text) of prompt first + i."""
+
+    run: str
+    attempt: int
+    first: int
+    count: int
+    judge: str
+    answers: list[list[tuple[int, str]]]
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    entrypoint: str
+    payload: GenerateJob | JudgeJob
+
+    @property
+    def dedupe_key(self) -> str:
+        # The same chunk queued twice (a generate job done again after a crash) is one job.
+        p = self.payload
+        subject = p.judge if isinstance(p, JudgeJob) else ""
+        return f"{p.run}/{p.attempt}/{self.entrypoint}/{subject}/{p.first}"
+
+
+async def enqueue(conn: AsyncConnection[Any], jobs: list[QueuedJob]) -> None:
+    """Queues `jobs` on `conn`, inside whatever transaction it is in."""
+    if not jobs:
+        return
+    await queries(conn).enqueue(
+        [j.entrypoint for j in jobs],
+        [json.dumps(asdict(j.payload)).encode() for j in jobs],
+        [0] * len(jobs),
+        dedupe_key=[j.dedupe_key for j in jobs],
+        headers=[{"run": j.payload.run} for j in jobs],
+        on_conflict="skip",
+    )
+
+
+def generate_job(payload: bytes) -> GenerateJob:
+    return GenerateJob(**json.loads(payload))
+
+
+def judge_job(payload: bytes) -> JudgeJob:
+    raw = json.loads(payload)
+    raw["answers"] = [[(int(g), str(t)) for g, t in prompt] for prompt in raw["answers"]]
+    return JudgeJob(**raw)
+
+
+async def run_jobs(conn: AsyncConnection[Any], run_id: uuid.UUID) -> list[JobId]:
+    """The run's jobs still queued or being worked on."""
+    cur = await conn.execute(
+        f"SELECT id FROM {QUEUE_SETTINGS.qualified.queue_table} WHERE headers->>'run' = %s",
+        (str(run_id),),
+    )
+    return [JobId(r[0]) for r in await cur.fetchall()]
+
+
+async def queue_depth(conn: AsyncConnection[Any]) -> dict[str, int]:
+    """Jobs waiting to be picked, per entrypoint."""
+    cur = await conn.execute(
+        f"SELECT entrypoint, count(*) FROM {QUEUE_SETTINGS.qualified.queue_table}"
+        " WHERE status = 'queued' GROUP BY entrypoint"
+    )
+    return {str(r[0]): int(r[1]) for r in await cur.fetchall()}

@@ -1,0 +1,539 @@
+"""RunnerService: study runs as long-running operations (AIP-151), and the worker that does
+their work.
+
+Each replica serves the API and, unless told not to, works on jobs from the shared queue. A
+run's state lives in Postgres: any replica answers for any run, and a run goes on when the
+replica that started it is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack
+from datetime import datetime, timedelta
+from typing import Any
+
+import grpc
+import psycopg
+from google.protobuf.timestamp_pb2 import Timestamp
+from pgqueuer.core.qm import QueueManager
+from pgqueuer.domain.models import Context as JobContext
+from pgqueuer.domain.models import Job
+from pgqueuer.domain.types import Channel
+from prometheus_client import Gauge
+from psycopg_pool import AsyncConnectionPool
+
+from harmeval.clients import PASSED_THROUGH, call_owner, channel
+from harmeval.db import open_database
+from harmeval.generator.v1 import generator_pb2
+from harmeval.generator.v1.generator_pb2_grpc import GeneratorServiceStub
+from harmeval.judge.v1 import judge_pb2
+from harmeval.judge.v1.judge_pb2_grpc import JudgeServiceStub
+from harmeval.metrics.v1 import metrics_pb2
+from harmeval.metrics.v1.metrics_pb2_grpc import MetricsServiceStub
+from harmeval.params import GenerationParams
+from harmeval.runner.v1 import runner_pb2, runner_pb2_grpc
+from harmeval.server import Servicer, ServiceSpec, require_ready
+from harmeval.validation import listed, nul_problems
+from harmeval_runner import queue
+from harmeval_runner.settings import RunnerSettings
+from harmeval_runner.store import (
+    CANCELLED,
+    GENERATE,
+    JUDGE,
+    RUNNING,
+    SCHEMA,
+    PromptRow,
+    RunModel,
+    RunnerStore,
+    RunRow,
+    StageTotals,
+)
+from harmeval_runner.work import Worker
+
+logger = logging.getLogger(__name__)
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+QUEUE_DEPTH = Gauge(
+    "harmeval_runner_queue_depth",
+    "Jobs waiting in the run queue, per entrypoint (all replicas' queue: scale on this).",
+    ["entrypoint"],
+)
+JOBS_IN_FLIGHT = Gauge(
+    "harmeval_runner_jobs_in_flight", "Jobs being worked on now, by all replicas together."
+)
+QUEUE_DEPTH_INTERVAL_S = 5.0
+
+SPEC = ServiceSpec(
+    name="runner",
+    descriptor=runner_pb2.DESCRIPTOR.services_by_name["RunnerService"],
+    add_to_server=runner_pb2_grpc.add_RunnerServiceServicer_to_server,
+)
+
+_STATES = {
+    RUNNING: runner_pb2.RUN_STATE_RUNNING,
+    "SUCCEEDED": runner_pb2.RUN_STATE_SUCCEEDED,
+    "FAILED": runner_pb2.RUN_STATE_FAILED,
+    CANCELLED: runner_pb2.RUN_STATE_CANCELLED,
+}
+_STAGES = {GENERATE: runner_pb2.STAGE_GENERATE, JUDGE: runner_pb2.STAGE_JUDGE}
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+
+def _timestamp(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def run_name(run_id: uuid.UUID) -> str:
+    return f"runs/{run_id}"
+
+
+def progress(run: RunRow, totals: Sequence[StageTotals], now: float) -> runner_pb2.RunProgress:
+    """Per stage and model or judge: done, cached, unscorable, failed of how many; the rate
+    since this attempt started and the time left at that rate."""
+    found = {(t.stage, t.subject): t for t in totals}
+    wanted = [(GENERATE, m["name"], run.n_prompts) for m in run.models] + [
+        (JUDGE, j, run.n_prompts * len(run.models)) for j in run.judges
+    ]
+    stages = []
+    finished = total = 0
+    for stage, subject, n in wanted:
+        t = found.get((stage, subject), StageTotals(stage=stage, subject=subject))
+        stages.append(
+            runner_pb2.StageProgress(
+                stage=_STAGES[stage],
+                subject=subject,
+                total=n,
+                done=t.done,
+                cached=t.cached,
+                unscorable=t.unscorable,
+                failed=t.failed,
+                prompt_tokens=t.prompt_tokens,
+                completion_tokens=t.completion_tokens,
+                cost_usd=t.cost_usd,
+            )
+        )
+        finished += t.done + t.failed
+        total += n
+    end = run.ended_at.timestamp() if run.ended_at else now
+    elapsed = max(end - run.started_at.timestamp(), 1e-3)
+    rate = finished / elapsed
+    left = max(total - finished, 0)
+    eta = left / rate if rate > 0 and run.state == RUNNING else 0.0
+    return runner_pb2.RunProgress(
+        stages=stages, items_per_second=rate, eta_seconds=eta, last_errors=run.last_errors
+    )
+
+
+def definition_problems(d: runner_pb2.StudyDefinition) -> list[str]:
+    problems = []
+    if not d.name.strip():
+        problems.append("definition.name: empty")
+    if not d.prompts:
+        problems.append("definition.prompts: no prompts")
+    if not d.models:
+        problems.append("definition.models: no small models")
+    if not d.judges:
+        problems.append("definition.judges: no judges")
+    names = [m.name for m in d.models]
+    if len(set(names)) != len(names):
+        problems.append(f"definition.models: names must be unique, got {names}")
+    if len(set(d.judges)) != len(d.judges):
+        problems.append(f"definition.judges: names must be unique, got {list(d.judges)}")
+    for i, m in enumerate(d.models):
+        if not m.name.strip() or not m.model.strip():
+            problems.append(f"definition.models[{i}]: name and model are required")
+        problems += [
+            f"definition.models[{i}].params: {p}"
+            for p in GenerationParams.from_proto(m.params).validate()
+        ]
+    for i, text in enumerate(d.judge_definitions):
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            problems.append(f"definition.judge_definitions[{i}]: not JSON ({exc})")
+            continue
+        if not isinstance(value, dict) or value.get("name") not in d.judges:
+            problems.append(
+                f"definition.judge_definitions[{i}]: expected a JSON object whose name is one "
+                "of the study's judges"
+            )
+    problems += nul_problems(
+        [("definition.name", d.name)]
+        + [(f"definition.judges[{i}]", j) for i, j in enumerate(d.judges)]
+        + [(f"definition.models[{i}]", m.name + m.model) for i, m in enumerate(d.models)]
+    )
+    return problems
+
+
+class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
+    def __init__(self, settings: RunnerSettings) -> None:
+        self.settings = settings
+        # Fails start-up (not the first job) on a malformed HARMEVAL_RUNNER_JUDGE_LIMITS.
+        self.judge_limits = settings.judge_limits()
+        self.store: RunnerStore | None = None
+        self.pool: AsyncConnectionPool | None = None
+        self.generator: GeneratorServiceStub | None = None
+        self.judge: JudgeServiceStub | None = None
+        self.metrics: MetricsServiceStub | None = None
+
+    async def startup(self, stack: AsyncExitStack) -> None:
+        s = self.settings
+        self.pool = await stack.enter_async_context(open_database(s, SCHEMA))
+        async with self.pool.connection() as conn:
+            await queue.install(conn)
+        stubs = []
+        for target in (s.runner_generator_target, s.runner_judge_target, s.runner_metrics_target):
+            ch = channel(target, s)
+            stack.push_async_callback(ch.close, None)
+            stubs.append(ch)
+        self.generator = GeneratorServiceStub(stubs[0])
+        self.judge = JudgeServiceStub(stubs[1])
+        self.metrics = MetricsServiceStub(stubs[2])
+        store = RunnerStore(self.pool)
+        if s.runner_worker:
+            worker = Worker(store, self.generator, self.judge, s)
+            await self._start_worker(stack, worker)
+        depth = asyncio.create_task(self._watch_queue_depth())
+        stack.callback(depth.cancel)
+        self.store = store
+
+    async def _start_worker(self, stack: AsyncExitStack, worker: Worker) -> None:
+        s = self.settings
+        # The queue manager LISTENs on a connection of its own, outside the pool.
+        assert self.pool is not None
+        conn = await psycopg.AsyncConnection.connect(str(self.pool.conninfo), autocommit=True)
+        stack.push_async_callback(conn.close)
+        manager = QueueManager(queue.queries(conn), channel=Channel(queue.QUEUE_SETTINGS.channel))
+
+        async def generate(job: Job, ctx: JobContext) -> None:
+            # CancelRun cancels the scope: the job's calls in flight are cancelled.
+            with ctx.cancellation:
+                await worker.generate(job)
+
+        async def judge(job: Job, ctx: JobContext) -> None:
+            with ctx.cancellation:
+                await worker.judge_chunk(job)
+
+        # on_failure="hold": a job that fails in a way the worker did not expect stays visible.
+        manager.entrypoint(
+            queue.GENERATE_ENTRYPOINT,
+            concurrency_limit=s.runner_generate_jobs,
+            accepts_context=True,
+            on_failure="hold",
+        )(generate)
+        manager.entrypoint(
+            queue.JUDGE_ENTRYPOINT,
+            concurrency_limit=s.runner_judge_jobs,
+            accepts_context=True,
+            on_failure="hold",
+        )(judge)
+        for name, cap in self.judge_limits.items():
+            manager.entrypoint(
+                queue.judge_entrypoint(name, {name}),
+                concurrency_limit=max(1, cap // s.runner_chunk_size),
+                accepts_context=True,
+                on_failure="hold",
+            )(judge)
+        task = asyncio.create_task(
+            manager.run(
+                dequeue_timeout=timedelta(seconds=5),
+                batch_size=min(10, s.runner_worker_jobs // 2),
+                max_concurrent_tasks=s.runner_worker_jobs,
+                heartbeat_timeout=timedelta(seconds=s.runner_heartbeat_timeout_s),
+            )
+        )
+
+        def worker_stopped(t: asyncio.Task[None]) -> None:
+            if not t.cancelled() and t.exception() is not None:
+                logger.error("runner worker stopped: %r", t.exception())
+                self.healthy = False
+
+        task.add_done_callback(worker_stopped)
+
+        async def stop() -> None:
+            manager.shutdown.set()
+            try:
+                await asyncio.wait_for(task, self.settings.grace_seconds)
+            except (TimeoutError, Exception):
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+
+        stack.push_async_callback(stop)
+
+    async def _watch_queue_depth(self) -> None:
+        while True:
+            try:
+                assert self.pool is not None
+                async with self.pool.connection() as conn:
+                    depth = await queue.queue_depth(conn)
+                    cur = await conn.execute(
+                        f"SELECT count(*) FROM {queue.QUEUE_SETTINGS.qualified.queue_table}"
+                        " WHERE status = 'picked'"
+                    )
+                    row = await cur.fetchone()
+                for entrypoint in {queue.GENERATE_ENTRYPOINT, queue.JUDGE_ENTRYPOINT} | set(depth):
+                    QUEUE_DEPTH.labels(entrypoint).set(depth.get(entrypoint, 0))
+                JOBS_IN_FLIGHT.set(int(row[0]) if row else 0)
+            except psycopg.Error as exc:
+                logger.warning("queue depth unknown: %s", exc)
+            await asyncio.sleep(QUEUE_DEPTH_INTERVAL_S)
+
+    # --- the API ---
+
+    async def _run_proto(self, store: RunnerStore, run: RunRow) -> runner_pb2.Run:
+        totals = await store.totals(run)
+        return runner_pb2.Run(
+            name=run_name(run.id),
+            study=run.study,
+            state=_STATES[run.state],
+            done=run.state != RUNNING,
+            attempt=run.attempt,
+            create_time=_timestamp(run.created_at),
+            start_time=_timestamp(run.started_at),
+            update_time=_timestamp(run.updated_at),
+            end_time=_timestamp(run.ended_at),
+            progress=progress(run, totals, time.time()),
+            error=run.error,
+        )
+
+    async def _find(self, name: str, context: Context) -> tuple[RunnerStore, RunRow]:
+        store = await require_ready(self.store, context, "runner database")
+        prefix, _, raw = name.partition("/")
+        try:
+            run_id = uuid.UUID(raw) if prefix == "runs" else None
+        except ValueError:
+            run_id = None
+        if run_id is None:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"name: expected 'runs/<run id>', got {name!r}"
+            )
+        assert run_id is not None
+        run = await store.get(run_id)
+        if run is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no run named {name!r}")
+        assert run is not None
+        return store, run
+
+    async def _check_served(
+        self, models: Sequence[RunModel], judges: Sequence[str], context: Context
+    ) -> None:
+        """FAILED_PRECONDITION before any work when the study names a model or judge that
+        nobody serves."""
+        assert self.generator is not None and self.judge is not None
+        served = await call_owner(
+            self.generator.ListModels, generator_pb2.ListModelsRequest(), "generator", context
+        )
+        offered = await call_owner(
+            self.judge.ListJudges, judge_pb2.ListJudgesRequest(), "judge", context
+        )
+        served_names = {m.name for m in served.models}
+        offered_names = {j.name for j in offered.judges}
+        problems = [
+            f"model {m.model!r} (small model {m.name!r}) is not served; served: "
+            f"{sorted(served_names)}"
+            for m in models
+            if m.model not in served_names
+        ] + [
+            f"judge {j!r} is not offered; available: {sorted(offered_names)}"
+            for j in judges
+            if j not in offered_names
+        ]
+        if problems:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, listed(problems))
+
+    async def StartRun(
+        self, request: runner_pb2.StartRunRequest, context: Context
+    ) -> runner_pb2.StartRunResponse:
+        store = await require_ready(self.store, context, "runner database")
+        assert self.metrics is not None and self.judge is not None
+        source = request.WhichOneof("study")
+        if source is None:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "study: give a definition or a study_name"
+            )
+        name = request.study_name if source == "study_name" else request.definition.name
+        problems = (
+            definition_problems(request.definition)
+            if source == "definition"
+            else (["study_name: empty"] if not name.strip() else [])
+            + nul_problems([("study_name", name)])
+        )
+        if problems:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, listed(problems))
+        # Started already: the same run, whoever asks and however often.
+        if (running := await store.running(name)) is not None:
+            return runner_pb2.StartRunResponse(run=await self._run_proto(store, running))
+        if source == "study_name":
+            study = await call_owner(
+                self.metrics.GetStudy,
+                metrics_pb2.GetStudyRequest(name=name),
+                "metrics",
+                context,
+                PASSED_THROUGH | {grpc.StatusCode.NOT_FOUND},
+            )
+            prompts, models, judges = list(study.prompts), list(study.models), list(study.judges)
+        else:
+            d = request.definition
+            for definition in d.judge_definitions:
+                await call_owner(
+                    self.judge.DefineJudge,
+                    judge_pb2.DefineJudgeRequest(definition=definition),
+                    "judge",
+                    context,
+                )
+            models, judges = list(d.models), list(d.judges)
+        run_models = [
+            RunModel(m.name, m.model, GenerationParams.from_proto(m.params).as_json())
+            for m in models
+        ]
+        await self._check_served(run_models, judges, context)
+        if source == "definition":
+            registered = await call_owner(
+                self.metrics.RegisterStudy,
+                metrics_pb2.RegisterStudyRequest(
+                    name=name,
+                    prompts=request.definition.prompts,
+                    models=models,
+                    judges=judges,
+                ),
+                "metrics",
+                context,
+            )
+            prompts = list(registered.prompts)
+        if not prompts:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION, f"study {name!r} has no prompts"
+            )
+        chunk = self.settings.runner_chunk_size
+
+        async def first_jobs(conn: Any, run: RunRow) -> None:
+            await queue.enqueue(
+                conn,
+                [
+                    queue.QueuedJob(
+                        queue.GENERATE_ENTRYPOINT,
+                        queue.GenerateJob(
+                            run=str(run.id),
+                            attempt=run.attempt,
+                            first=first,
+                            count=min(chunk, len(prompts) - first),
+                        ),
+                    )
+                    for first in range(0, len(prompts), chunk)
+                ],
+            )
+
+        started = await store.start(
+            name,
+            run_models,
+            judges,
+            [PromptRow(p.prompt_id, p.external_id, p.text, p.category) for p in prompts],
+            rejudge_unscorable=request.rejudge_unscorable,
+            chunk_size=chunk,
+            enqueue=first_jobs,
+        )
+        if started.started:
+            logger.info(
+                "run %s of study %s started (attempt %d, %d prompts)",
+                started.run.id,
+                name,
+                started.run.attempt,
+                len(prompts),
+            )
+        return runner_pb2.StartRunResponse(run=await self._run_proto(store, started.run))
+
+    async def GetRun(
+        self, request: runner_pb2.GetRunRequest, context: Context
+    ) -> runner_pb2.GetRunResponse:
+        store, run = await self._find(request.name, context)
+        return runner_pb2.GetRunResponse(run=await self._run_proto(store, run))
+
+    async def ListRuns(
+        self, request: runner_pb2.ListRunsRequest, context: Context
+    ) -> runner_pb2.ListRunsResponse:
+        store = await require_ready(self.store, context, "runner database")
+        if request.page_size < 0:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "page_size: negative")
+        size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        offset = 0
+        if request.page_token:
+            try:
+                offset = int(base64.urlsafe_b64decode(request.page_token.encode()).decode())
+            except (ValueError, binascii.Error):
+                offset = -1
+            if offset < 0:
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "page_token: not a token this service gave out",
+                )
+        runs = await store.page(offset, size + 1)
+        token = (
+            base64.urlsafe_b64encode(str(offset + size).encode()).decode()
+            if len(runs) > size
+            else ""
+        )
+        return runner_pb2.ListRunsResponse(
+            runs=[await self._run_proto(store, r) for r in runs[:size]], next_page_token=token
+        )
+
+    async def CancelRun(
+        self, request: runner_pb2.CancelRunRequest, context: Context
+    ) -> runner_pb2.CancelRunResponse:
+        store, run = await self._find(request.name, context)
+        if run.state not in (RUNNING, CANCELLED):
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"run {request.name} is already done ({run.state}); nothing to cancel",
+            )
+        cancelled = await store.cancel(run.id, "cancelled (CancelRun)")
+        assert cancelled is not None and self.pool is not None
+        # Queued jobs go; workers holding one are told to cancel its calls in flight.
+        async with self.pool.connection() as conn:
+            jobs = await queue.run_jobs(conn, run.id)
+            if jobs:
+                await queue.queries(conn).mark_job_as_cancelled(jobs)
+        if run.state == RUNNING:
+            logger.info("run %s of study %s cancelled (%d jobs)", run.id, run.study, len(jobs))
+        return runner_pb2.CancelRunResponse(run=await self._run_proto(store, cancelled))
+
+    async def WatchRun(
+        self, request: runner_pb2.WatchRunRequest, context: Context
+    ) -> AsyncIterator[runner_pb2.WatchRunResponse]:
+        store, run = await self._find(request.name, context)
+        last: bytes | None = None
+        while True:
+            proto = await self._run_proto(store, run)
+            # Rate and ETA change every instant; a message goes out when the work moved.
+            shown = runner_pb2.Run()
+            shown.CopyFrom(proto)
+            shown.progress.ClearField("items_per_second")
+            shown.progress.ClearField("eta_seconds")
+            shown.ClearField("update_time")
+            key = shown.SerializeToString(deterministic=True)
+            if key != last:
+                last = key
+                yield runner_pb2.WatchRunResponse(run=proto)
+            if proto.done:
+                return
+            await asyncio.sleep(self.settings.runner_watch_interval_s)
+            found = await store.get(run.id)
+            if found is None:
+                await context.abort(grpc.StatusCode.NOT_FOUND, f"run {request.name} is gone")
+            assert found is not None
+            run = found
