@@ -99,7 +99,8 @@ async def main(directory: Path) -> dict[str, float]:
                     reply = await metrics.ImportStudy(request)
                     timings[key] = time.perf_counter() - started
                 timings["labels"] = reply.n_labels
-                clients = Clients(GeneratorServiceStub(g), JudgeServiceStub(j), metrics)
+                # The report needs no runner.
+                clients = Clients(GeneratorServiceStub(g), JudgeServiceStub(j), metrics, None)  # type: ignore[arg-type]
                 started = time.perf_counter()
                 await fetch_report("llm-harm", clients, bootstrap=1000)
                 timings["report_with_1000_bootstrap_s"] = time.perf_counter() - started

@@ -1,4 +1,5 @@
-"""Renders every kustomization under deploy/k8s and reports what it holds.
+"""Renders every kustomization under deploy/k8s, and every overlay with the optional
+components meant for it (COMBINATIONS), and reports what each holds.
 
     python deploy/render_report.py                 # objects per kustomization, by kind
     python deploy/render_report.py --json          # the same as JSON

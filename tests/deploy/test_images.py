@@ -27,9 +27,15 @@ IMAGES = {
     "generator-gpu": ("generator-gpu.Dockerfile", "harmeval_generator", 50051, 9451),
     "judge": ("judge.Dockerfile", "harmeval_judge", 50052, 9452),
     "metrics": ("metrics.Dockerfile", "harmeval_metrics", 50053, 9453),
+    "runner": ("runner.Dockerfile", "harmeval_runner", 50054, 9454),
 }
 # Imported inside functions, so a plain import of the service does not reach them.
-LAZY_IMPORTS = {"generator": ["llama_cpp"], "judge": ["profanity_check"], "metrics": []}
+LAZY_IMPORTS = {
+    "generator": ["llama_cpp"],
+    "judge": ["profanity_check"],
+    "metrics": [],
+    "runner": [],
+}
 BUILD_ONLY_PACKAGES = ("build-essential", "cmake", "python3-dev")
 
 
@@ -75,6 +81,7 @@ PACKAGES = {
     "generator-gpu": ("generator", ("vllm",)),
     "judge": ("judge", ()),
     "metrics": ("metrics", ()),
+    "runner": ("runner", ()),
 }
 
 

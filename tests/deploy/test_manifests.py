@@ -17,6 +17,7 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
+import yaml
 
 from harmeval import settings as settings_module
 from tests.deploy.conftest import SERVICES, find, one, render_report
@@ -158,6 +159,18 @@ def test_kustomization_renders(rendered: dict[str, list[dict[str, Any]]], name: 
     assert len(keys) == len(set(keys)), "duplicate objects"
 
 
+def test_every_component_is_rendered() -> None:
+    """Each component under deploy/k8s/components is part of some rendering: an overlay's
+    `components`, or a combination in render_report.COMBINATIONS."""
+    components_dir = render_report.K8S / "components"
+    used = {c for _, extra in render_report.COMBINATIONS.values() for c in extra}
+    for path in render_report.KUSTOMIZATIONS.values():
+        kustomization = yaml.safe_load((path / "kustomization.yaml").read_text())
+        for ref in kustomization.get("components", []):
+            used.add((path / ref).resolve().relative_to(components_dir).as_posix())
+    assert used == {d.name for d in components_dir.iterdir() if d.is_dir()}
+
+
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 @pytest.mark.parametrize("name", KUSTOMIZATIONS, ids=k8s_id)
 def test_objects_validate_against_kubernetes_schema(
@@ -181,20 +194,34 @@ def test_objects_validate_against_kubernetes_schema(
     assert not problems, "\n".join(problems)
 
 
-def test_crd_schemas_reject_a_misspelt_field() -> None:
+MISSPELT = {
+    "ServiceMonitor": (
+        {"selector": {}, "endpoints": [{"port": "metrics", "intervall": "30s"}]},
+        "intervall",
+    ),
+    "ScaledObject": (
+        {
+            "scaleTargetRef": {"name": "runner"},
+            "minReplicas": 2,
+            "triggers": [{"type": "cpu", "metadata": {"value": "75"}}],
+        },
+        "minReplicas",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", MISSPELT)
+def test_crd_schemas_reject_a_misspelt_field(kind: str) -> None:
     """The hand-written CRD schemas are strict, like kubernetes-validate's."""
-    monitor = {
-        "apiVersion": "monitoring.coreos.com/v1",
-        "kind": "ServiceMonitor",
-        "metadata": {"name": "x"},
-        "spec": {"selector": {}, "endpoints": [{"port": "metrics", "intervall": "30s"}]},
-    }
-    schema = json.loads(CRD_SCHEMAS[("monitoring.coreos.com/v1", "ServiceMonitor")].read_text())
-    with pytest.raises(jsonschema.ValidationError, match="intervall"):
-        jsonschema.Draft202012Validator(schema).validate(monitor)
+    (api_version,) = [v for v, k in CRD_SCHEMAS if k == kind]
+    spec, misspelt = MISSPELT[kind]
+    obj = {"apiVersion": api_version, "kind": kind, "metadata": {"name": "x"}, "spec": spec}
+    schema = json.loads(CRD_SCHEMAS[(api_version, kind)].read_text())
+    with pytest.raises(jsonschema.ValidationError, match=misspelt):
+        jsonschema.Draft202012Validator(schema).validate(obj)
 
 
-# --- the three services ---------------------------------------------------------------------
+# --- the four services ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -210,6 +237,10 @@ def test_service_shape_and_probes(
     assert deployment["spec"]["selector"]["matchLabels"] == {"app": service}
     assert pod["metadata"]["labels"]["app"] == service
     assert svc["spec"]["selector"] == {"app": service}
+    # Headless: the name resolves to every ready pod (clients balance with round_robin), and
+    # only ready ones: a draining pod leaves DNS before it stops serving.
+    assert svc["spec"]["clusterIP"] == "None"
+    assert not svc["spec"].get("publishNotReadyAddresses", False)
     assert pod["spec"]["serviceAccountName"] == service
 
     container = server(deployment)
@@ -282,17 +313,22 @@ def test_grace_periods_outlast_the_longest_request(
             assert grace >= longest, f"judge drains {grace} s, a call may take {longest} s"
         if service == "generator":
             assert grace >= LONGEST_GENERATION_SECONDS
+        if service == "runner":
+            # A generate job waits on the generator as long as its longest generation.
+            assert grace >= LONGEST_GENERATION_SECONDS
 
 
 @pytest.mark.parametrize("name", KUSTOMIZATIONS, ids=k8s_id)
 def test_settings_are_real_and_load(
     rendered: dict[str, list[dict[str, Any]]], name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Every HARMEVAL_ variable is a setting the services read (or a planned one), and each
-    service's settings load from the rendered environment without error."""
+    """Every HARMEVAL_ variable is a setting the services read (or a planned one), each
+    service's settings load from the rendered environment without error, and every target
+    setting a service has is set (a default of 127.0.0.1 never reaches a pod)."""
+    classes = {service: settings_class(service) for service in SERVICES}
     known = {
         settings_module.env_name(f.name)
-        for cls in (GeneratorSettings, JudgeSettings, MetricsSettings)
+        for cls in classes.values()
         for f in dataclasses.fields(cls)
     }
     objects = rendered[name]
@@ -305,37 +341,63 @@ def test_settings_are_real_and_load(
             with capsys.disabled():
                 why = PLANNED_SETTINGS[planned]
                 print(f"\n  PLANNED setting {planned} in {name}/{service}: {why}")
-        loaded: Any = settings_module.load(SETTINGS[service], environ=env)
+        loaded: Any = settings_module.load(classes[service], environ=env)
         assert loaded.log_format == "json"
+        targets = {
+            settings_module.env_name(f.name)
+            for f in dataclasses.fields(classes[service])
+            if f.name.endswith("_target")
+        }
+        assert targets <= set(env), f"{service}: unset: {sorted(targets - set(env))}"
 
 
 @pytest.mark.parametrize("name", KUSTOMIZATIONS, ids=k8s_id)
-def test_references_resolve(rendered: dict[str, list[dict[str, Any]]], name: str) -> None:
-    """ConfigMaps, Secrets, PVCs and ServiceAccounts that pods use exist in the rendering,
-    or are secrets the cluster must hold."""
+def test_internal_targets_are_headless_services(
+    rendered: dict[str, list[dict[str, Any]]], name: str
+) -> None:
+    """Every HARMEVAL_*_TARGET is `dns:///<service>.<namespace>.svc.cluster.local:<port>` of a
+    headless Service in the rendering whose `grpc` port is that port and whose pods serve gRPC
+    on it; each caller reaches exactly the services it calls; every gRPC server closes
+    connections after HARMEVAL_GRPC_MAX_CONNECTION_AGE_S, so clients re-resolve."""
     objects = rendered[name]
-    present = {(o["kind"], o["metadata"]["name"]) for o in objects}
-    missing = set()
-    for workload in workloads(objects):
-        spec = workload["spec"]["template"]["spec"]
-        refs = {("ServiceAccount", spec["serviceAccountName"])}
-        for c in spec["containers"]:
-            for source in c.get("envFrom", []):
-                if "configMapRef" in source:
-                    refs.add(("ConfigMap", source["configMapRef"]["name"]))
-                if "secretRef" in source:
-                    refs.add(("Secret", source["secretRef"]["name"]))
-            for var in c.get("env", []):
-                ref = var.get("valueFrom", {}).get("secretKeyRef")
-                if ref and not ref.get("optional"):
-                    refs.add(("Secret", ref["name"]))
-        for volume in spec.get("volumes", []):
-            if "persistentVolumeClaim" in volume:
-                refs.add(("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"]))
-        missing |= {
-            r for r in refs - present if not (r[0] == "Secret" and r[1] in EXTERNAL_SECRETS[name])
+    for caller in SERVICES:
+        deployment = one(objects, "Deployment", caller)
+        env = effective_env(objects, server(deployment))
+        assert float(env["HARMEVAL_GRPC_MAX_CONNECTION_AGE_S"]) > 0, caller
+        # The shared ConfigMap gives every pod every service's targets: check them all, and
+        # that the caller's own are the services it calls.
+        targets = {k: v for k, v in env.items() if re.fullmatch(r"HARMEVAL_\w+_TARGET", k)}
+        prefix = f"HARMEVAL_{caller.upper()}_"
+        called = {
+            k.removeprefix(prefix).removesuffix("_TARGET").lower()
+            for k in targets
+            if k.startswith(prefix)
         }
-    assert not missing, sorted(missing)
+        assert called == CALLS.get(caller, set()), caller
+        for var, target in targets.items():
+            match = DNS_TARGET.fullmatch(target)
+            assert match, f"{caller} {var}={target!r}: not a dns:/// name of a Service"
+            assert match["namespace"] == deployment["metadata"]["namespace"], (var, target)
+            if var.startswith(prefix):
+                callee = var.removeprefix(prefix).removesuffix("_TARGET").lower()
+                assert match["service"] == callee, (var, target)
+            svc = one(objects, "Service", match["service"])
+            assert svc["spec"].get("clusterIP") == "None", f"{var}: {match['service']} not headless"
+            ports = {p["name"]: p for p in svc["spec"]["ports"]}
+            assert ports["grpc"]["port"] == int(match["port"]), (var, target)
+            assert ports["grpc"]["targetPort"] == "grpc"
+            # Headless: clients dial the pods themselves, on the container's port.
+            backends = [
+                d
+                for d in find(objects, "Deployment")
+                if selector_matches(
+                    {"matchLabels": svc["spec"]["selector"]},
+                    pod_labels(objects, d["metadata"]["name"]),
+                )
+            ]
+            assert [d["metadata"]["name"] for d in backends] == [match["service"]], var
+            container_ports = {p["name"]: p["containerPort"] for p in server(backends[0])["ports"]}
+            assert container_ports["grpc"] == int(match["port"]), (var, target)
 
 
 # --- overlays ---------------------------------------------------------------------------------
@@ -400,19 +462,79 @@ def test_gpu_overlay_puts_the_generator_on_a_gpu(
     ]
 
 
-@pytest.mark.parametrize("name", ("production", "gpu"), ids=k8s_id)
+def autoscalers(objects: list[dict[str, Any]], deployment: str) -> list[dict[str, Any]]:
+    """The HPAs and KEDA ScaledObjects that scale a Deployment (KEDA's kind defaults to it)."""
+    found = []
+    for o in objects:
+        if o["kind"] not in ("HorizontalPodAutoscaler", "ScaledObject"):
+            continue
+        target = o["spec"]["scaleTargetRef"]
+        if (target.get("kind", "Deployment"), target["name"]) == ("Deployment", deployment):
+            found.append(o)
+    return found
+
+
+@pytest.mark.parametrize("name", KUSTOMIZATIONS, ids=k8s_id)
+def test_one_autoscaler_per_workload(rendered: dict[str, list[dict[str, Any]]], name: str) -> None:
+    """No Deployment has two autoscalers (an HPA and KEDA's would fight over its replicas);
+    where one has an autoscaler, the Deployment leaves the replica count to it (`kubectl
+    apply` must not reset it). Production scales generator, judge and runner; the runner
+    with the overlay's HPA or, with the keda component, with a ScaledObject instead."""
+    objects = rendered[name]
+    scaled = set()
+    for deployment in find(objects, "Deployment"):
+        dname = deployment["metadata"]["name"]
+        found = autoscalers(objects, dname)
+        assert len(found) <= 1, f"{dname}: {[(o['kind'], o['metadata']['name']) for o in found]}"
+        if found:
+            scaled.add(dname)
+            assert "replicas" not in deployment["spec"], dname
+    if name in PRODUCTION_LIKE:
+        assert scaled == {"generator", "judge", "runner"}
+        (runner,) = autoscalers(objects, "runner")
+        keda = "keda" in render_report.COMBINATIONS.get(name, ("", ()))[1]
+        assert runner["kind"] == ("ScaledObject" if keda else "HorizontalPodAutoscaler")
+    else:
+        assert scaled == set()
+
+
+def _queue_query(query: str) -> None:
+    """Every runner pod exports the same fleet-wide queue depth: a query must take one copy
+    per entrypoint (max over pods), not add the pods' copies up."""
+    assert re.search(
+        r"max by \((namespace, )?entrypoint\) \(harmeval_runner_queue_depth\b", query
+    ), query
+
+
+@pytest.mark.parametrize("name", PRODUCTION_LIKE, ids=k8s_id)
 def test_production_scales_and_survives_disruptions(
     rendered: dict[str, list[dict[str, Any]]], name: str
 ) -> None:
     objects = rendered[name]
     for service in ("generator", "judge"):
         hpa = one(objects, "HorizontalPodAutoscaler", service)
-        target = hpa["spec"]["scaleTargetRef"]
-        assert (target["kind"], target["name"]) == ("Deployment", service)
-        # The autoscaler owns the replica count; `kubectl apply` must not reset it.
-        assert "replicas" not in one(objects, "Deployment", service)["spec"]
         assert hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"] >= 1
     assert one(objects, "Deployment", "metrics")["spec"]["replicas"] >= 2
+    # The runner scales on its queue, and on CPU; it also serves the API, so never below two.
+    (runner,) = autoscalers(objects, "runner")
+    if runner["kind"] == "HorizontalPodAutoscaler":
+        assert runner["spec"]["maxReplicas"] > runner["spec"]["minReplicas"] >= 2
+        by_type = {m["type"]: m for m in runner["spec"]["metrics"]}
+        assert set(by_type) == {"External", "Resource"}
+        # Fleet-wide, not per pod: External with a per-replica AverageValue target (a Pods
+        # metric's average would not fall as pods are added).
+        queue = by_type["External"]["external"]
+        assert queue["metric"]["name"] == "harmeval_runner_queue_depth"
+        assert queue["target"]["type"] == "AverageValue"
+        assert by_type["Resource"]["resource"]["name"] == "cpu"
+    else:
+        spec = runner["spec"]
+        assert spec["maxReplicaCount"] > spec["minReplicaCount"] >= 2
+        triggers = {tr["type"]: tr for tr in spec["triggers"]}
+        assert set(triggers) == {"prometheus", "cpu"}
+        _queue_query(triggers["prometheus"]["metadata"]["query"])
+        assert float(triggers["prometheus"]["metadata"]["threshold"]) > 0
+        assert triggers["cpu"]["metricType"] == "Utilization"
     for service in SERVICES:
         (pdb,) = [
             p
@@ -437,6 +559,7 @@ CLIENT_PEERS = [
     {"namespaceSelector": {"matchLabels": {"harmeval.io/client": "true"}}},
 ]
 METRICS_PEER = {"podSelector": {"matchLabels": {"app": "metrics"}}}
+RUNNER_PEER = {"podSelector": {"matchLabels": {"app": "runner"}}}
 PROMETHEUS_PEER = [
     {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
@@ -445,7 +568,7 @@ PROMETHEUS_PEER = [
 ]
 
 
-@pytest.mark.parametrize("name", ("production", "gpu"), ids=k8s_id)
+@pytest.mark.parametrize("name", PRODUCTION_LIKE, ids=k8s_id)
 def test_network_policies_allow_only_the_designed_traffic(
     rendered: dict[str, list[dict[str, Any]]], name: str
 ) -> None:
@@ -460,7 +583,7 @@ def test_network_policies_allow_only_the_designed_traffic(
         and not p["spec"].get("egress")
     ]
     assert deny, "no default-deny policy"
-    egress_443 = {"judge"} | ({"generator"} if name == "gpu" else set())
+    egress_443 = {"judge"} | ({"generator"} if overlay_of(name) == "gpu" else set())
     for service in SERVICES:
         labels = pod_labels(objects, service)
         ingress = _rules(policies, labels, "ingress")
@@ -473,8 +596,10 @@ def test_network_policies_allow_only_the_designed_traffic(
             ("grpc", json.dumps(CLIENT_PEERS, sort_keys=True)),
             ("metrics", json.dumps(PROMETHEUS_PEER, sort_keys=True)),
         }
-        if service != "metrics":  # imports arrive from the metrics service
+        if service in CALLS["metrics"]:  # imports arrive from the metrics service
             expected_in.add(("grpc", json.dumps([METRICS_PEER], sort_keys=True)))
+        if service in CALLS["runner"]:  # a run's jobs
+            expected_in.add(("grpc", json.dumps([RUNNER_PEER], sort_keys=True)))
         assert allowed_in == expected_in, service
         egress = _rules(policies, labels, "egress")
         allowed_out = {
@@ -483,18 +608,13 @@ def test_network_policies_allow_only_the_designed_traffic(
         expected = {(53, "UDP"), (53, "TCP"), (5432, "TCP")}
         if service in egress_443:
             expected.add((443, "TCP"))
-        if service == "metrics":
+        if service in CALLS:
             expected.add(("grpc", "TCP"))
-            [imports] = [r for r in egress if any(p["port"] == "grpc" for p in r["ports"])]
-            assert imports["to"] == [
-                {
-                    "podSelector": {
-                        "matchExpressions": [
-                            {"key": "app", "operator": "In", "values": ["generator", "judge"]}
-                        ]
-                    }
-                }
-            ]
+            [calls] = [r for r in egress if any(p["port"] == "grpc" for p in r["ports"])]
+            [peer] = calls["to"]
+            [expr] = peer["podSelector"]["matchExpressions"]
+            assert (expr["key"], expr["operator"]) == ("app", "In")
+            assert set(expr["values"]) == CALLS[service], service
         assert allowed_out == expected, service
         # DNS only to the cluster's resolver.
         for rule in egress:
@@ -502,8 +622,8 @@ def test_network_policies_allow_only_the_designed_traffic(
                 assert rule["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
 
 
-@pytest.mark.parametrize("name", ("production", "gpu"), ids=k8s_id)
-def test_service_monitor_scrapes_the_all_services(
+@pytest.mark.parametrize("name", PRODUCTION_LIKE, ids=k8s_id)
+def test_service_monitor_scrapes_every_service(
     rendered: dict[str, list[dict[str, Any]]], name: str
 ) -> None:
     objects = rendered[name]

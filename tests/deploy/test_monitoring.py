@@ -37,6 +37,7 @@ REQUIRED_ALERTS = {
     "HarmevalUnscorableShareHigh",
     "HarmevalJudgeBudgetExhausted",
     "HarmevalGeneratorQueueDeep",
+    "HarmevalRunnerQueueNotDraining",
 }
 REQUIRED_PANELS = (
     "Requests/s",
@@ -46,6 +47,7 @@ REQUIRED_PANELS = (
     "Judge cost",
     "Unscorable share",
     "Agreement of the latest study",
+    "Runner queue depth",
 )
 
 
@@ -67,7 +69,8 @@ def dashboard() -> dict[str, Any]:
 
 
 def all_queries(rendered: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str]]:
-    """(where, PromQL) for every rule, dashboard query, and autoscaler metric."""
+    """(where, PromQL) for every rule, dashboard query, and autoscaler metric (HPAs' custom
+    and external metrics, KEDA's Prometheus queries)."""
     queries = [
         (f"rule {r.get('alert') or r.get('record')}", str(r["expr"]))
         for g in rule_groups()
@@ -80,7 +83,21 @@ def all_queries(rendered: dict[str, list[dict[str, Any]]]) -> list[tuple[str, st
                 if metric["type"] in ("Pods", "Object", "External"):
                     source = metric[metric["type"].lower()]["metric"]["name"]
                     queries.append((f"{name} HPA {hpa['metadata']['name']}", source))
+    for where, query in keda_queries(rendered):
+        queries.append((where, query))
     return queries
+
+
+def keda_queries(rendered: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str]]:
+    """(where, PromQL) of every KEDA prometheus trigger, once per distinct query."""
+    seen: dict[str, str] = {}
+    for name, objects in rendered.items():
+        for scaled in (o for o in objects if o["kind"] == "ScaledObject"):
+            for trigger in scaled["spec"]["triggers"]:
+                if trigger["type"] == "prometheus":
+                    where = f"{name} ScaledObject {scaled['metadata']['name']}"
+                    seen.setdefault(trigger["metadata"]["query"], where)
+    return [(where, query) for query, where in seen.items()]
 
 
 def allowed_names() -> dict[str, str]:
@@ -257,6 +274,8 @@ def test_promtool_check_scrape_config(tmp_path: Path) -> None:
         assert label.startswith(
             ("__meta_kubernetes_service_label_", "__meta_kubernetes_endpoint_port_name")
         )
+    # Every service's metrics port, and nothing else.
+    assert keep["regex"] == f"harmeval;({'|'.join(SERVICES)});metrics"
     assert {r["target_label"] for r in job["relabel_configs"][1:]} == {
         "namespace",
         "service",

@@ -1,4 +1,4 @@
-"""A real Prometheus server scrapes the three services and evaluates the rules.
+"""A real Prometheus server scrapes the four services and evaluates the rules.
 
 The services run as they do in a pod (`python -m harmeval_<service>`, one process each, so
 each /metrics is its own registry) on free loopback ports against a real PostgreSQL; the
@@ -32,10 +32,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from harmeval.generator.v1 import generator_pb2, generator_pb2_grpc
 from harmeval.judge.v1 import judge_pb2, judge_pb2_grpc
 from harmeval.metrics.v1 import metrics_pb2, metrics_pb2_grpc
+from harmeval.runner.v1 import runner_pb2, runner_pb2_grpc
 from tests.conftest import free_ports
 from tests.deploy.conftest import SERVICES, render_report, tool
 from tests.deploy.promql import grafana_queries
-from tests.deploy.test_monitoring import dashboard, rule_groups
+from tests.deploy.test_monitoring import dashboard, keda_queries, rule_groups
 
 SCRAPE_INTERVAL_S = 1
 NAMESPACE = "harmeval"
@@ -73,7 +74,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture
 def services(database_url: str, model_path: Path, tmp_path: Path) -> Iterator[dict[str, Service]]:
-    ports = free_ports(6)
+    ports = free_ports(2 * len(SERVICES))
     env = {k: v for k, v in os.environ.items() if not k.startswith("HARMEVAL_")}
     env.update(
         HARMEVAL_DATABASE_URL=database_url,
@@ -91,6 +92,11 @@ def services(database_url: str, model_path: Path, tmp_path: Path) -> Iterator[di
             grpc_port, metrics_port = ports[2 * i], ports[2 * i + 1]
             env[f"HARMEVAL_{name.upper()}_ADDRESS"] = f"127.0.0.1:{grpc_port}"
             env[f"HARMEVAL_{name.upper()}_PROMETHEUS_PORT"] = str(metrics_port)
+            # Callers reach the services started before them (SERVICES lists callees first).
+            for callee in running:
+                env[f"HARMEVAL_{name.upper()}_{callee.upper()}_TARGET"] = (
+                    f"127.0.0.1:{running[callee].grpc_port}"
+                )
             log = tmp_path / f"{name}.log"
             with log.open("wb") as out:
                 process = subprocess.Popen(
@@ -200,8 +206,8 @@ def prometheus(services: dict[str, Service], tmp_path: Path) -> Iterator[Prometh
 
 
 def _make_calls(services: dict[str, Service]) -> None:
-    """One RPC of each kind the assertions count: OK on generator and judge, NOT_FOUND on
-    metrics (an error by status, not a server fault)."""
+    """One RPC of each kind the assertions count: OK on generator, judge and runner,
+    NOT_FOUND on metrics (an error by status, not a server fault)."""
     with grpc.insecure_channel(f"127.0.0.1:{services['generator'].grpc_port}") as ch:
         generator_pb2_grpc.GeneratorServiceStub(ch).ListModels(
             generator_pb2.ListModelsRequest(), timeout=10
@@ -214,6 +220,8 @@ def _make_calls(services: dict[str, Service]) -> None:
                 metrics_pb2.GetAgreementRequest(study="no-such-study"), timeout=10
             )
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    with grpc.insecure_channel(f"127.0.0.1:{services['runner'].grpc_port}") as ch:
+        runner_pb2_grpc.RunnerServiceStub(ch).ListRuns(runner_pb2.ListRunsRequest(), timeout=10)
 
 
 def _value(result: list[dict[str, Any]]) -> float:
@@ -236,13 +244,18 @@ def _as_grafana_sends(query: str) -> str:
 
 
 def test_prometheus_scrapes_every_service_and_evaluates_the_rules(
-    services: dict[str, Service], prometheus: Prometheus, capsys: pytest.CaptureFixture[str]
+    services: dict[str, Service],
+    prometheus: Prometheus,
+    rendered: dict[str, list[dict[str, Any]]],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     _make_calls(services)
 
     up = prometheus.wait_for(
         "every target up",
-        lambda: (r := prometheus.query('up{job="harmeval"} == 1')) and len(r) == 3 and r,
+        lambda: (
+            (r := prometheus.query('up{job="harmeval"} == 1')) and len(r) == len(SERVICES) and r
+        ),
     )
     assert {s["metric"]["service"] for s in up} == set(SERVICES)
     targets = prometheus.get("/api/v1/targets")["activeTargets"]
@@ -257,6 +270,7 @@ def test_prometheus_scrapes_every_service_and_evaluates_the_rules(
         'harmeval_metrics_requests_total{method="GetAgreement", code="NOT_FOUND"}',
         'harmeval_metrics_errors_total{method="GetAgreement", code="NOT_FOUND"}',
         'harmeval_generator_request_duration_seconds_count{method="ListModels"}',
+        'harmeval_runner_requests_total{method="ListRuns", code="OK"}',
     )
     for expected in (1, 2):
         if expected == 2:
@@ -302,6 +316,12 @@ def test_prometheus_scrapes_every_service_and_evaluates_the_rules(
             prometheus.get("/api/v1/query", query=_as_grafana_sends(query))
         except urllib.error.HTTPError as exc:
             pytest.fail(f"dashboard {where}: {exc.read().decode()}")
+    # KEDA's queries too (it sends them to Prometheus as they are).
+    for where, query in keda_queries(rendered):
+        try:
+            prometheus.get("/api/v1/query", query=query)
+        except urllib.error.HTTPError as exc:
+            pytest.fail(f"{where}: {exc.read().decode()}")
 
     # Figures for the closing note.
     series = {

@@ -232,7 +232,7 @@ async def judge_stack(
     judge = JudgeServicer(judge_settings(database_url, tmp_path, fake))
     async with running(JUDGE_SPEC, judge, judge.settings) as (j_srv, j_ch):
         yield Stack(
-            Clients(None, JudgeServiceStub(j_ch), None),  # type: ignore[arg-type]
+            Clients(None, JudgeServiceStub(j_ch), None, None),  # type: ignore[arg-type]
             {"judge": judge},
             {"judge": j_srv},
             model,

@@ -43,16 +43,18 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
     # Not under pytest's 0700 tmp root: the embedded PostgreSQL runs as another system user
     # when the tests run as root, and a short path keeps its socket path within limits.
     data_dir = Path(tempfile.mkdtemp(prefix="harmeval-e2e-", dir="/tmp"))
-    g, j, m, gp, jp, mp, llm = free_ports(7)
+    g, j, m, r, gp, jp, mp, rp, llm = free_ports(9)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HARMEVAL_")}
     env.update(
         HARMEVAL_DATA_DIR=str(data_dir),
         HARMEVAL_GENERATOR_ADDRESS=f"127.0.0.1:{g}",
         HARMEVAL_JUDGE_ADDRESS=f"127.0.0.1:{j}",
         HARMEVAL_METRICS_ADDRESS=f"127.0.0.1:{m}",
+        HARMEVAL_RUNNER_ADDRESS=f"127.0.0.1:{r}",
         HARMEVAL_GENERATOR_PROMETHEUS_PORT=str(gp),
         HARMEVAL_JUDGE_PROMETHEUS_PORT=str(jp),
         HARMEVAL_METRICS_PROMETHEUS_PORT=str(mp),
+        HARMEVAL_RUNNER_PROMETHEUS_PORT=str(rp),
         HARMEVAL_LLM_SERVER_PORT=str(llm),
     )
     up = harmeval(env, "up", timeout=300)
@@ -128,7 +130,8 @@ def test_run_report_rerun(cli_env: dict[str, str], tmp_path: Path) -> None:
     assert "Krippendorff" in text and "greedy" in text
 
     status = harmeval(cli_env, "status").stdout
-    assert status.count("SERVING") == 4 and "running" in status
+    # The judge model server and the four services.
+    assert status.count("SERVING") == 5 and "running" in status
 
 
 def test_bad_study_file_names_the_field(cli_env: dict[str, str], tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The three services run under the least-privilege roles the README documents: each may
+"""The four services run under the least-privilege roles the README documents: each may
 write only its own schema and read only the views the others publish. A service that touched
 another's table would fail here with "permission denied"."""
 
@@ -21,11 +21,12 @@ from harmeval_client.workflow import run_study
 from harmeval_generator.store import SCHEMA as GENERATOR
 from harmeval_judge.store import SCHEMA as JUDGE
 from harmeval_metrics.store import SCHEMA as METRICS
+from harmeval_runner.store import SCHEMA as RUNNER
 from tests.fakes.openai_server import FakeOpenAI
 from tests.integration.conftest import JudgeModel, Stack, all_services
 from tests.integration.test_study_flow import STUDY
 
-SERVICES = ("generator", "judge", "metrics")
+SERVICES = ("generator", "judge", "metrics", "runner")
 
 
 def role_url(url: str, role: str) -> str:
@@ -91,7 +92,7 @@ def test_a_role_cannot_read_another_services_tables(role_urls: dict[str, str]) -
     # Create every schema as its owner would.
 
     async def create() -> None:
-        for schema in (GENERATOR, JUDGE, METRICS):
+        for schema in (GENERATOR, JUDGE, METRICS, RUNNER):
             async with AsyncConnectionPool(
                 role_urls[schema.name], open=False, kwargs={"autocommit": True}
             ) as pool:
@@ -108,5 +109,17 @@ def test_a_role_cannot_read_another_services_tables(role_urls: dict[str, str]) -
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(f"SELECT count(*) FROM {table}")
         # prompts_v1 is an updatable view: only the missing grant stops this.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM generator.prompts_v1")
+    with psycopg.connect(role_urls["runner"], autocommit=True) as conn:
+        # The runner reads nobody's tables: it works through the services' RPCs.
+        for table in ("generator.generations", "judge.judgments", "metrics.studies"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"SELECT count(*) FROM {table}")
+    with psycopg.connect(role_urls["metrics"], autocommit=True) as conn:
+        for table in ("runner.runs", "runner.chunk_results"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"SELECT count(*) FROM {table}")
+        # (and once more the updatable view, from this connection)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("DELETE FROM generator.prompts_v1")

@@ -154,6 +154,7 @@ class DeadEngine:
     name = "dead"
     backend = "test"
     in_process = True
+    max_concurrency = None
     context_length = 1024
 
     def settings(self) -> dict[str, str]:

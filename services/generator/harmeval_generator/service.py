@@ -106,6 +106,9 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer, Servicer):
         self.settings = settings
         self.repo: GeneratorStore | None = None
         self.engines: dict[str, Engine] = {}
+        # Per engine (made at its first request): requests in flight across all calls, at most
+        # Engine.max_concurrency.
+        self.slots: dict[str, asyncio.Semaphore] = {}
         self.model_ids: dict[str, int] = {}
         self._engine_died = False
 
@@ -144,6 +147,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer, Servicer):
                     backend=e.backend,
                     context_length=e.context_length,
                     settings=e.settings(),
+                    max_concurrency=e.max_concurrency or self.settings.generator_concurrency,
                 )
                 for name, e in self.engines.items()
             ]
@@ -305,9 +309,12 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer, Servicer):
     async def _run_jobs(
         self, engine: Engine, jobs: list[Job], context: Context
     ) -> AsyncIterator[tuple[Job, common_pb2.Generation]]:
-        """Answers in completion order; at most `generator_concurrency` at once, so engines
-        with continuous batching get the requests together."""
-        limit = asyncio.Semaphore(self.settings.generator_concurrency)
+        """Answers in completion order; engines with continuous batching get the requests
+        together, up to the engine's slots, which every call shares."""
+        limit = self.slots.get(engine.name) or self.slots.setdefault(
+            engine.name,
+            asyncio.Semaphore(engine.max_concurrency or self.settings.generator_concurrency),
+        )
 
         async def one(job: Job) -> tuple[Job, common_pb2.Generation]:
             async with limit:

@@ -22,5 +22,6 @@ class GeneratorSettings(CommonSettings):
     generator_n_threads: int = 0
     # YAML list of served models (llama.cpp, vllm, tgi, openai); unset: the embedded Gemma.
     generator_models_file: Path | None = None
-    # Prompts of one request generated at once (an engine with batching gets them together).
+    # Requests in flight per served model, all calls together, for engines that do not say
+    # (Engine.max_concurrency; a models-file entry may set max_concurrency).
     generator_concurrency: int = 64

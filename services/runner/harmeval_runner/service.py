@@ -185,7 +185,7 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
         self.settings = settings
         # Fails start-up (not the first job) on a malformed HARMEVAL_RUNNER_JUDGE_LIMITS.
         self.judge_limits = settings.judge_limits()
-        self.store: RunnerStore | None = None
+        self.repo: RunnerStore | None = None
         self.pool: AsyncConnectionPool | None = None
         self.generator: GeneratorServiceStub | None = None
         self.judge: JudgeServiceStub | None = None
@@ -210,7 +210,7 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
             await self._start_worker(stack, worker)
         depth = asyncio.create_task(self._watch_queue_depth())
         stack.callback(depth.cancel)
-        self.store = store
+        self.repo = store
 
     async def _start_worker(self, stack: AsyncExitStack, worker: Worker) -> None:
         s = self.settings
@@ -313,7 +313,7 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
         )
 
     async def _find(self, name: str, context: Context) -> tuple[RunnerStore, RunRow]:
-        store = await require_ready(self.store, context, "runner database")
+        store = await require_ready(self.repo, context, "runner database")
         prefix, _, raw = name.partition("/")
         try:
             run_id = uuid.UUID(raw) if prefix == "runs" else None
@@ -360,7 +360,7 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
     async def StartRun(
         self, request: runner_pb2.StartRunRequest, context: Context
     ) -> runner_pb2.StartRunResponse:
-        store = await require_ready(self.store, context, "runner database")
+        store = await require_ready(self.repo, context, "runner database")
         assert self.metrics is not None and self.judge is not None
         source = request.WhichOneof("study")
         if source is None:
@@ -467,7 +467,7 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
     async def ListRuns(
         self, request: runner_pb2.ListRunsRequest, context: Context
     ) -> runner_pb2.ListRunsResponse:
-        store = await require_ready(self.store, context, "runner database")
+        store = await require_ready(self.repo, context, "runner database")
         if request.page_size < 0:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "page_size: negative")
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)

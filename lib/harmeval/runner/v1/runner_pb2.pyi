@@ -25,7 +25,6 @@ class Stage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STAGE_UNSPECIFIED: _ClassVar[Stage]
     STAGE_GENERATE: _ClassVar[Stage]
     STAGE_JUDGE: _ClassVar[Stage]
-
 RUN_STATE_UNSPECIFIED: RunState
 RUN_STATE_RUNNING: RunState
 RUN_STATE_SUCCEEDED: RunState
@@ -47,14 +46,7 @@ class StudyDefinition(_message.Message):
     models: _containers.RepeatedCompositeFieldContainer[_metrics_pb2.StudyModel]
     judges: _containers.RepeatedScalarFieldContainer[str]
     judge_definitions: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(
-        self,
-        name: _Optional[str] = ...,
-        prompts: _Optional[_Iterable[_Union[_common_pb2.Prompt, _Mapping]]] = ...,
-        models: _Optional[_Iterable[_Union[_metrics_pb2.StudyModel, _Mapping]]] = ...,
-        judges: _Optional[_Iterable[str]] = ...,
-        judge_definitions: _Optional[_Iterable[str]] = ...,
-    ) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., prompts: _Optional[_Iterable[_Union[_common_pb2.Prompt, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[_metrics_pb2.StudyModel, _Mapping]]] = ..., judges: _Optional[_Iterable[str]] = ..., judge_definitions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StartRunRequest(_message.Message):
     __slots__ = ("definition", "study_name", "rejudge_unscorable")
@@ -64,12 +56,7 @@ class StartRunRequest(_message.Message):
     definition: StudyDefinition
     study_name: str
     rejudge_unscorable: bool
-    def __init__(
-        self,
-        definition: _Optional[_Union[StudyDefinition, _Mapping]] = ...,
-        study_name: _Optional[str] = ...,
-        rejudge_unscorable: _Optional[bool] = ...,
-    ) -> None: ...
+    def __init__(self, definition: _Optional[_Union[StudyDefinition, _Mapping]] = ..., study_name: _Optional[str] = ..., rejudge_unscorable: _Optional[bool] = ...) -> None: ...
 
 class StartRunResponse(_message.Message):
     __slots__ = ("run",)
@@ -78,18 +65,7 @@ class StartRunResponse(_message.Message):
     def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ...) -> None: ...
 
 class StageProgress(_message.Message):
-    __slots__ = (
-        "stage",
-        "subject",
-        "total",
-        "done",
-        "cached",
-        "unscorable",
-        "failed",
-        "prompt_tokens",
-        "completion_tokens",
-        "cost_usd",
-    )
+    __slots__ = ("stage", "subject", "total", "done", "cached", "unscorable", "failed", "prompt_tokens", "completion_tokens", "cost_usd")
     STAGE_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
@@ -110,19 +86,7 @@ class StageProgress(_message.Message):
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
-    def __init__(
-        self,
-        stage: _Optional[_Union[Stage, str]] = ...,
-        subject: _Optional[str] = ...,
-        total: _Optional[int] = ...,
-        done: _Optional[int] = ...,
-        cached: _Optional[int] = ...,
-        unscorable: _Optional[int] = ...,
-        failed: _Optional[int] = ...,
-        prompt_tokens: _Optional[int] = ...,
-        completion_tokens: _Optional[int] = ...,
-        cost_usd: _Optional[float] = ...,
-    ) -> None: ...
+    def __init__(self, stage: _Optional[_Union[Stage, str]] = ..., subject: _Optional[str] = ..., total: _Optional[int] = ..., done: _Optional[int] = ..., cached: _Optional[int] = ..., unscorable: _Optional[int] = ..., failed: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ...) -> None: ...
 
 class RunProgress(_message.Message):
     __slots__ = ("stages", "items_per_second", "eta_seconds", "last_errors")
@@ -134,28 +98,10 @@ class RunProgress(_message.Message):
     items_per_second: float
     eta_seconds: float
     last_errors: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(
-        self,
-        stages: _Optional[_Iterable[_Union[StageProgress, _Mapping]]] = ...,
-        items_per_second: _Optional[float] = ...,
-        eta_seconds: _Optional[float] = ...,
-        last_errors: _Optional[_Iterable[str]] = ...,
-    ) -> None: ...
+    def __init__(self, stages: _Optional[_Iterable[_Union[StageProgress, _Mapping]]] = ..., items_per_second: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., last_errors: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = (
-        "name",
-        "study",
-        "state",
-        "done",
-        "attempt",
-        "create_time",
-        "start_time",
-        "update_time",
-        "end_time",
-        "progress",
-        "error",
-    )
+    __slots__ = ("name", "study", "state", "done", "attempt", "create_time", "start_time", "update_time", "end_time", "progress", "error")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STUDY_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -178,20 +124,7 @@ class Run(_message.Message):
     end_time: _timestamp_pb2.Timestamp
     progress: RunProgress
     error: str
-    def __init__(
-        self,
-        name: _Optional[str] = ...,
-        study: _Optional[str] = ...,
-        state: _Optional[_Union[RunState, str]] = ...,
-        done: _Optional[bool] = ...,
-        attempt: _Optional[int] = ...,
-        create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...,
-        start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...,
-        update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...,
-        end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...,
-        progress: _Optional[_Union[RunProgress, _Mapping]] = ...,
-        error: _Optional[str] = ...,
-    ) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., study: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., done: _Optional[bool] = ..., attempt: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[_Union[RunProgress, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
 
 class GetRunRequest(_message.Message):
     __slots__ = ("name",)
@@ -211,9 +144,7 @@ class ListRunsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
-    def __init__(
-        self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...
-    ) -> None: ...
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListRunsResponse(_message.Message):
     __slots__ = ("runs", "next_page_token")
@@ -221,11 +152,7 @@ class ListRunsResponse(_message.Message):
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     runs: _containers.RepeatedCompositeFieldContainer[Run]
     next_page_token: str
-    def __init__(
-        self,
-        runs: _Optional[_Iterable[_Union[Run, _Mapping]]] = ...,
-        next_page_token: _Optional[str] = ...,
-    ) -> None: ...
+    def __init__(self, runs: _Optional[_Iterable[_Union[Run, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class CancelRunRequest(_message.Message):
     __slots__ = ("name",)

@@ -95,6 +95,10 @@ class Engine(ABC):
     # True when the engine runs inside this process (llama.cpp, vLLM): an engine that dies
     # cannot be recovered there, so the service flips its health and lets the pod restart.
     in_process: bool = False
+    # Requests the engine serves at once (continuous batching: vLLM's max_num_seqs; llama.cpp
+    # in process: 1); the service never sends it more, across all calls. None: the service's
+    # HARMEVAL_GENERATOR_CONCURRENCY.
+    max_concurrency: int | None = None
 
     @property
     @abstractmethod

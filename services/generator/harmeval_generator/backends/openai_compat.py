@@ -70,11 +70,13 @@ class OpenAIConfig:
     prompt_format: PromptFormat = "completion"
     context_length: int = 4096
     timeout_s: float = 120.0
+    # Requests the server takes at once (e.g. its vLLM's max_num_seqs); None: the service's.
+    max_concurrency: int | None = None
 
 
 @register_backend("openai", config=OpenAIConfig)
 def build(name: str, config: OpenAIConfig, settings: GeneratorSettings) -> Engine:
-    return OpenAICompatEngine(
+    engine = OpenAICompatEngine(
         name,
         config.base_url,
         config.model,
@@ -83,6 +85,8 @@ def build(name: str, config: OpenAIConfig, settings: GeneratorSettings) -> Engin
         context_length=config.context_length,
         timeout_s=config.timeout_s,
     )
+    engine.max_concurrency = config.max_concurrency
+    return engine
 
 
 class OpenAICompatEngine(Engine):

@@ -98,13 +98,17 @@ class TgiConfig:
     base_url: str  # the server's root, e.g. http://tgi:8080
     timeout_s: float = 120.0  # bounds a whole request, streamed ones included
     context_length: int | None = None  # None: TGI's max_total_tokens (from /info)
+    # Requests the server takes at once (its --max-concurrent-requests); None: the service's.
+    max_concurrency: int | None = None
 
 
 @register_backend("tgi", config=TgiConfig)
 def build(name: str, config: TgiConfig, settings: GeneratorSettings) -> Engine:
-    return TgiEngine(
+    engine = TgiEngine(
         name, config.base_url, timeout_s=config.timeout_s, context_length=config.context_length
     )
+    engine.max_concurrency = config.max_concurrency
+    return engine
 
 
 class TgiEngine(Engine):

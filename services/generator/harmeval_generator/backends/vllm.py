@@ -87,6 +87,8 @@ class VllmEngine(Engine):
             **(engine_kwargs or {}),
         )
         self._engine: Any = AsyncLLM.from_engine_args(args)
+        # vLLM schedules up to max_num_seqs sequences per step; more only queue inside it.
+        self.max_concurrency = int((engine_kwargs or {}).get("max_num_seqs") or 256)
         self._tokenizer: Any = None
 
     @property
