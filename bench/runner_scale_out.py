@@ -54,6 +54,7 @@ from dnslib.server import (  # type: ignore[import-untyped]
 from study_stack import (
     RESULTS,
     FakeLlm,
+    InFlightSampler,
     Postgres,
     Processes,
     cpu_table,
@@ -209,7 +210,10 @@ async def run_replicas(
         stats_before = [await b.stats() for b in backends]
         machine_before = machine_busy_s()
         window0 = time.perf_counter()
+        sampler = InFlightSampler({f"llm-judge-{k}": b for k, b in enumerate(backends, 1)})
+        sampler.start()
         outcome = await run_study(addresses["runner"], definition)
+        mean_in_flight = await sampler.stop()
         machine = machine_busy_s() - machine_before
         window = time.perf_counter() - window0
         after = tree_cpu(roots) | {"bench (this process)": time.process_time()}
@@ -242,6 +246,8 @@ async def run_replicas(
         "calls_per_replica": requests,
         "share_per_replica": [r / calls if calls else 0.0 for r in requests],
         "most_in_flight_per_backend": [int(s["most_in_flight"]) for s in stats_after],
+        # Sampled every 0.1 s over the run; c when the replicas keep their backends full.
+        "mean_in_flight_per_backend": list(mean_in_flight.values()),
         "dns_queries": resolver.queries,
         "start_run_s": outcome.start_run_s,
         "watch_reconnects": outcome.watch_reconnects,
@@ -261,11 +267,16 @@ def _print(r: dict[str, Any], x1: dict[str, Any] | None) -> None:
     steady = r["x_steady_calls_per_s"]
     eff_steady = steady / (n * steady1) if steady and steady1 else float("nan")
     shares = " ".join(f"{s:.2f}" for s in r["share_per_replica"])
-    most = " ".join(str(m) for m in r["most_in_flight_per_backend"])
+    most = " ".join(
+        f"{m:.1f}/{h}"
+        for m, h in zip(
+            r["mean_in_flight_per_backend"], r["most_in_flight_per_backend"], strict=True
+        )
+    )
     print(
         f"{n:>3}{r['prompts']:>8}{r['wall_s']:>8.1f}{r['x_calls_per_s']:>8.1f}"
         f"{steady or float('nan'):>9.1f}{r['ideal_calls_per_s']:>7.0f}{eff:>8.3f}"
-        f"{eff_steady:>9.3f}  {r['state']:<10}shares {shares}; held {most};"
+        f"{eff_steady:>9.3f}  {r['state']:<10}shares {shares}; in flight mean/most {most};"
         f" dns {r['dns_queries']}; generate cached {r['generate_all_cached']}"
     )
     for e in r["last_errors"][-3:]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -218,6 +219,38 @@ class FakeLlm:
         async with aiohttp.ClientSession() as s, s.get(url) as r:
             data: dict[str, float] = await r.json()
             return data
+
+
+class InFlightSampler:
+    """Polls the servers' requests in flight every `interval_s` while running: the mean over
+    the run says how much of a backend's concurrency the services kept busy (the ideal keeps
+    it full)."""
+
+    def __init__(self, llms: Mapping[str, FakeLlm], interval_s: float = 0.1) -> None:
+        self.llms = dict(llms)
+        self.interval_s = interval_s
+        self.samples: dict[str, list[int]] = {n: [] for n in self.llms}
+        self._task: asyncio.Task[None] | None = None
+
+    async def _poll(self) -> None:
+        async with aiohttp.ClientSession() as s:
+            while True:
+                for name, llm in self.llms.items():
+                    url = llm.base_url.removesuffix("/v1") + "/stats"
+                    async with s.get(url) as r:
+                        self.samples[name].append(int((await r.json())["in_flight"]))
+                await asyncio.sleep(self.interval_s)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._poll())
+
+    async def stop(self) -> dict[str, float]:
+        """Mean requests in flight per server over the samples taken."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        return {n: sum(v) / len(v) if v else 0.0 for n, v in self.samples.items()}
 
 
 class Processes:

@@ -54,6 +54,7 @@ import grpc
 from study_stack import (
     RESULTS,
     FakeLlm,
+    InFlightSampler,
     Postgres,
     Processes,
     cpu_table,
@@ -297,6 +298,8 @@ async def run_case(
         before, stats_before = stack.cpu(), await stack.backend_stats()
         machine_before = machine_busy_s()
         window0 = time.perf_counter()
+        sampler = InFlightSampler(stack.llms)
+        sampler.start()
         extra: dict[str, Any] = {}
         if mode == "runner":
             outcome = await run_study(stack.addresses["runner"], d)
@@ -319,6 +322,7 @@ async def run_case(
             wall = old["wall_s"]
             extra = {"stage_done_at_s": old["stage_done_at_s"], "state": "done"}
             unscorable = old["unscorable"]
+        mean_in_flight = await sampler.stop()
         machine = machine_busy_s() - machine_before
         window = time.perf_counter() - window0
         after, stats_after = stack.cpu(), await stack.backend_stats()
@@ -353,6 +357,8 @@ async def run_case(
         "backend_requests": requests,
         "backend_requests_expected": expected,
         "backend_most_in_flight": {n: s["most_in_flight"] for n, s in stats_after.items()},
+        # Sampled every 0.1 s from StartRun to done; the ideal keeps it at the concurrency.
+        "backend_mean_in_flight": mean_in_flight,
         "unscorable": unscorable,
         "checks_ok": requests == expected and unscorable == 0,
         "cpu_s": cpu,
@@ -375,6 +381,11 @@ def _print_case(r: dict[str, Any]) -> None:
         f"{r['ratio_to_machine_bound']:>7.3f}{done.get('generate', float('nan')):>8.1f}"
         f"{done.get('judge', float('nan')):>8.1f}  {r['state']:<10}"
         f"{'ok' if r['checks_ok'] else 'CHECK FAILED'}"
+    )
+    held = r["backend_mean_in_flight"]
+    print(
+        f"  mean requests in flight: generate {held['llm-generate']:.0f} of"
+        f" {r['generate_concurrency']}, judge {held['llm-judge']:.0f} of {r['judge_concurrency']}"
     )
     if not r["checks_ok"]:
         print(
