@@ -8,7 +8,9 @@ the same run, or resumes it where it stopped.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -83,13 +85,31 @@ async def start_run(
     return run
 
 
+# Seconds a watch waits for the runner to answer again (a replica restarting, a connection
+# closed after its maximum age) before giving up.
+RECONNECT_FOR_S = 120.0
+
+
 async def watch_run(run_name: str, clients: Clients, on_run: OnRun | None = None) -> RunSummary:
-    """Follows the run until it is done; returns its final state."""
+    """Follows the run until it is done, reconnecting when the stream breaks (the run goes on
+    in the service either way); returns its final state."""
     last = runner_pb2.Run()
-    async for reply in clients.runner.WatchRun(runner_pb2.WatchRunRequest(name=run_name)):
-        last = reply.run
-        if on_run is not None:
-            on_run(last)
+    failing_since: float | None = None
+    while not last.done:
+        try:
+            async for reply in clients.runner.WatchRun(runner_pb2.WatchRunRequest(name=run_name)):
+                failing_since = None
+                last = reply.run
+                if on_run is not None:
+                    on_run(last)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL):
+                raise
+            now = time.monotonic()
+            failing_since = failing_since or now
+            if now - failing_since > RECONNECT_FOR_S:
+                raise
+            await asyncio.sleep(0.5)
     return summarize(last)
 
 

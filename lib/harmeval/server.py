@@ -85,8 +85,9 @@ async def create_server(
             # "start" and silently share (or steal) traffic. Fail loudly instead.
             ("grpc.so_reuseport", 0),
             ("grpc.max_connection_age_ms", int(settings.grpc_max_connection_age_s * 1000)),
-            # Calls in flight when the age is reached get this long to finish.
-            ("grpc.max_connection_age_grace_ms", int(settings.grace_seconds * 1000)),
+            # Calls in flight when the age is reached may finish: a chunk's generation can
+            # take minutes on a CPU. Streams longer than this (WatchRun) are reconnected.
+            ("grpc.max_connection_age_grace_ms", CONNECTION_AGE_GRACE_MS),
             # Accept the clients' keepalive pings (harmeval.clients.KEEPALIVE_OPTIONS).
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
@@ -143,6 +144,9 @@ async def serve(
 
 
 T = TypeVar("T")
+
+# Longer than any call the services make to each other (the runner's deadline is 600 s).
+CONNECTION_AGE_GRACE_MS = 900_000
 
 # A young-generation collection every 10,000 allocations instead of CPython's 700: with
 # hundreds of requests in flight, each allocating hundreds of short-lived objects, the default

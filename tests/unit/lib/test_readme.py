@@ -7,6 +7,7 @@ from harmeval_client.settings import ClientSettings
 from harmeval_generator.settings import GeneratorSettings
 from harmeval_judge.settings import JudgeSettings
 from harmeval_metrics.settings import MetricsSettings
+from harmeval_runner.settings import RunnerSettings
 
 README = (Path(__file__).resolve().parents[3] / "README.md").read_text()
 
