@@ -79,7 +79,7 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-## bench: generator overhead, alpha bootstrap, seed-study import, reference metrics, judge throughput
+## bench: generator overhead, alpha bootstrap, seed-study import, reference metrics, judge throughput, study throughput, runner scale-out
 bench: install
 	$(BIN)/python bench/generator_overhead.py
 	$(BIN)/python bench/alpha_bootstrap.py
@@ -89,6 +89,8 @@ bench: install
 	$(BIN)/python bench/judge_service_throughput.py
 	$(BIN)/python bench/judge_cache_rerun.py
 	$(BIN)/python bench/layout_figures.py
+	$(BIN)/python bench/study_throughput.py
+	$(BIN)/python bench/runner_scale_out.py
 
 clean:
 	-$(BIN)/harmeval down

@@ -57,6 +57,7 @@ from study_stack import (
     InFlightSampler,
     Postgres,
     Processes,
+    cpu_delta,
     cpu_table,
     free_port,
     machine_busy_s,
@@ -66,6 +67,7 @@ from study_stack import (
     stage_rows,
     study_models,
     tree_cpu,
+    with_application_name,
     workdir,
 )
 
@@ -133,7 +135,7 @@ async def run_replicas(
     tmp: Path,
     db_url: str,
     base_procs: Processes,
-    pg_pid: int,
+    pg: Postgres,
     generator_address: str,
     dns_port: int,
     resolver: ReplicaResolver,
@@ -144,7 +146,7 @@ async def run_replicas(
     procs = Processes(logs)
     judge_name = f"bench-listwise-n{n}"
     port = free_port()
-    common = {"HARMEVAL_DATABASE_URL": db_url, "HARMEVAL_DATA_DIR": str(tmp)}
+    common = {"HARMEVAL_DATA_DIR": str(tmp)}
     backends = [FakeLlm(f"llm-judge-{k}", delay_s, logs, cap) for k in range(1, n + 1)]
     try:
         for b in backends:
@@ -156,6 +158,7 @@ async def run_replicas(
                 "harmeval_judge",
                 {
                     **common,
+                    "HARMEVAL_DATABASE_URL": with_application_name(db_url, name),
                     "HARMEVAL_JUDGE_ADDRESS": address,
                     "HARMEVAL_JUDGE_PROMETHEUS_PORT": str(free_port()),
                     "HARMEVAL_JUDGE_LLM_BASE_URL": backends[k].base_url,
@@ -177,6 +180,7 @@ async def run_replicas(
             "harmeval_metrics",
             {
                 **common,
+                "HARMEVAL_DATABASE_URL": with_application_name(db_url, "metrics"),
                 "HARMEVAL_METRICS_ADDRESS": addresses["metrics"],
                 "HARMEVAL_METRICS_PROMETHEUS_PORT": str(free_port()),
                 "HARMEVAL_METRICS_GENERATOR_TARGET": generator_address,
@@ -190,6 +194,7 @@ async def run_replicas(
             "harmeval_runner",
             {
                 **common,
+                "HARMEVAL_DATABASE_URL": with_application_name(db_url, "runner"),
                 "HARMEVAL_RUNNER_ADDRESS": addresses["runner"],
                 "HARMEVAL_RUNNER_PROMETHEUS_PORT": str(free_port()),
                 "HARMEVAL_RUNNER_GENERATOR_TARGET": generator_address,
@@ -205,8 +210,8 @@ async def run_replicas(
             models=study_models([MODEL]),
             judges=[judge_name],
         )
-        roots = {**procs.pids(), **base_procs.pids(), "postgres": pg_pid}
-        before = tree_cpu(roots) | {"bench (this process)": time.process_time()}
+        roots = {**procs.pids(), **base_procs.pids()}
+        before = tree_cpu(roots) | pg.cpu() | {"bench (this process)": time.process_time()}
         stats_before = [await b.stats() for b in backends]
         machine_before = machine_busy_s()
         window0 = time.perf_counter()
@@ -216,7 +221,7 @@ async def run_replicas(
         mean_in_flight = await sampler.stop()
         machine = machine_busy_s() - machine_before
         window = time.perf_counter() - window0
-        after = tree_cpu(roots) | {"bench (this process)": time.process_time()}
+        after = tree_cpu(roots) | pg.cpu() | {"bench (this process)": time.process_time()}
         stats_after = [await b.stats() for b in backends]
     finally:
         procs.stop()
@@ -228,7 +233,7 @@ async def run_replicas(
     stages = stage_rows(outcome.run)
     generate = next(s for s in stages if s["stage"] == "generate")
     steady = outcome.rate_between("judge", 0.1, 0.9)
-    cpu = {name: after[name] - before[name] for name in before if name in after}
+    cpu = cpu_delta(before, after)
     return {
         "replicas": n,
         "cap_per_replica": cap,
@@ -310,7 +315,7 @@ async def main(
                     "generator",
                     "harmeval_generator",
                     {
-                        "HARMEVAL_DATABASE_URL": db_url,
+                        "HARMEVAL_DATABASE_URL": with_application_name(db_url, "generator"),
                         "HARMEVAL_DATA_DIR": str(tmp),
                         "HARMEVAL_GENERATOR_ADDRESS": generator,
                         "HARMEVAL_GENERATOR_PROMETHEUS_PORT": str(free_port()),
@@ -336,7 +341,7 @@ async def main(
                             tmp=tmp,
                             db_url=db_url,
                             base_procs=base,
-                            pg_pid=pg.pid,
+                            pg=pg,
                             generator_address=generator,
                             dns_port=dns_port,
                             resolver=resolver,

@@ -35,6 +35,7 @@ from typing import Any
 
 import aiohttp
 import grpc
+import psycopg
 from aiohttp import web
 
 from harmeval.clients import health_status
@@ -306,7 +307,8 @@ class Processes:
 
 
 class Postgres:
-    """One embedded Postgres (pgserver); a fresh database per case."""
+    """One embedded Postgres (pgserver); a fresh database per case. Services connect with
+    their name as application_name, so the backends' CPU is told apart by client."""
 
     def __init__(self, path: Path) -> None:
         with warnings.catch_warnings():
@@ -320,8 +322,34 @@ class Postgres:
         self.server.psql(f"CREATE DATABASE {name};")
         return str(self.server.get_uri(name))
 
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds of the backends per client (application_name), and of the rest of
+        Postgres (postmaster, background workers, backends that have exited)."""
+        with psycopg.connect(str(self.server.get_uri()), autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pid, application_name FROM pg_stat_activity"
+                " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            ).fetchall()
+        table = _proc_table()
+        out: dict[str, float] = {}
+        for pid, app in rows:
+            key = f"postgres for {app or '(unnamed)'}"
+            out[key] = out.get(key, 0.0) + table.get(int(pid), (0, 0.0))[1]
+        total = tree_cpu({"postgres": self.pid})["postgres"]
+        out["postgres (the rest)"] = total - sum(out.values())
+        return out
+
     def cleanup(self) -> None:
         self.server.cleanup()
+
+
+def with_application_name(url: str, name: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}application_name={name}"
+
+
+def cpu_delta(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    """Per name: after - before (a name only in `after` started during the run)."""
+    return {name: value - before.get(name, 0.0) for name, value in after.items()}
 
 
 @contextmanager

@@ -25,9 +25,15 @@ judge service's one limiter per endpoint, 256). Ideal time = the slowest stage's
 Ratio = ideal / measured; target >= 0.8. With it, "old-cli-loop": the CLI's loop before the
 runner (4 prompts per Generate call, one call at a time per model, then 4 Judge calls at
 once), emulated with the generator's and judge's stubs on the 400-prompt case, on the same
-services and machine. CPU seconds per process tree (the postmaster's holds every backend) over
-the measured time tell which process bends the curve: "cores" = CPU s / wall s; on this
-machine all of them together cannot pass os.cpu_count().
+services and machine.
+
+Which process bends the curve: CPU seconds per process tree over the run, Postgres split by
+client (each service connects with its name as application_name); "cores" = CPU s / wall s,
+and the whole machine's busy cores (anyone's work, so a busy machine shows). "floor" = all
+our processes' CPU seconds / os.cpu_count(): the shortest run this machine allows at these
+CPU costs per item; "r.mach" = max(ideal, floor) / measured, how close the run came to what
+the machine, rather than the design, allows. "mean requests in flight" at each server
+(sampled every 0.1 s): the ideal keeps it at the stage's concurrency.
 
 Writes bench/results/study_throughput.json (or --out).
 
@@ -57,6 +63,7 @@ from study_stack import (
     InFlightSampler,
     Postgres,
     Processes,
+    cpu_delta,
     cpu_table,
     free_port,
     machine_busy_s,
@@ -66,6 +73,7 @@ from study_stack import (
     stage_rows,
     study_models,
     tree_cpu,
+    with_application_name,
     workdir,
 )
 
@@ -115,11 +123,11 @@ class Stack:
     processes: Processes
     llms: dict[str, FakeLlm]
     addresses: dict[str, str]
-    pg_pid: int
+    pg: Postgres
 
     def cpu(self) -> dict[str, float]:
-        roots = {**self.processes.pids(), "postgres": self.pg_pid}
-        return tree_cpu(roots) | {"bench (this process)": time.process_time()}
+        own = {"bench (this process)": time.process_time()}
+        return tree_cpu(self.processes.pids()) | self.pg.cpu() | own
 
     async def backend_stats(self) -> dict[str, dict[str, float]]:
         return {name: await llm.stats() for name, llm in self.llms.items()}
@@ -128,7 +136,7 @@ class Stack:
 async def start_stack(
     case: Case,
     db_url: str,
-    pg_pid: int,
+    pg: Postgres,
     tmp: Path,
     delay_s: float,
     runner: bool,
@@ -145,7 +153,7 @@ async def start_stack(
         procs.add(llm.proc)
     names = ["generator", "judge", "metrics"] + (["runner"] * runner)
     addresses = {n: f"127.0.0.1:{free_port()}" for n in names}
-    common = {"HARMEVAL_DATABASE_URL": db_url, "HARMEVAL_DATA_DIR": str(tmp)}
+    common = {"HARMEVAL_DATA_DIR": str(tmp)}
     path = models_file(
         tmp / "models.yaml",
         llms["llm-generate"].base_url,
@@ -185,12 +193,17 @@ async def start_stack(
     # on 2 cores only makes each slower).
     try:
         for name in names:
-            procs.start(name, f"harmeval_{name}", {**common, **env[name], **overrides})
+            url = with_application_name(db_url, name)
+            procs.start(
+                name,
+                f"harmeval_{name}",
+                {**common, "HARMEVAL_DATABASE_URL": url, **env[name], **overrides},
+            )
             await procs.wait_healthy({name: addresses[name]})
     except BaseException:
         procs.stop()
         raise
-    return Stack(procs, llms, addresses, pg_pid)
+    return Stack(procs, llms, addresses, pg)
 
 
 def definition(case: Case, tag: str, judge_base_url: str) -> runner_pb2.StudyDefinition:
@@ -292,7 +305,7 @@ async def run_case(
     tag = f"c{index}_{case.name}_{mode.replace('-', '_')}"
     db_url = pg.database(tag)
     case_dir = tmp / tag
-    stack = await start_stack(case, db_url, pg.pid, case_dir, delay_s, mode == "runner", overrides)
+    stack = await start_stack(case, db_url, pg, case_dir, delay_s, mode == "runner", overrides)
     try:
         d = definition(case, tag, stack.llms["llm-judge"].base_url)
         before, stats_before = stack.cpu(), await stack.backend_stats()
@@ -332,7 +345,7 @@ async def run_case(
         n: int(stats_after[n]["requests"] - stats_before[n]["requests"]) for n in stats_after
     }
     ideal = case.ideal(delay_s)
-    cpu = {n: after[n] - before[n] for n in before if n in after}
+    cpu = cpu_delta(before, after)
     expected = {
         "llm-generate": case.prompts * case.models,
         "llm-judge": case.prompts * case.judges,

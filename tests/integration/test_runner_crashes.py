@@ -133,7 +133,8 @@ async def process_stack(
     )
     ports = free_ports(8)
     addresses = {
-        s: f"127.0.0.1:{p}" for s, p in zip(("generator", "judge", "metrics", "runner"), ports)
+        s: f"127.0.0.1:{p}"
+        for s, p in zip(("generator", "judge", "metrics", "runner"), ports[:4], strict=True)
     }
     base = {k: v for k, v in os.environ.items() if not k.startswith("HARMEVAL_")}
     common = {

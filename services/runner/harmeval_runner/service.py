@@ -55,7 +55,7 @@ from harmeval_runner.store import (
     RunModel,
     RunnerStore,
     RunRow,
-    StageTotals,
+    Tally,
 )
 from harmeval_runner.work import Worker
 
@@ -102,7 +102,7 @@ def run_name(run_id: uuid.UUID) -> str:
     return f"runs/{run_id}"
 
 
-def progress(run: RunRow, totals: Sequence[StageTotals], now: float) -> runner_pb2.RunProgress:
+def progress(run: RunRow, totals: Sequence[Tally], now: float) -> runner_pb2.RunProgress:
     """Per stage and model or judge: done, cached, unscorable, failed of how many; the rate
     since this attempt started and the time left at that rate."""
     found = {(t.stage, t.subject): t for t in totals}
@@ -112,7 +112,7 @@ def progress(run: RunRow, totals: Sequence[StageTotals], now: float) -> runner_p
     stages = []
     finished = total = 0
     for stage, subject, n in wanted:
-        t = found.get((stage, subject), StageTotals(stage=stage, subject=subject))
+        t = found.get((stage, subject), Tally(stage=stage, subject=subject))
         stages.append(
             runner_pb2.StageProgress(
                 stage=_STAGES[stage],
@@ -229,26 +229,24 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
             with ctx.cancellation:
                 await worker.judge_chunk(job)
 
-        # on_failure="hold": a job that fails in a way the worker did not expect stays visible.
-        manager.entrypoint(
-            queue.GENERATE_ENTRYPOINT,
-            concurrency_limit=s.runner_generate_jobs,
-            accepts_context=True,
-            on_failure="hold",
-        )(generate)
-        manager.entrypoint(
-            queue.JUDGE_ENTRYPOINT,
-            concurrency_limit=s.runner_judge_jobs,
-            accepts_context=True,
-            on_failure="hold",
-        )(judge)
-        for name, cap in self.judge_limits.items():
-            manager.entrypoint(
+        # Fleet-wide limits in jobs; a capped judge has an entrypoint of its own.
+        entrypoints = [
+            (queue.GENERATE_ENTRYPOINT, s.runner_generate_jobs, generate),
+            (queue.JUDGE_ENTRYPOINT, s.runner_judge_jobs, judge),
+        ] + [
+            (
                 queue.judge_entrypoint(name, {name}),
-                concurrency_limit=max(1, cap // s.runner_chunk_size),
-                accepts_context=True,
-                on_failure="hold",
-            )(judge)
+                max(1, cap // s.runner_chunk_size),
+                judge,
+            )
+            for name, cap in self.judge_limits.items()
+        ]
+        for name, limit, handler in entrypoints:
+            # on_failure="hold": a job that fails in a way the worker did not expect stays
+            # visible in the queue instead of vanishing.
+            manager.entrypoint(
+                name, concurrency_limit=limit, accepts_context=True, on_failure="hold"
+            )(handler)
         task = asyncio.create_task(
             manager.run(
                 dequeue_timeout=timedelta(seconds=5),

@@ -81,11 +81,12 @@ class RunRow:
         return [RunModel(m["name"], m["model"], m["params"]) for m in self.models]
 
 
-@dataclass(frozen=True, kw_only=True)
-class ChunkResult:
+@dataclass(kw_only=True)
+class Tally:
+    """Items of one stage for one small model or judge: a chunk's, or a run's so far."""
+
     stage: str
     subject: str
-    first: int
     done: int = 0
     cached: int = 0
     unscorable: int = 0
@@ -96,16 +97,9 @@ class ChunkResult:
 
 
 @dataclass(kw_only=True)
-class StageTotals:
-    stage: str
-    subject: str
-    done: int = 0
-    cached: int = 0
-    unscorable: int = 0
-    failed: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
+class ChunkResult(Tally):
+    # The chunk's first prompt (its position in the run).
+    first: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -224,7 +218,7 @@ class RunnerStore:
             )
             return await cur.fetchall()
 
-    async def totals(self, run: RunRow) -> list[StageTotals]:
+    async def totals(self, run: RunRow) -> list[Tally]:
         """Finished items of the run's current attempt per stage and model or judge."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
@@ -235,7 +229,7 @@ class RunnerStore:
                 (run.id, run.attempt),
             )
             return [
-                StageTotals(
+                Tally(
                     stage=r[0],
                     subject=r[1],
                     done=int(r[2]),

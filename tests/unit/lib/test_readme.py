@@ -15,7 +15,13 @@ README = (Path(__file__).resolve().parents[3] / "README.md").read_text()
 def test_every_setting_is_documented() -> None:
     names = {
         row[0]
-        for cls in (GeneratorSettings, JudgeSettings, MetricsSettings, ClientSettings)
+        for cls in (
+            GeneratorSettings,
+            JudgeSettings,
+            MetricsSettings,
+            RunnerSettings,
+            ClientSettings,
+        )
         for row in describe(cls)
     }
     missing = sorted(n for n in names if f"`{n}`" not in README)
