@@ -1,4 +1,4 @@
-"""The one server skeleton all three services use.
+"""The one server skeleton all four services use.
 
 `create_server()` binds and registers everything but does not start, so tests can bind
 `127.0.0.1:0`; `serve()` is the process entry point: health NOT_SERVING until the servicer's
@@ -43,12 +43,16 @@ class Servicer(abc.ABC):
     async def startup(self, stack: AsyncExitStack) -> None:
         """Opens the service's resources, registering their cleanup on `stack`."""
 
+    async def drain(self) -> None:  # noqa: B027 (deliberately empty: most services need none)
+        """Called on SIGTERM before the server drains its RPCs: stop taking new background
+        work and end endless streams, so the drain ends within the grace period."""
+
 
 @dataclass(frozen=True)
 class ServiceSpec:
     """What the skeleton needs to know about one service."""
 
-    # Short name: "generator", "judge", "metrics" (metric names and logs).
+    # Short name: "generator", "judge", "metrics", "runner" (metric names and logs).
     name: str
     descriptor: ServiceDescriptor
     add_to_server: Callable[[Any, grpc.aio.Server], None]
@@ -139,6 +143,8 @@ async def serve(
             # Flip health first so load balancers stop sending new work while we drain.
             with contextlib.suppress(Exception):
                 await running.set_serving(False)
+            with contextlib.suppress(Exception):
+                await servicer.drain()
             await running.server.stop(settings.grace_seconds)
     logger.info("%s service stopped", spec.name)
 

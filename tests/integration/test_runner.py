@@ -4,8 +4,10 @@ started and watched by a client no one here wrote, one run per study, cancellati
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +16,10 @@ import pytest
 
 from harmeval.params import GenerationParams
 from harmeval.runner.v1 import runner_pb2
+from harmeval_client.cli.runner import cancel_run
 from harmeval_client.prompts import PromptRecord
 from harmeval_client.study import Study, StudyModel
-from harmeval_client.workflow import run_study, start_run, study_definition
+from harmeval_client.workflow import run_study, start_run, study_definition, watch_run
 from tests.integration.conftest import Stack
 
 BUF = Path(sys.executable).parent / "buf"
@@ -181,3 +184,54 @@ async def test_a_registered_study_runs_by_name(stack: Stack) -> None:
         ("refusal-matcher", 3, 3),
         ("profanity-classifier", 3, 3),
     }
+
+
+async def test_a_chunk_with_neither_results_nor_jobs_is_queued_again(stack: Stack) -> None:
+    """A run always ends: a chunk that lost its job (parked after an unexpected failure, a
+    queue cleared by hand) is found and queued again."""
+    done = await run_study(STUDY, stack.clients)
+    runner = stack.servicers["runner"]
+    run_id = uuid.UUID(done.run.name.removeprefix("runs/"))
+    async with runner.pool.connection() as conn:
+        # As if the judge job of the only chunk had vanished before recording its result.
+        await conn.execute(
+            "DELETE FROM runner.chunk_results WHERE run_id = %s AND subject = 'refusal-matcher'",
+            (run_id,),
+        )
+        await conn.execute(
+            "UPDATE runner.runs SET state = 'RUNNING', ended_at = NULL WHERE id = %s", (run_id,)
+        )
+    # StartRun of a running study repairs it (as every replica does once a minute).
+    again = await start_run(STUDY, stack.clients)
+    assert again.name == done.run.name and again.attempt == 1
+    summary = await watch_run(again.name, stack.clients)
+    assert summary.run.state == runner_pb2.RUN_STATE_SUCCEEDED
+    # The chunk done twice keeps its first delivery's counts: 3 new answers, not 3 cached.
+    assert summary.generations == {"new": 3}
+    assert summary.judgments["cached"] == 3 and summary.judgments["new"] == 3
+    assert await stack.count_rows("chunk_results") == 3
+    assert await stack.count_rows("judgments") == 6
+
+
+async def test_runs_are_listed_in_pages_and_by_study(stack: Stack) -> None:
+    for name in ("a", "b", "c"):
+        await run_study(Study(name, PROMPTS[:1], [GREEDY], ["refusal-matcher"]), stack.clients)
+    runner = stack.clients.runner
+    first = await runner.ListRuns(runner_pb2.ListRunsRequest(page_size=2))
+    second = await runner.ListRuns(
+        runner_pb2.ListRunsRequest(page_size=2, page_token=first.next_page_token)
+    )
+    assert [r.study for r in first.runs] == ["c", "b"] and first.next_page_token
+    assert [r.study for r in second.runs] == ["a"] and not second.next_page_token
+    only = await runner.ListRuns(runner_pb2.ListRunsRequest(study="b"))
+    assert [r.study for r in only.runs] == ["b"]
+    huge = base64.urlsafe_b64encode(b"100000000000000000000").decode()
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await runner.ListRuns(runner_pb2.ListRunsRequest(page_token=huge))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    # `harmeval run --cancel` of a finished study changes nothing and starts nothing.
+    finished = await cancel_run("b", stack.clients)
+    assert finished is not None and finished.state == runner_pb2.RUN_STATE_SUCCEEDED
+    assert await cancel_run("never-ran", stack.clients) is None
+    assert await stack.count_rows("runs") == 3

@@ -1,7 +1,8 @@
-"""A run survives `kill -9` of the runner, the judge service and the generator mid-run: the
-four services as real processes (restarted as Kubernetes would), the small models and the LLM
-judge behind a fake OpenAI-compatible server. Every answer and every verdict is stored exactly
-once: rows are counted."""
+"""A run survives `kill -9` of the runner, the judge service and the generator mid-run, and a
+runner stopped with SIGTERM while jobs are in flight: the four services as real processes
+(restarted as Kubernetes would), the small models and the LLM judge behind a fake
+OpenAI-compatible server. Every answer and every verdict is stored exactly once: rows are
+counted."""
 
 from __future__ import annotations
 
@@ -101,10 +102,14 @@ class ProcessStack:
             assert time.monotonic() < deadline, f"{table} stuck at {self.count(table)}"
             await asyncio.sleep(0.1)
 
-    async def restart(self, name: str) -> None:
-        self.services[name].kill9()
-        self.services[name].start()
-        await self.services[name].ready()
+    async def restart(self, name: str, graceful: bool = False) -> None:
+        service = self.services[name]
+        if graceful:
+            service.stop()  # SIGTERM: jobs in flight get HARMEVAL_GRACE_SECONDS, then are left
+        else:
+            service.kill9()
+        service.start()
+        await service.ready()
 
 
 def script(messages: list[dict[str, Any]]) -> tuple[int, str]:
@@ -222,6 +227,8 @@ async def test_a_run_survives_kill_9_of_every_process(process_stack: ProcessStac
         # The generator dies mid-chunk.
         await stack.wait_for("generator.generations", 40)
         await stack.restart("generator")
+        # A replica stopped by Kubernetes (SIGTERM) with jobs in flight leaves them to others.
+        await stack.restart("runner", graceful=True)
         assert stack.count("generator.generations") < N_PROMPTS * len(MODELS), "kills too late"
 
         deadline = time.monotonic() + 240

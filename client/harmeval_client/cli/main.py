@@ -140,10 +140,13 @@ async def _run(args: argparse.Namespace, settings: ClientSettings, console: Cons
         started = time.perf_counter()
         async with connect(settings) as clients:
             if args.cancel:
-                cancelled = await cancel_run(study, clients)
-                console.print(
-                    f"run {cancelled.name} of study {study.name}: {state_name(cancelled.state)}"
-                )
+                cancelled = await cancel_run(study.name, clients)
+                if cancelled is None:
+                    console.print(f"study {study.name} has no run")
+                else:
+                    console.print(
+                        f"run {cancelled.name} of study {study.name}: {state_name(cancelled.state)}"
+                    )
                 return 0
             summary = await run_with_progress(
                 study,
@@ -263,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command != "run" or args.cancel:
             raise
         # The run is the service's: leaving the terminal leaves it running.
-        err.print(detached_message(load_study(args.study_file)))
+        err.print(detached_message(load_study(args.study_file), args.study_file))
         return 130
     except (
         StudyFileError,

@@ -21,7 +21,7 @@ from rich.table import Table
 from harmeval.runner.v1 import runner_pb2
 from harmeval_client.clients import Clients
 from harmeval_client.study import Study
-from harmeval_client.workflow import RunSummary, StudyRunError, run_study, start_run
+from harmeval_client.workflow import RunSummary, StudyRunError, run_study
 
 __all__ = ["StudyRunError", "cancel_run", "detached_message", "print_runs", "run_with_progress"]
 
@@ -63,14 +63,17 @@ async def run_with_progress(
         return await run_study(study, clients, rejudge_unscorable=rejudge_unscorable, on_run=on_run)
 
 
-async def cancel_run(study: Study, clients: Clients) -> runner_pb2.Run:
-    """Cancels the study's run (found by starting it: the same run when it is running)."""
-    run = await start_run(study, clients)
+async def cancel_run(study: str, clients: Clients) -> runner_pb2.Run | None:
+    """Cancels the study's run if it is running; returns the run (None: the study has none)."""
+    reply = await clients.runner.ListRuns(runner_pb2.ListRunsRequest(study=study, page_size=1))
+    if not reply.runs:
+        return None
+    run: runner_pb2.Run = reply.runs[0]
     if run.done:
         return run
-    reply = await clients.runner.CancelRun(runner_pb2.CancelRunRequest(name=run.name))
-    cancelled: runner_pb2.Run = reply.run
-    return cancelled
+    cancelled = await clients.runner.CancelRun(runner_pb2.CancelRunRequest(name=run.name))
+    result: runner_pb2.Run = cancelled.run
+    return result
 
 
 async def print_runs(clients: Clients, console: Console) -> None:
@@ -99,8 +102,8 @@ async def print_runs(clients: Clients, console: Console) -> None:
     console.print(table)
 
 
-def detached_message(study: Study) -> str:
+def detached_message(study: Study, study_file: str) -> str:
     return (
         f"stopped watching: the run of study {study.name!r} goes on in the runner service "
-        f"('harmeval runs' lists runs; 'harmeval run {study.name}.yaml --cancel' stops it)"
+        f"('harmeval runs' lists runs; 'harmeval run {study_file} --cancel' stops it)"
     )

@@ -111,7 +111,15 @@ async def enqueue(conn: AsyncConnection[Any], jobs: list[QueuedJob]) -> None:
         [json.dumps(asdict(j.payload)).encode() for j in jobs],
         [0] * len(jobs),
         dedupe_key=[j.dedupe_key for j in jobs],
-        headers=[{"run": j.payload.run} for j in jobs],
+        # What CancelRun and the repair of a run look jobs up by.
+        headers=[
+            {
+                "run": j.payload.run,
+                "attempt": str(j.payload.attempt),
+                "first": str(j.payload.first),
+            }
+            for j in jobs
+        ],
         on_conflict="skip",
     )
 
@@ -126,19 +134,43 @@ def judge_job(payload: bytes) -> JudgeJob:
     return JudgeJob(**raw)
 
 
-async def run_jobs(conn: AsyncConnection[Any], run_id: uuid.UUID) -> list[JobId]:
-    """The run's jobs still queued or being worked on."""
+async def run_jobs(conn: AsyncConnection[Any], run_id: uuid.UUID, attempt: int) -> list[JobId]:
+    """The attempt's jobs still queued or being worked on."""
     cur = await conn.execute(
-        f"SELECT id FROM {QUEUE_SETTINGS.qualified.queue_table} WHERE headers->>'run' = %s",
-        (str(run_id),),
+        f"SELECT id FROM {QUEUE_SETTINGS.qualified.queue_table}"
+        " WHERE headers->>'run' = %s AND headers->>'attempt' = %s",
+        (str(run_id), str(attempt)),
     )
     return [JobId(r[0]) for r in await cur.fetchall()]
 
 
+async def chunks_without_jobs(
+    conn: AsyncConnection[Any], run_id: uuid.UUID, attempt: int, firsts: list[int]
+) -> list[int]:
+    """Which of the chunks (by first prompt) have no job queued or being worked on."""
+    cur = await conn.execute(
+        f"SELECT f FROM unnest(%s::int[]) AS f WHERE NOT EXISTS ("
+        f" SELECT 1 FROM {QUEUE_SETTINGS.qualified.queue_table} q"
+        " WHERE q.headers->>'run' = %s AND q.headers->>'attempt' = %s"
+        " AND q.headers->>'first' = f::text AND q.status::text IN ('queued', 'picked'))",
+        (firsts, str(run_id), str(attempt)),
+    )
+    return [int(r[0]) for r in await cur.fetchall()]
+
+
 async def queue_depth(conn: AsyncConnection[Any]) -> dict[str, int]:
-    """Jobs waiting to be picked, per entrypoint."""
+    """Jobs ready to be picked (not waiting for a retry's delay), per entrypoint."""
     cur = await conn.execute(
         f"SELECT entrypoint, count(*) FROM {QUEUE_SETTINGS.qualified.queue_table}"
-        " WHERE status = 'queued' GROUP BY entrypoint"
+        " WHERE status = 'queued' AND execute_after <= now() GROUP BY entrypoint"
     )
     return {str(r[0]): int(r[1]) for r in await cur.fetchall()}
+
+
+async def held_jobs(conn: AsyncConnection[Any]) -> int:
+    """Jobs that failed in a way the worker did not expect (kept for a person to look at)."""
+    cur = await conn.execute(
+        f"SELECT count(*) FROM {QUEUE_SETTINGS.qualified.queue_table} WHERE status = 'failed'"
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0

@@ -71,6 +71,11 @@ QUEUE_DEPTH = Gauge(
 JOBS_IN_FLIGHT = Gauge(
     "harmeval_runner_jobs_in_flight", "Jobs being worked on now, by all replicas together."
 )
+JOBS_HELD = Gauge(
+    "harmeval_runner_jobs_held",
+    "Jobs parked after failing in a way the worker did not expect (their chunks are queued "
+    "again; look at the runner's log).",
+)
 QUEUE_DEPTH_INTERVAL_S = 5.0
 
 SPEC = ServiceSpec(
@@ -87,7 +92,11 @@ _STATES = {
 }
 _STAGES = {GENERATE: runner_pb2.STAGE_GENERATE, JUDGE: runner_pb2.STAGE_JUDGE}
 DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 1000
+MAX_PAGE_SIZE = 100
+# Tokens are offsets this service gave out; anything larger is not one.
+MAX_OFFSET = 10_000_000
+# How often each replica looks for chunks of running runs that have neither results nor jobs.
+REPAIR_INTERVAL_S = 60.0
 
 
 def _timestamp(value: datetime | None) -> Timestamp | None:
@@ -96,6 +105,12 @@ def _timestamp(value: datetime | None) -> Timestamp | None:
     ts = Timestamp()
     ts.FromDatetime(value)
     return ts
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def run_name(run_id: uuid.UUID) -> str:
@@ -190,6 +205,9 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
         self.generator: GeneratorServiceStub | None = None
         self.judge: JudgeServiceStub | None = None
         self.metrics: MetricsServiceStub | None = None
+        self.manager: QueueManager | None = None
+        # Set on SIGTERM: WatchRun streams end (UNAVAILABLE, clients reconnect elsewhere).
+        self.draining = asyncio.Event()
 
     async def startup(self, stack: AsyncExitStack) -> None:
         s = self.settings
@@ -208,9 +226,10 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
         if s.runner_worker:
             worker = Worker(store, self.generator, self.judge, s)
             await self._start_worker(stack, worker)
-        depth = asyncio.create_task(self._watch_queue_depth())
-        stack.callback(depth.cancel)
         self.repo = store
+        for loop in (self._watch_queue_depth(), self._repair_runs()):
+            task = asyncio.create_task(loop)
+            stack.push_async_callback(_cancelled, task)
 
     async def _start_worker(self, stack: AsyncExitStack, worker: Worker) -> None:
         s = self.settings
@@ -219,6 +238,7 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
         conn = await psycopg.AsyncConnection.connect(str(self.pool.conninfo), autocommit=True)
         stack.push_async_callback(conn.close)
         manager = QueueManager(queue.queries(conn), channel=Channel(queue.QUEUE_SETTINGS.channel))
+        self.manager = manager
 
         async def generate(job: Job, ctx: JobContext) -> None:
             # CancelRun cancels the scope: the job's calls in flight are cancelled.
@@ -236,7 +256,7 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
         ] + [
             (
                 queue.judge_entrypoint(name, {name}),
-                max(1, cap // s.runner_chunk_size),
+                cap,
                 judge,
             )
             for name, cap in self.judge_limits.items()
@@ -264,15 +284,26 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
         task.add_done_callback(worker_stopped)
 
         async def stop() -> None:
+            # `drain` stopped the dequeuing; jobs in flight get the grace period to finish.
             manager.shutdown.set()
-            try:
-                await asyncio.wait_for(task, self.settings.grace_seconds)
-            except (TimeoutError, Exception):
+            done, _ = await asyncio.wait({task}, timeout=self.settings.grace_seconds)
+            if not done:
+                # Cut short: close the queue's connection first, so the jobs cannot be marked
+                # done or deleted on the way out. They stay picked without heartbeats, and
+                # another replica picks them up again (as after a kill -9): nothing is lost.
+                logger.warning("runner worker: jobs still running after the grace period")
+                with contextlib.suppress(Exception):
+                    await conn.close()
                 task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+            with contextlib.suppress(BaseException):
+                await task
 
         stack.push_async_callback(stop)
+
+    async def drain(self) -> None:
+        self.draining.set()
+        if self.manager is not None:
+            self.manager.shutdown.set()
 
     async def _watch_queue_depth(self) -> None:
         while True:
@@ -288,9 +319,50 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
                 for entrypoint in {queue.GENERATE_ENTRYPOINT, queue.JUDGE_ENTRYPOINT} | set(depth):
                     QUEUE_DEPTH.labels(entrypoint).set(depth.get(entrypoint, 0))
                 JOBS_IN_FLIGHT.set(int(row[0]) if row else 0)
+                async with self.pool.connection() as conn:
+                    JOBS_HELD.set(await queue.held_jobs(conn))
             except psycopg.Error as exc:
                 logger.warning("queue depth unknown: %s", exc)
             await asyncio.sleep(QUEUE_DEPTH_INTERVAL_S)
+
+    async def _repair(self, store: RunnerStore, run: RunRow) -> int:
+        """Queues again the chunks of a running run that have neither all their results nor
+        a job (a job parked after an unexpected failure, a queue cleared by hand): a run
+        always ends. Chunks done twice cost nothing: results are stored once."""
+        unfinished = await store.unfinished_chunks(run)
+        if not unfinished:
+            return 0
+        assert self.pool is not None
+        async with self.pool.connection() as conn, conn.transaction():
+            lost = await queue.chunks_without_jobs(conn, run.id, run.attempt, unfinished)
+            await queue.enqueue(
+                conn,
+                [
+                    queue.QueuedJob(
+                        queue.GENERATE_ENTRYPOINT,
+                        queue.GenerateJob(
+                            run=str(run.id),
+                            attempt=run.attempt,
+                            first=first,
+                            count=min(run.chunk_size, run.n_prompts - first),
+                        ),
+                    )
+                    for first in lost
+                ],
+            )
+        if lost:
+            logger.warning("run %s: %d chunks had no job; queued again", run.id, len(lost))
+        return len(lost)
+
+    async def _repair_runs(self) -> None:
+        while True:
+            await asyncio.sleep(REPAIR_INTERVAL_S)
+            try:
+                assert self.repo is not None
+                for run in await self.repo.running():
+                    await self._repair(self.repo, run)
+            except psycopg.Error as exc:
+                logger.warning("cannot look for lost chunks: %s", exc)
 
     # --- the API ---
 
@@ -375,7 +447,8 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
         if problems:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, listed(problems))
         # Started already: the same run, whoever asks and however often.
-        if (running := await store.running(name)) is not None:
+        if (running := await store.running_for(name)) is not None:
+            await self._repair(store, running)
             return runner_pb2.StartRunResponse(run=await self._run_proto(store, running))
         if source == "study_name":
             study = await call_owner(
@@ -469,18 +542,20 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
         if request.page_size < 0:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "page_size: negative")
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        if problems := nul_problems([("study", request.study)]):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, listed(problems))
         offset = 0
         if request.page_token:
             try:
                 offset = int(base64.urlsafe_b64decode(request.page_token.encode()).decode())
             except (ValueError, binascii.Error):
                 offset = -1
-            if offset < 0:
+            if not 0 <= offset <= MAX_OFFSET:
                 await context.abort(
                     grpc.StatusCode.INVALID_ARGUMENT,
                     "page_token: not a token this service gave out",
                 )
-        runs = await store.page(offset, size + 1)
+        runs = await store.page(offset, size + 1, request.study)
         token = (
             base64.urlsafe_b64encode(str(offset + size).encode()).decode()
             if len(runs) > size
@@ -494,21 +569,24 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
         self, request: runner_pb2.CancelRunRequest, context: Context
     ) -> runner_pb2.CancelRunResponse:
         store, run = await self._find(request.name, context)
-        if run.state not in (RUNNING, CANCELLED):
-            await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"run {request.name} is already done ({run.state}); nothing to cancel",
-            )
-        cancelled = await store.cancel(run.id, "cancelled (CancelRun)")
-        assert cancelled is not None and self.pool is not None
-        # Queued jobs go; workers holding one are told to cancel its calls in flight.
-        async with self.pool.connection() as conn:
-            jobs = await queue.run_jobs(conn, run.id)
+
+        async def drop_jobs(conn: Any, cancelled: RunRow) -> None:
+            # Queued jobs go; workers holding one are told (NOTIFY, at commit) to cancel it.
+            jobs = await queue.run_jobs(conn, cancelled.id, cancelled.attempt)
             if jobs:
                 await queue.queries(conn).mark_job_as_cancelled(jobs)
-        if run.state == RUNNING:
-            logger.info("run %s of study %s cancelled (%d jobs)", run.id, run.study, len(jobs))
-        return runner_pb2.CancelRunResponse(run=await self._run_proto(store, cancelled))
+
+        outcome = await store.cancel(run.id, "cancelled (CancelRun)", drop_jobs)
+        assert outcome is not None  # runs are never deleted
+        before, now = outcome
+        if before not in (RUNNING, CANCELLED):
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"run {request.name} is already done ({before}); nothing to cancel",
+            )
+        if before == RUNNING:
+            logger.info("run %s of study %s cancelled", run.id, run.study)
+        return runner_pb2.CancelRunResponse(run=await self._run_proto(store, now))
 
     async def WatchRun(
         self, request: runner_pb2.WatchRunRequest, context: Context
@@ -529,7 +607,15 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
                 yield runner_pb2.WatchRunResponse(run=proto)
             if proto.done:
                 return
-            await asyncio.sleep(self.settings.runner_watch_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self.draining.wait(), timeout=self.settings.runner_watch_interval_s
+                )
+            if self.draining.is_set():
+                await context.abort(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "this runner replica is shutting down; watch again (the run goes on)",
+                )
             found = await store.get(run.id)
             if found is None:
                 await context.abort(grpc.StatusCode.NOT_FOUND, f"run {request.name} is gone")

@@ -24,8 +24,9 @@ class RunnerSettings(CommonSettings):
     # queues the rest in memory.
     runner_generate_jobs: int = 32
     runner_judge_jobs: int = 64
-    # Per-judge fleet-wide caps on concurrent judge requests, "name=N,other=M": a provider's
-    # rate limit is per account, not per pod. Rounded down to whole jobs (at least one).
+    # Per-judge fleet-wide caps, "name=N,other=M": at most N of that judge's jobs at once, all
+    # replicas together (a provider's rate limit is per account, not per pod). A job sends at
+    # most chunk-size listwise calls, or chunk-size x small models pointwise ones.
     runner_judge_limits: str = ""
     # Jobs one replica works on at once.
     runner_worker_jobs: int = 128
@@ -37,6 +38,23 @@ class RunnerSettings(CommonSettings):
     runner_watch_interval_s: float = 0.5
     # Whether this replica works on jobs (off: it serves the API only).
     runner_worker: bool = True
+
+    def __post_init__(self) -> None:
+        # Fail at start-up, not at the first run: 0 would mean "unlimited" to pgqueuer.
+        minimums = {
+            "runner_chunk_size": 1,
+            "runner_generate_jobs": 1,
+            "runner_judge_jobs": 1,
+            "runner_worker_jobs": 2,
+            "runner_max_attempts": 1,
+        }
+        for name, least in minimums.items():
+            if getattr(self, name) < least:
+                raise SettingsError(f"HARMEVAL_{name.upper()}: at least {least}")
+        for name in ("runner_heartbeat_timeout_s", "runner_watch_interval_s"):
+            if not getattr(self, name) > 0:
+                raise SettingsError(f"HARMEVAL_{name.upper()}: must be positive")
+        self.judge_limits()
 
     def judge_limits(self) -> dict[str, int]:
         """The parsed `runner_judge_limits`; a malformed value fails start-up."""

@@ -125,7 +125,7 @@ class RunnerStore:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
 
-    async def running(self, study: str) -> RunRow | None:
+    async def running_for(self, study: str) -> RunRow | None:
         """The study's run if it is running now."""
         async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=class_row(RunRow))
@@ -208,13 +208,14 @@ class RunnerStore:
             await cur.execute(f"SELECT {_RUN_COLUMNS} FROM runner.runs WHERE id = %s", (run_id,))
             return await cur.fetchone()
 
-    async def page(self, offset: int, limit: int) -> list[RunRow]:
+    async def page(self, offset: int, limit: int, study: str = "") -> list[RunRow]:
+        """Runs newest first (of one study when `study` is given)."""
         async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=class_row(RunRow))
             await cur.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runner.runs ORDER BY created_at DESC, id"
-                " OFFSET %s LIMIT %s",
-                (offset, limit),
+                f"SELECT {_RUN_COLUMNS} FROM runner.runs WHERE %s = '' OR study = %s"
+                " ORDER BY created_at DESC, id OFFSET %s LIMIT %s",
+                (study, study, offset, limit),
             )
             return await cur.fetchall()
 
@@ -243,15 +244,53 @@ class RunnerStore:
                 for r in await cur.fetchall()
             ]
 
-    async def cancel(self, run_id: uuid.UUID, reason: str) -> RunRow | None:
-        """Marks a running run cancelled; returns the run as it is afterwards."""
+    async def cancel(
+        self,
+        run_id: uuid.UUID,
+        reason: str,
+        on_cancel: Callable[[AsyncConnection[Any], RunRow], Awaitable[None]],
+    ) -> tuple[str, RunRow] | None:
+        """Cancels a running run and, in the same transaction (holding the run, so no attempt
+        starts or ends meanwhile), `on_cancel` drops its jobs. Returns the state it had and the
+        run as it is now; None for no such run."""
         async with self.pool.connection() as conn, conn.transaction():
+            before = await _run_for_update(conn, run_id)
+            if before is None or before.state != RUNNING:
+                return (before.state, before) if before else None
             await conn.execute(
                 "UPDATE runner.runs SET state = %s, error = %s, updated_at = now(),"
-                " ended_at = now() WHERE id = %s AND state = %s",
-                (CANCELLED, reason, run_id, RUNNING),
+                " ended_at = now() WHERE id = %s",
+                (CANCELLED, reason, run_id),
             )
-            return await _run_for_update(conn, run_id)
+            after = await _run_for_update(conn, run_id)
+            assert after is not None
+            await on_cancel(conn, after)
+            return before.state, after
+
+    async def unfinished_chunks(self, run: RunRow) -> list[int]:
+        """First prompts of the attempt's chunks that lack a result of some model or judge."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT f FROM generate_series(0, %s - 1, %s) AS f WHERE (SELECT count(*)"
+                " FROM runner.chunk_results r WHERE r.run_id = %s AND r.attempt = %s"
+                " AND r.first = f) < %s",
+                (
+                    run.n_prompts,
+                    run.chunk_size,
+                    run.id,
+                    run.attempt,
+                    len(run.models) + len(run.judges),
+                ),
+            )
+            return [int(r[0]) for r in await cur.fetchall()]
+
+    async def running(self) -> list[RunRow]:
+        async with self.pool.connection() as conn:
+            cur = conn.cursor(row_factory=class_row(RunRow))
+            await cur.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runner.runs WHERE state = %s", (RUNNING,)
+            )
+            return await cur.fetchall()
 
     async def prompts(self, run_id: uuid.UUID, first: int, count: int) -> list[PromptRow]:
         async with self.pool.connection() as conn:
@@ -270,25 +309,33 @@ class RunnerStore:
         results: Sequence[ChunkResult],
         enqueue: Enqueue | None = None,
         errors: Sequence[str] = (),
+        placeholders: Sequence[ChunkResult] = (),
     ) -> bool:
         """Stores a finished chunk's results (and queues its follow-up jobs) in one transaction,
         and ends the attempt when it was its last chunk. False when the chunk belongs to an
-        attempt that is over (cancelled, or started again): nothing is stored then."""
+        attempt that is over (cancelled, or started again): nothing is stored then.
+
+        A chunk delivered twice keeps the best either delivery got (most done, fewest failed,
+        the first delivery's new items and tokens). `placeholders` are stored only where the
+        chunk has no result yet (the judge results of a chunk whose answers failed)."""
         async with self.pool.connection() as conn, conn.transaction():
             run = await _run_for_update(conn, run_id)
             if run is None or run.state != RUNNING or run.attempt != attempt:
                 return False
             async with conn.cursor() as c:
                 await c.executemany(
-                    "INSERT INTO runner.chunk_results (run_id, attempt, stage, subject, first,"
+                    "INSERT INTO runner.chunk_results AS r (run_id, attempt, stage, subject, first,"
                     " done, cached, unscorable, failed, prompt_tokens, completion_tokens,"
                     " cost_usd) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                     " ON CONFLICT (run_id, attempt, stage, subject, first) DO UPDATE SET"
-                    " done = EXCLUDED.done, cached = EXCLUDED.cached,"
-                    " unscorable = EXCLUDED.unscorable, failed = EXCLUDED.failed,"
-                    " prompt_tokens = EXCLUDED.prompt_tokens,"
-                    " completion_tokens = EXCLUDED.completion_tokens,"
-                    " cost_usd = EXCLUDED.cost_usd, finished_at = now()",
+                    " done = GREATEST(r.done, EXCLUDED.done),"
+                    " cached = LEAST(r.cached, EXCLUDED.cached),"
+                    " unscorable = GREATEST(r.unscorable, EXCLUDED.unscorable),"
+                    " failed = LEAST(r.failed, EXCLUDED.failed),"
+                    " prompt_tokens = GREATEST(r.prompt_tokens, EXCLUDED.prompt_tokens),"
+                    " completion_tokens = GREATEST(r.completion_tokens,"
+                    " EXCLUDED.completion_tokens),"
+                    " cost_usd = GREATEST(r.cost_usd, EXCLUDED.cost_usd), finished_at = now()",
                     [
                         (
                             run_id,
@@ -307,6 +354,12 @@ class RunnerStore:
                         for r in results
                     ],
                 )
+                if placeholders:
+                    await c.executemany(
+                        "INSERT INTO runner.chunk_results (run_id, attempt, stage, subject, first)"
+                        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                        [(run_id, attempt, r.stage, r.subject, r.first) for r in placeholders],
+                    )
             if enqueue is not None:
                 await enqueue(conn)
             if errors:

@@ -62,7 +62,8 @@ RETRIES = Counter(
     "harmeval_runner_job_retries_total", "Jobs put back in the queue for a later try.", ["stage"]
 )
 
-# Worth another try later: the service is down, restarting, overloaded or shedding load.
+# Worth another try later: the service is down, restarting, overloaded or shedding load. The
+# rest (bad input, INTERNAL: a bug) is retried item by item, so it fails only the items it hits.
 RETRIED_CODES = frozenset(
     {
         grpc.StatusCode.UNAVAILABLE,
@@ -70,8 +71,6 @@ RETRIED_CODES = frozenset(
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         grpc.StatusCode.ABORTED,
         grpc.StatusCode.CANCELLED,
-        grpc.StatusCode.INTERNAL,
-        grpc.StatusCode.UNKNOWN,
     }
 )
 # A backend call never waits longer than this (a stuck server must not hold a job forever).
@@ -129,7 +128,9 @@ class Worker:
     async def _retry_or_fail(self, job: Job, stage: str, run_id: str, exc: Exception) -> str:
         """Raises RetryRequested while tries are left; else returns why the items fail."""
         message = f"{stage}: {_describe(exc)}"
-        if job.attempts + 1 < self.settings.runner_max_attempts:
+        # A service down or the database away may come back; a bug in this code would not.
+        transient = isinstance(exc, grpc.aio.AioRpcError | psycopg.Error)
+        if transient and job.attempts + 1 < self.settings.runner_max_attempts:
             RETRIES.labels(stage).inc()
             logger.warning("%s job %s retried (try %d): %s", stage, job.id, job.attempts, message)
             # When the database is what failed, the retry is what matters.
@@ -177,7 +178,7 @@ class Worker:
                 follow_up,
                 [e for a in answered for e in a.errors],
             )
-        except (grpc.aio.AioRpcError, psycopg.OperationalError) as exc:
+        except Exception as exc:  # whatever it is, the chunk must end
             await self._fail_chunk(job, GENERATE, task.run, task.attempt, exc, run_models=True)
 
     async def _answer(self, model: RunModel, prompts: list[PromptRow], first: int) -> Answered:
@@ -250,7 +251,7 @@ class Worker:
             ]
             result, errors = await self._verdicts(task, items, run.rejudge_unscorable)
             await self.store.record(run.id, task.attempt, [result], errors=errors)
-        except (grpc.aio.AioRpcError, psycopg.OperationalError) as exc:
+        except Exception as exc:  # whatever it is, the chunk must end
             await self._fail_chunk(job, JUDGE, task.run, task.attempt, exc, judge=task)
 
     async def _verdicts(
@@ -322,30 +323,43 @@ class Worker:
         run_models: bool = False,
         judge: JudgeJob | None = None,
     ) -> None:
-        """A chunk whose calls keep failing: retried later, and after the last try its items
-        are recorded as failed so the run still ends (and says why)."""
+        """A chunk that failed (a service down, the database, a bug): retried later, and
+        after the last try its items are recorded as failed, so the run still ends and says
+        why. A job never leaves the queue without its chunk's results."""
+        if not isinstance(exc, grpc.aio.AioRpcError | psycopg.Error):
+            logger.exception("%s job %s failed unexpectedly", stage, job.id, exc_info=exc)
         reason = await self._retry_or_fail(job, stage, run_id, exc)
-        run = await self._current(run_id, attempt)
-        if run is None:
-            return
-        if judge is not None:
-            results = [
-                ChunkResult(
-                    stage=JUDGE,
-                    subject=judge.judge,
-                    first=judge.first,
-                    failed=sum(len(a) for a in judge.answers),
-                )
-            ]
-        else:
-            assert run_models
-            task = generate_job(job.payload or b"{}")
-            # Nothing to judge either: the chunk's judge results are empty, and the run ends.
-            results = [
-                ChunkResult(stage=GENERATE, subject=m.name, first=task.first, failed=task.count)
-                for m in run.run_models()
-            ] + [ChunkResult(stage=JUDGE, subject=j, first=task.first) for j in run.judges]
-        await self.store.record(run.id, attempt, results, errors=[reason])
+        try:
+            run = await self._current(run_id, attempt)
+            if run is None:
+                return
+            placeholders: list[ChunkResult] = []
+            if judge is not None:
+                results = [
+                    ChunkResult(
+                        stage=JUDGE,
+                        subject=judge.judge,
+                        first=judge.first,
+                        failed=sum(len(a) for a in judge.answers),
+                    )
+                ]
+            else:
+                assert run_models and job.payload is not None
+                task = generate_job(job.payload)
+                results = [
+                    ChunkResult(stage=GENERATE, subject=m.name, first=task.first, failed=task.count)
+                    for m in run.run_models()
+                ]
+                # Nothing to judge: the chunk's judge results are empty (unless an earlier
+                # delivery of this chunk got them), and the run ends.
+                placeholders = [
+                    ChunkResult(stage=JUDGE, subject=j, first=task.first) for j in run.judges
+                ]
+            await self.store.record(
+                run.id, attempt, results, errors=[reason], placeholders=placeholders
+            )
+        except psycopg.Error as db_exc:
+            raise RetryRequested(_retry_delay(job.attempts), reason=str(db_exc)) from db_exc
 
 
 def _describe(exc: Exception) -> str:

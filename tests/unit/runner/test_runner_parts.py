@@ -31,7 +31,15 @@ def test_judge_limits_parse_and_refuse_mistakes() -> None:
     assert limits == {"gpt-4o": 32, "panel=a": 4}
     for bad in ("gpt-4o", "gpt-4o=0", "=3", "x=-1", "x=two"):
         with pytest.raises(SettingsError, match="HARMEVAL_RUNNER_JUDGE_LIMITS"):
-            RunnerSettings(runner_judge_limits=bad).judge_limits()
+            RunnerSettings(runner_judge_limits=bad)
+    for field, value in (
+        ("runner_chunk_size", 0),
+        ("runner_generate_jobs", 0),
+        ("runner_worker_jobs", 1),
+        ("runner_heartbeat_timeout_s", 0.0),
+    ):
+        with pytest.raises(SettingsError, match=f"HARMEVAL_{field.upper()}"):
+            RunnerSettings(**{field: value})
 
 
 def test_job_payloads_round_trip_and_dedupe_per_chunk() -> None:

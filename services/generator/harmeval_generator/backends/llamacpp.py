@@ -83,14 +83,14 @@ def build(name: str, config: LlamaCppConfig, settings: GeneratorSettings) -> Eng
 
 
 class LlamaCppEngine(Engine):
-    # One context, one sequence: more would only wait for the lock.
-    max_concurrency = 1
     """One llama.cpp model. Generations run one at a time (a llama.cpp context is not
     thread-safe) in a worker thread, token by token, so a cancelled request stops the engine
     after its current token and frees it for the next one."""
 
     backend = "llama.cpp"
     in_process = True
+    # One context, one sequence: more would only wait for the lock.
+    max_concurrency = 1
 
     def __init__(
         self,

@@ -84,8 +84,8 @@ def build(name: str, config: OpenAIConfig, settings: GeneratorSettings) -> Engin
         prompt_format=config.prompt_format,
         context_length=config.context_length,
         timeout_s=config.timeout_s,
+        max_concurrency=config.max_concurrency,
     )
-    engine.max_concurrency = config.max_concurrency
     return engine
 
 
@@ -103,9 +103,11 @@ class OpenAICompatEngine(Engine):
         context_length: int = 4096,
         timeout_s: float = 120.0,
         max_retries: int = 2,
+        max_concurrency: int | None = None,
     ) -> None:
         import openai
 
+        self.max_concurrency = max_concurrency
         self.name = name
         self.base_url = base_url
         self.model = model

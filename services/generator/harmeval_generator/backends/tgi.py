@@ -104,11 +104,13 @@ class TgiConfig:
 
 @register_backend("tgi", config=TgiConfig)
 def build(name: str, config: TgiConfig, settings: GeneratorSettings) -> Engine:
-    engine = TgiEngine(
-        name, config.base_url, timeout_s=config.timeout_s, context_length=config.context_length
+    return TgiEngine(
+        name,
+        config.base_url,
+        timeout_s=config.timeout_s,
+        context_length=config.context_length,
+        max_concurrency=config.max_concurrency,
     )
-    engine.max_concurrency = config.max_concurrency
-    return engine
 
 
 class TgiEngine(Engine):
@@ -123,6 +125,7 @@ class TgiEngine(Engine):
         *,
         timeout_s: float = 120.0,
         context_length: int | None = None,
+        max_concurrency: int | None = None,
     ) -> None:
         """`timeout_s` bounds a whole request, streamed ones included.
 
@@ -131,6 +134,7 @@ class TgiEngine(Engine):
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self._context_length = context_length
+        self.max_concurrency = max_concurrency
         self.model_id = ""
         self.max_total_tokens: int | None = None
         self.max_input_tokens: int | None = None
