@@ -216,10 +216,8 @@ async def up(settings: ClientSettings, say: Callable[[str], None] = print) -> No
     env[env_name("runner_judge_target")] = settings.judge_address
     env[env_name("runner_metrics_target")] = settings.metrics_address
     # One in-process engine: chunks are answered in turn, so each chunk's verdicts are made
-    # while the next one is generated (more at once would only interleave them); small chunks
-    # keep the last chunk's judging, which nothing overlaps, short.
+    # while the next one is generated (more at once would only interleave them).
     env.setdefault(env_name("runner_generate_jobs"), "1")
-    env.setdefault(env_name("runner_chunk_size"), "4")
 
     started: list[tuple[Component, int, Path]] = []
     for c in components(settings, model_path):
