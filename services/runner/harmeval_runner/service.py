@@ -233,11 +233,16 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
 
     async def _start_worker(self, stack: AsyncExitStack, worker: Worker) -> None:
         s = self.settings
-        # The queue manager LISTENs on a connection of its own, outside the pool.
+        # The queue manager's queries and its LISTEN each have a connection of their own,
+        # outside the pool.
         assert self.pool is not None
         conn = await psycopg.AsyncConnection.connect(str(self.pool.conninfo), autocommit=True)
         stack.push_async_callback(conn.close)
-        manager = QueueManager(queue.queries(conn), channel=Channel(queue.QUEUE_SETTINGS.channel))
+        listen = await psycopg.AsyncConnection.connect(str(self.pool.conninfo), autocommit=True)
+        stack.push_async_callback(listen.close)
+        manager = QueueManager(
+            queue.queries(conn, listen), channel=Channel(queue.QUEUE_SETTINGS.channel)
+        )
         self.manager = manager
 
         async def generate(job: Job, ctx: JobContext) -> None:
@@ -294,6 +299,7 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
                 logger.warning("runner worker: jobs still running after the grace period")
                 with contextlib.suppress(Exception):
                     await conn.close()
+                    await listen.close()
                 task.cancel()
             with contextlib.suppress(BaseException):
                 await task
