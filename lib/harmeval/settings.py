@@ -44,6 +44,31 @@ class CommonSettings:
     # so clients resolve the service's name again and spread over replicas started since.
     grpc_max_connection_age_s: float = 60.0
 
+    # --- Security (README "Security"). A server serves TLS when given a certificate and key
+    # (PEM files, read again when they change, so rotation needs no restart); with a client CA
+    # it requires and verifies client certificates (mutual TLS). Without a certificate it
+    # listens in plaintext, which is refused on any address but loopback unless allowed.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    allow_plaintext: bool = False
+    # Hashed bearer tokens (`harmeval token create`); unset: data_dir/auth/tokens.json.
+    auth_tokens_file: Path | None = None
+    # Identities from client certificates: "common-name=role,..." (e.g. "runner=operator").
+    auth_cert_roles: str = ""
+    # --- As a client (the CLI, and services calling each other): the CA that signed the
+    # servers' certificates (TLS on when set), this client's certificate and key for mutual
+    # TLS, and the bearer token to send (or a file holding it, e.g. a mounted Secret).
+    tls_ca_file: Path | None = None
+    tls_client_cert_file: Path | None = None
+    tls_client_key_file: Path | None = None
+    token: str = ""
+    token_file: Path | None = None
+
+    @property
+    def tokens_path(self) -> Path:
+        return self.auth_tokens_file or self.data_dir / "auth" / "tokens.json"
+
 
 def env_name(field_name: str) -> str:
     return PREFIX + field_name.upper()

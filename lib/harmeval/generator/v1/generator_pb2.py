@@ -22,10 +22,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from harmeval.common.v1 import access_pb2 as harmeval_dot_common_dot_v1_dot_access__pb2
 from harmeval.common.v1 import common_pb2 as harmeval_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%harmeval/generator/v1/generator.proto\x12\x15harmeval.generator.v1\x1a\x1fharmeval/common/v1/common.proto\"G\n\x12ImportedGeneration\x12\x14\n\x0cprompt_index\x18\x01 \x01(\x05\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\"\x87\x01\n\x18ImportGenerationsRequest\x12+\n\x07prompts\x18\x01 \x03(\x0b\x32\x1a.harmeval.common.v1.Prompt\x12>\n\x0bgenerations\x18\x02 \x03(\x0b\x32).harmeval.generator.v1.ImportedGeneration\"G\n\x19ImportGenerationsResponse\x12\x12\n\nprompt_ids\x18\x01 \x03(\x03\x12\x16\n\x0egeneration_ids\x18\x02 \x03(\x03\"\x8e\x01\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12+\n\x07prompts\x18\x02 \x03(\x0b\x32\x1a.harmeval.common.v1.Prompt\x12\x34\n\x06params\x18\x03 \x01(\x0b\x32$.harmeval.common.v1.GenerationParams\x12\t\n\x01n\x18\x04 \x01(\x05\"G\n\x10GenerateResponse\x12\x33\n\x0bgenerations\x18\x01 \x03(\x0b\x32\x1e.harmeval.common.v1.Generation\"\x93\x01\n\x14GenerateBatchRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12+\n\x07prompts\x18\x02 \x03(\x0b\x32\x1a.harmeval.common.v1.Prompt\x12\x34\n\x06params\x18\x03 \x01(\x0b\x32$.harmeval.common.v1.GenerationParams\x12\t\n\x01n\x18\x04 \x01(\x05\"w\n\x15GenerateBatchResponse\x12\x14\n\x0cprompt_index\x18\x01 \x01(\x05\x12\x14\n\x0csample_index\x18\x02 \x01(\x05\x12\x32\n\ngeneration\x18\x03 \x01(\x0b\x32\x1e.harmeval.common.v1.Generation\"\x88\x01\n\x15GenerateStreamRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12*\n\x06prompt\x18\x02 \x01(\x0b\x32\x1a.harmeval.common.v1.Prompt\x12\x34\n\x06params\x18\x03 \x01(\x0b\x32$.harmeval.common.v1.GenerationParams\"Z\n\x16GenerateStreamResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x32\n\ngeneration\x18\x02 \x01(\x0b\x32\x1e.harmeval.common.v1.Generation\"\x13\n\x11ListModelsRequest\"\xce\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x16\n\x0e\x63ontext_length\x18\x03 \x01(\x05\x12@\n\x08settings\x18\x04 \x03(\x0b\x32..harmeval.generator.v1.ModelInfo.SettingsEntry\x12\x17\n\x0fmax_concurrency\x18\x05 \x01(\x05\x1a/\n\rSettingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"F\n\x12ListModelsResponse\x12\x30\n\x06models\x18\x01 \x03(\x0b\x32 .harmeval.generator.v1.ModelInfo2\xa9\x04\n\x10GeneratorService\x12[\n\x08Generate\x12&.harmeval.generator.v1.GenerateRequest\x1a\'.harmeval.generator.v1.GenerateResponse\x12l\n\rGenerateBatch\x12+.harmeval.generator.v1.GenerateBatchRequest\x1a,.harmeval.generator.v1.GenerateBatchResponse0\x01\x12o\n\x0eGenerateStream\x12,.harmeval.generator.v1.GenerateStreamRequest\x1a-.harmeval.generator.v1.GenerateStreamResponse0\x01\x12\x61\n\nListModels\x12(.harmeval.generator.v1.ListModelsRequest\x1a).harmeval.generator.v1.ListModelsResponse\x12v\n\x11ImportGenerations\x12/.harmeval.generator.v1.ImportGenerationsRequest\x1a\x30.harmeval.generator.v1.ImportGenerationsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%harmeval/generator/v1/generator.proto\x12\x15harmeval.generator.v1\x1a\x1fharmeval/common/v1/access.proto\x1a\x1fharmeval/common/v1/common.proto\"G\n\x12ImportedGeneration\x12\x14\n\x0cprompt_index\x18\x01 \x01(\x05\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\"\x87\x01\n\x18ImportGenerationsRequest\x12+\n\x07prompts\x18\x01 \x03(\x0b\x32\x1a.harmeval.common.v1.Prompt\x12>\n\x0bgenerations\x18\x02 \x03(\x0b\x32).harmeval.generator.v1.ImportedGeneration\"G\n\x19ImportGenerationsResponse\x12\x12\n\nprompt_ids\x18\x01 \x03(\x03\x12\x16\n\x0egeneration_ids\x18\x02 \x03(\x03\"\x8e\x01\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12+\n\x07prompts\x18\x02 \x03(\x0b\x32\x1a.harmeval.common.v1.Prompt\x12\x34\n\x06params\x18\x03 \x01(\x0b\x32$.harmeval.common.v1.GenerationParams\x12\t\n\x01n\x18\x04 \x01(\x05\"G\n\x10GenerateResponse\x12\x33\n\x0bgenerations\x18\x01 \x03(\x0b\x32\x1e.harmeval.common.v1.Generation\"\x93\x01\n\x14GenerateBatchRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12+\n\x07prompts\x18\x02 \x03(\x0b\x32\x1a.harmeval.common.v1.Prompt\x12\x34\n\x06params\x18\x03 \x01(\x0b\x32$.harmeval.common.v1.GenerationParams\x12\t\n\x01n\x18\x04 \x01(\x05\"w\n\x15GenerateBatchResponse\x12\x14\n\x0cprompt_index\x18\x01 \x01(\x05\x12\x14\n\x0csample_index\x18\x02 \x01(\x05\x12\x32\n\ngeneration\x18\x03 \x01(\x0b\x32\x1e.harmeval.common.v1.Generation\"\x88\x01\n\x15GenerateStreamRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12*\n\x06prompt\x18\x02 \x01(\x0b\x32\x1a.harmeval.common.v1.Prompt\x12\x34\n\x06params\x18\x03 \x01(\x0b\x32$.harmeval.common.v1.GenerationParams\"Z\n\x16GenerateStreamResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x32\n\ngeneration\x18\x02 \x01(\x0b\x32\x1e.harmeval.common.v1.Generation\"\x13\n\x11ListModelsRequest\"\xce\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x16\n\x0e\x63ontext_length\x18\x03 \x01(\x05\x12@\n\x08settings\x18\x04 \x03(\x0b\x32..harmeval.generator.v1.ModelInfo.SettingsEntry\x12\x17\n\x0fmax_concurrency\x18\x05 \x01(\x05\x1a/\n\rSettingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"F\n\x12ListModelsResponse\x12\x30\n\x06models\x18\x01 \x03(\x0b\x32 .harmeval.generator.v1.ModelInfo2\xd7\x04\n\x10GeneratorService\x12\x65\n\x08Generate\x12&.harmeval.generator.v1.GenerateRequest\x1a\'.harmeval.generator.v1.GenerateResponse\"\x08\xca\xda\x18\x04\x08\x02\x10\x01\x12v\n\rGenerateBatch\x12+.harmeval.generator.v1.GenerateBatchRequest\x1a,.harmeval.generator.v1.GenerateBatchResponse\"\x08\xca\xda\x18\x04\x08\x02\x10\x01\x30\x01\x12y\n\x0eGenerateStream\x12,.harmeval.generator.v1.GenerateStreamRequest\x1a-.harmeval.generator.v1.GenerateStreamResponse\"\x08\xca\xda\x18\x04\x08\x02\x10\x01\x30\x01\x12i\n\nListModels\x12(.harmeval.generator.v1.ListModelsRequest\x1a).harmeval.generator.v1.ListModelsResponse\"\x06\xca\xda\x18\x02\x08\x01\x12~\n\x11ImportGenerations\x12/.harmeval.generator.v1.ImportGenerationsRequest\x1a\x30.harmeval.generator.v1.ImportGenerationsResponse\"\x06\xca\xda\x18\x02\x08\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,32 +35,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MODELINFO_SETTINGSENTRY']._loaded_options = None
   _globals['_MODELINFO_SETTINGSENTRY']._serialized_options = b'8\001'
-  _globals['_IMPORTEDGENERATION']._serialized_start=97
-  _globals['_IMPORTEDGENERATION']._serialized_end=168
-  _globals['_IMPORTGENERATIONSREQUEST']._serialized_start=171
-  _globals['_IMPORTGENERATIONSREQUEST']._serialized_end=306
-  _globals['_IMPORTGENERATIONSRESPONSE']._serialized_start=308
-  _globals['_IMPORTGENERATIONSRESPONSE']._serialized_end=379
-  _globals['_GENERATEREQUEST']._serialized_start=382
-  _globals['_GENERATEREQUEST']._serialized_end=524
-  _globals['_GENERATERESPONSE']._serialized_start=526
-  _globals['_GENERATERESPONSE']._serialized_end=597
-  _globals['_GENERATEBATCHREQUEST']._serialized_start=600
-  _globals['_GENERATEBATCHREQUEST']._serialized_end=747
-  _globals['_GENERATEBATCHRESPONSE']._serialized_start=749
-  _globals['_GENERATEBATCHRESPONSE']._serialized_end=868
-  _globals['_GENERATESTREAMREQUEST']._serialized_start=871
-  _globals['_GENERATESTREAMREQUEST']._serialized_end=1007
-  _globals['_GENERATESTREAMRESPONSE']._serialized_start=1009
-  _globals['_GENERATESTREAMRESPONSE']._serialized_end=1099
-  _globals['_LISTMODELSREQUEST']._serialized_start=1101
-  _globals['_LISTMODELSREQUEST']._serialized_end=1120
-  _globals['_MODELINFO']._serialized_start=1123
-  _globals['_MODELINFO']._serialized_end=1329
-  _globals['_MODELINFO_SETTINGSENTRY']._serialized_start=1282
-  _globals['_MODELINFO_SETTINGSENTRY']._serialized_end=1329
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1331
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1401
-  _globals['_GENERATORSERVICE']._serialized_start=1404
-  _globals['_GENERATORSERVICE']._serialized_end=1957
+  _globals['_GENERATORSERVICE'].methods_by_name['Generate']._loaded_options = None
+  _globals['_GENERATORSERVICE'].methods_by_name['Generate']._serialized_options = b'\312\332\030\004\010\002\020\001'
+  _globals['_GENERATORSERVICE'].methods_by_name['GenerateBatch']._loaded_options = None
+  _globals['_GENERATORSERVICE'].methods_by_name['GenerateBatch']._serialized_options = b'\312\332\030\004\010\002\020\001'
+  _globals['_GENERATORSERVICE'].methods_by_name['GenerateStream']._loaded_options = None
+  _globals['_GENERATORSERVICE'].methods_by_name['GenerateStream']._serialized_options = b'\312\332\030\004\010\002\020\001'
+  _globals['_GENERATORSERVICE'].methods_by_name['ListModels']._loaded_options = None
+  _globals['_GENERATORSERVICE'].methods_by_name['ListModels']._serialized_options = b'\312\332\030\002\010\001'
+  _globals['_GENERATORSERVICE'].methods_by_name['ImportGenerations']._loaded_options = None
+  _globals['_GENERATORSERVICE'].methods_by_name['ImportGenerations']._serialized_options = b'\312\332\030\002\010\004'
+  _globals['_IMPORTEDGENERATION']._serialized_start=130
+  _globals['_IMPORTEDGENERATION']._serialized_end=201
+  _globals['_IMPORTGENERATIONSREQUEST']._serialized_start=204
+  _globals['_IMPORTGENERATIONSREQUEST']._serialized_end=339
+  _globals['_IMPORTGENERATIONSRESPONSE']._serialized_start=341
+  _globals['_IMPORTGENERATIONSRESPONSE']._serialized_end=412
+  _globals['_GENERATEREQUEST']._serialized_start=415
+  _globals['_GENERATEREQUEST']._serialized_end=557
+  _globals['_GENERATERESPONSE']._serialized_start=559
+  _globals['_GENERATERESPONSE']._serialized_end=630
+  _globals['_GENERATEBATCHREQUEST']._serialized_start=633
+  _globals['_GENERATEBATCHREQUEST']._serialized_end=780
+  _globals['_GENERATEBATCHRESPONSE']._serialized_start=782
+  _globals['_GENERATEBATCHRESPONSE']._serialized_end=901
+  _globals['_GENERATESTREAMREQUEST']._serialized_start=904
+  _globals['_GENERATESTREAMREQUEST']._serialized_end=1040
+  _globals['_GENERATESTREAMRESPONSE']._serialized_start=1042
+  _globals['_GENERATESTREAMRESPONSE']._serialized_end=1132
+  _globals['_LISTMODELSREQUEST']._serialized_start=1134
+  _globals['_LISTMODELSREQUEST']._serialized_end=1153
+  _globals['_MODELINFO']._serialized_start=1156
+  _globals['_MODELINFO']._serialized_end=1362
+  _globals['_MODELINFO_SETTINGSENTRY']._serialized_start=1315
+  _globals['_MODELINFO_SETTINGSENTRY']._serialized_end=1362
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1364
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1434
+  _globals['_GENERATORSERVICE']._serialized_start=1437
+  _globals['_GENERATORSERVICE']._serialized_end=2036
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,4 @@
+from harmeval.common.v1 import access_pb2 as _access_pb2
 from harmeval.common.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -125,10 +126,12 @@ class JudgeBatchResponse(_message.Message):
     def __init__(self, item_index: _Optional[int] = ..., judgments: _Optional[_Iterable[_Union[_common_pb2.Judgment, _Mapping]]] = ...) -> None: ...
 
 class DefineJudgeRequest(_message.Message):
-    __slots__ = ("definition",)
+    __slots__ = ("definition", "study")
     DEFINITION_FIELD_NUMBER: _ClassVar[int]
+    STUDY_FIELD_NUMBER: _ClassVar[int]
     definition: str
-    def __init__(self, definition: _Optional[str] = ...) -> None: ...
+    study: str
+    def __init__(self, definition: _Optional[str] = ..., study: _Optional[str] = ...) -> None: ...
 
 class DefineJudgeResponse(_message.Message):
     __slots__ = ("judge",)

@@ -90,7 +90,8 @@ class JudgeServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DefineJudge(self, request, context):
-        """Adds (or replaces) a judge from a definition, e.g. one written in a study file.
+        """Adds a judge from a definition, e.g. one written in a study file (or changes the
+        definition of a judge the same study defined before).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -23,49 +23,60 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from harmeval.common.v1 import access_pb2 as harmeval_dot_common_dot_v1_dot_access__pb2
 from harmeval.common.v1 import common_pb2 as harmeval_dot_common_dot_v1_dot_common__pb2
 from harmeval.metrics.v1 import metrics_pb2 as harmeval_dot_metrics_dot_v1_dot_metrics__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fharmeval/runner/v1/runner.proto\x12\x12harmeval.runner.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fharmeval/common/v1/common.proto\x1a!harmeval/metrics/v1/metrics.proto\"\xa8\x01\n\x0fStudyDefinition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x07prompts\x18\x02 \x03(\x0b\x32\x1a.harmeval.common.v1.Prompt\x12/\n\x06models\x18\x03 \x03(\x0b\x32\x1f.harmeval.metrics.v1.StudyModel\x12\x0e\n\x06judges\x18\x04 \x03(\t\x12\x19\n\x11judge_definitions\x18\x05 \x03(\t\"\x87\x01\n\x0fStartRunRequest\x12\x39\n\ndefinition\x18\x01 \x01(\x0b\x32#.harmeval.runner.v1.StudyDefinitionH\x00\x12\x14\n\nstudy_name\x18\x02 \x01(\tH\x00\x12\x1a\n\x12rejudge_unscorable\x18\x03 \x01(\x08\x42\x07\n\x05study\"8\n\x10StartRunResponse\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.harmeval.runner.v1.Run\"\xdf\x01\n\rStageProgress\x12(\n\x05stage\x18\x01 \x01(\x0e\x32\x19.harmeval.runner.v1.Stage\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\x03\x12\x0c\n\x04\x64one\x18\x04 \x01(\x03\x12\x0e\n\x06\x63\x61\x63hed\x18\x05 \x01(\x03\x12\x12\n\nunscorable\x18\x06 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x07 \x01(\x03\x12\x15\n\rprompt_tokens\x18\x08 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\t \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\n \x01(\x01\"\x84\x01\n\x0bRunProgress\x12\x31\n\x06stages\x18\x01 \x03(\x0b\x32!.harmeval.runner.v1.StageProgress\x12\x18\n\x10items_per_second\x18\x02 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x03 \x01(\x01\x12\x13\n\x0blast_errors\x18\x04 \x03(\t\"\xf0\x02\n\x03Run\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05study\x18\x02 \x01(\t\x12+\n\x05state\x18\x03 \x01(\x0e\x32\x1c.harmeval.runner.v1.RunState\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x08progress\x18\n \x01(\x0b\x32\x1f.harmeval.runner.v1.RunProgress\x12\r\n\x05\x65rror\x18\x0b \x01(\t\"\x1d\n\rGetRunRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"6\n\x0eGetRunResponse\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.harmeval.runner.v1.Run\"G\n\x0fListRunsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05study\x18\x03 \x01(\t\"R\n\x10ListRunsResponse\x12%\n\x04runs\x18\x01 \x03(\x0b\x32\x17.harmeval.runner.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\" \n\x10\x43\x61ncelRunRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"9\n\x11\x43\x61ncelRunResponse\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.harmeval.runner.v1.Run\"\x1f\n\x0fWatchRunRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"8\n\x10WatchRunResponse\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.harmeval.runner.v1.Run*\x84\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATE_RUNNING\x10\x01\x12\x17\n\x13RUN_STATE_SUCCEEDED\x10\x02\x12\x14\n\x10RUN_STATE_FAILED\x10\x03\x12\x17\n\x13RUN_STATE_CANCELLED\x10\x04*C\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTAGE_GENERATE\x10\x01\x12\x0f\n\x0bSTAGE_JUDGE\x10\x02\x32\xc1\x03\n\rRunnerService\x12U\n\x08StartRun\x12#.harmeval.runner.v1.StartRunRequest\x1a$.harmeval.runner.v1.StartRunResponse\x12O\n\x06GetRun\x12!.harmeval.runner.v1.GetRunRequest\x1a\".harmeval.runner.v1.GetRunResponse\x12U\n\x08ListRuns\x12#.harmeval.runner.v1.ListRunsRequest\x1a$.harmeval.runner.v1.ListRunsResponse\x12X\n\tCancelRun\x12$.harmeval.runner.v1.CancelRunRequest\x1a%.harmeval.runner.v1.CancelRunResponse\x12W\n\x08WatchRun\x12#.harmeval.runner.v1.WatchRunRequest\x1a$.harmeval.runner.v1.WatchRunResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fharmeval/runner/v1/runner.proto\x12\x12harmeval.runner.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fharmeval/common/v1/access.proto\x1a\x1fharmeval/common/v1/common.proto\x1a!harmeval/metrics/v1/metrics.proto\"\xa8\x01\n\x0fStudyDefinition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x07prompts\x18\x02 \x03(\x0b\x32\x1a.harmeval.common.v1.Prompt\x12/\n\x06models\x18\x03 \x03(\x0b\x32\x1f.harmeval.metrics.v1.StudyModel\x12\x0e\n\x06judges\x18\x04 \x03(\t\x12\x19\n\x11judge_definitions\x18\x05 \x03(\t\"\x87\x01\n\x0fStartRunRequest\x12\x39\n\ndefinition\x18\x01 \x01(\x0b\x32#.harmeval.runner.v1.StudyDefinitionH\x00\x12\x14\n\nstudy_name\x18\x02 \x01(\tH\x00\x12\x1a\n\x12rejudge_unscorable\x18\x03 \x01(\x08\x42\x07\n\x05study\"8\n\x10StartRunResponse\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.harmeval.runner.v1.Run\"\xdf\x01\n\rStageProgress\x12(\n\x05stage\x18\x01 \x01(\x0e\x32\x19.harmeval.runner.v1.Stage\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\x03\x12\x0c\n\x04\x64one\x18\x04 \x01(\x03\x12\x0e\n\x06\x63\x61\x63hed\x18\x05 \x01(\x03\x12\x12\n\nunscorable\x18\x06 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x07 \x01(\x03\x12\x15\n\rprompt_tokens\x18\x08 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\t \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\n \x01(\x01\"\x84\x01\n\x0bRunProgress\x12\x31\n\x06stages\x18\x01 \x03(\x0b\x32!.harmeval.runner.v1.StageProgress\x12\x18\n\x10items_per_second\x18\x02 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x03 \x01(\x01\x12\x13\n\x0blast_errors\x18\x04 \x03(\t\"\xf0\x02\n\x03Run\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05study\x18\x02 \x01(\t\x12+\n\x05state\x18\x03 \x01(\x0e\x32\x1c.harmeval.runner.v1.RunState\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x08progress\x18\n \x01(\x0b\x32\x1f.harmeval.runner.v1.RunProgress\x12\r\n\x05\x65rror\x18\x0b \x01(\t\"\x1d\n\rGetRunRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"6\n\x0eGetRunResponse\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.harmeval.runner.v1.Run\"G\n\x0fListRunsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05study\x18\x03 \x01(\t\"R\n\x10ListRunsResponse\x12%\n\x04runs\x18\x01 \x03(\x0b\x32\x17.harmeval.runner.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\" \n\x10\x43\x61ncelRunRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"9\n\x11\x43\x61ncelRunResponse\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.harmeval.runner.v1.Run\"\x1f\n\x0fWatchRunRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"8\n\x10WatchRunResponse\x12$\n\x03run\x18\x01 \x01(\x0b\x32\x17.harmeval.runner.v1.Run*\x84\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATE_RUNNING\x10\x01\x12\x17\n\x13RUN_STATE_SUCCEEDED\x10\x02\x12\x14\n\x10RUN_STATE_FAILED\x10\x03\x12\x17\n\x13RUN_STATE_CANCELLED\x10\x04*C\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTAGE_GENERATE\x10\x01\x12\x0f\n\x0bSTAGE_JUDGE\x10\x02\x32\xe9\x03\n\rRunnerService\x12]\n\x08StartRun\x12#.harmeval.runner.v1.StartRunRequest\x1a$.harmeval.runner.v1.StartRunResponse\"\x06\xca\xda\x18\x02\x08\x04\x12W\n\x06GetRun\x12!.harmeval.runner.v1.GetRunRequest\x1a\".harmeval.runner.v1.GetRunResponse\"\x06\xca\xda\x18\x02\x08\x01\x12]\n\x08ListRuns\x12#.harmeval.runner.v1.ListRunsRequest\x1a$.harmeval.runner.v1.ListRunsResponse\"\x06\xca\xda\x18\x02\x08\x01\x12`\n\tCancelRun\x12$.harmeval.runner.v1.CancelRunRequest\x1a%.harmeval.runner.v1.CancelRunResponse\"\x06\xca\xda\x18\x02\x08\x04\x12_\n\x08WatchRun\x12#.harmeval.runner.v1.WatchRunRequest\x1a$.harmeval.runner.v1.WatchRunResponse\"\x06\xca\xda\x18\x02\x08\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'harmeval.runner.v1.runner_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RUNSTATE']._serialized_start=1684
-  _globals['_RUNSTATE']._serialized_end=1816
-  _globals['_STAGE']._serialized_start=1818
-  _globals['_STAGE']._serialized_end=1885
-  _globals['_STUDYDEFINITION']._serialized_start=157
-  _globals['_STUDYDEFINITION']._serialized_end=325
-  _globals['_STARTRUNREQUEST']._serialized_start=328
-  _globals['_STARTRUNREQUEST']._serialized_end=463
-  _globals['_STARTRUNRESPONSE']._serialized_start=465
-  _globals['_STARTRUNRESPONSE']._serialized_end=521
-  _globals['_STAGEPROGRESS']._serialized_start=524
-  _globals['_STAGEPROGRESS']._serialized_end=747
-  _globals['_RUNPROGRESS']._serialized_start=750
-  _globals['_RUNPROGRESS']._serialized_end=882
-  _globals['_RUN']._serialized_start=885
-  _globals['_RUN']._serialized_end=1253
-  _globals['_GETRUNREQUEST']._serialized_start=1255
-  _globals['_GETRUNREQUEST']._serialized_end=1284
-  _globals['_GETRUNRESPONSE']._serialized_start=1286
-  _globals['_GETRUNRESPONSE']._serialized_end=1340
-  _globals['_LISTRUNSREQUEST']._serialized_start=1342
-  _globals['_LISTRUNSREQUEST']._serialized_end=1413
-  _globals['_LISTRUNSRESPONSE']._serialized_start=1415
-  _globals['_LISTRUNSRESPONSE']._serialized_end=1497
-  _globals['_CANCELRUNREQUEST']._serialized_start=1499
-  _globals['_CANCELRUNREQUEST']._serialized_end=1531
-  _globals['_CANCELRUNRESPONSE']._serialized_start=1533
-  _globals['_CANCELRUNRESPONSE']._serialized_end=1590
-  _globals['_WATCHRUNREQUEST']._serialized_start=1592
-  _globals['_WATCHRUNREQUEST']._serialized_end=1623
-  _globals['_WATCHRUNRESPONSE']._serialized_start=1625
-  _globals['_WATCHRUNRESPONSE']._serialized_end=1681
-  _globals['_RUNNERSERVICE']._serialized_start=1888
-  _globals['_RUNNERSERVICE']._serialized_end=2337
+  _globals['_RUNNERSERVICE'].methods_by_name['StartRun']._loaded_options = None
+  _globals['_RUNNERSERVICE'].methods_by_name['StartRun']._serialized_options = b'\312\332\030\002\010\004'
+  _globals['_RUNNERSERVICE'].methods_by_name['GetRun']._loaded_options = None
+  _globals['_RUNNERSERVICE'].methods_by_name['GetRun']._serialized_options = b'\312\332\030\002\010\001'
+  _globals['_RUNNERSERVICE'].methods_by_name['ListRuns']._loaded_options = None
+  _globals['_RUNNERSERVICE'].methods_by_name['ListRuns']._serialized_options = b'\312\332\030\002\010\001'
+  _globals['_RUNNERSERVICE'].methods_by_name['CancelRun']._loaded_options = None
+  _globals['_RUNNERSERVICE'].methods_by_name['CancelRun']._serialized_options = b'\312\332\030\002\010\004'
+  _globals['_RUNNERSERVICE'].methods_by_name['WatchRun']._loaded_options = None
+  _globals['_RUNNERSERVICE'].methods_by_name['WatchRun']._serialized_options = b'\312\332\030\002\010\001'
+  _globals['_RUNSTATE']._serialized_start=1717
+  _globals['_RUNSTATE']._serialized_end=1849
+  _globals['_STAGE']._serialized_start=1851
+  _globals['_STAGE']._serialized_end=1918
+  _globals['_STUDYDEFINITION']._serialized_start=190
+  _globals['_STUDYDEFINITION']._serialized_end=358
+  _globals['_STARTRUNREQUEST']._serialized_start=361
+  _globals['_STARTRUNREQUEST']._serialized_end=496
+  _globals['_STARTRUNRESPONSE']._serialized_start=498
+  _globals['_STARTRUNRESPONSE']._serialized_end=554
+  _globals['_STAGEPROGRESS']._serialized_start=557
+  _globals['_STAGEPROGRESS']._serialized_end=780
+  _globals['_RUNPROGRESS']._serialized_start=783
+  _globals['_RUNPROGRESS']._serialized_end=915
+  _globals['_RUN']._serialized_start=918
+  _globals['_RUN']._serialized_end=1286
+  _globals['_GETRUNREQUEST']._serialized_start=1288
+  _globals['_GETRUNREQUEST']._serialized_end=1317
+  _globals['_GETRUNRESPONSE']._serialized_start=1319
+  _globals['_GETRUNRESPONSE']._serialized_end=1373
+  _globals['_LISTRUNSREQUEST']._serialized_start=1375
+  _globals['_LISTRUNSREQUEST']._serialized_end=1446
+  _globals['_LISTRUNSRESPONSE']._serialized_start=1448
+  _globals['_LISTRUNSRESPONSE']._serialized_end=1530
+  _globals['_CANCELRUNREQUEST']._serialized_start=1532
+  _globals['_CANCELRUNREQUEST']._serialized_end=1564
+  _globals['_CANCELRUNRESPONSE']._serialized_start=1566
+  _globals['_CANCELRUNRESPONSE']._serialized_end=1623
+  _globals['_WATCHRUNREQUEST']._serialized_start=1625
+  _globals['_WATCHRUNREQUEST']._serialized_end=1656
+  _globals['_WATCHRUNRESPONSE']._serialized_start=1658
+  _globals['_WATCHRUNRESPONSE']._serialized_end=1714
+  _globals['_RUNNERSERVICE']._serialized_start=1921
+  _globals['_RUNNERSERVICE']._serialized_end=2410
 # @@protoc_insertion_point(module_scope)

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from harmeval.common.v1 import access_pb2 as _access_pb2
 from harmeval.common.v1 import common_pb2 as _common_pb2
 from harmeval.metrics.v1 import metrics_pb2 as _metrics_pb2
 from google.protobuf.internal import containers as _containers
