@@ -52,6 +52,9 @@ class CommonSettings:
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None
     allow_plaintext: bool = False
+    # A second, plaintext port serving only grpc.health.v1 (e.g. "0.0.0.0:8081"): Kubernetes'
+    # native gRPC probes cannot speak TLS. Empty: health is served on the main port only.
+    health_address: str = ""
     # Hashed bearer tokens (`harmeval token create`); unset: data_dir/auth/tokens.json.
     auth_tokens_file: Path | None = None
     # Identities from client certificates: "common-name=role,..." (e.g. "runner=operator").
