@@ -283,7 +283,7 @@ class Processes:
             for name, address in list(waiting.items()):
                 if self.procs[name].popen.poll() is not None:
                     raise RuntimeError(f"{name} exited:\n{self.procs[name].tail()}")
-                if await health_status(address, 1.0) == "SERVING":
+                if await health_status(address, deadline_s=1.0) == "SERVING":
                     del waiting[name]
             if time.monotonic() > deadline:
                 tails = "\n".join(f"--- {n}\n{self.procs[n].tail()}" for n in waiting)

@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from harmeval.settings import CommonSettings
+from harmeval.settings import CommonSettings, SettingsError
+from harmeval.tls import channel_credentials
 
 T = TypeVar("T")
 
@@ -25,11 +26,74 @@ KEEPALIVE_OPTIONS = [
 ]
 
 
+def bearer_token(settings: CommonSettings) -> str:
+    """The token this process sends: `token`, else the contents of `token_file`, else none."""
+    if settings.token:
+        return settings.token.strip()
+    if settings.token_file is not None:
+        try:
+            return settings.token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SettingsError(f"HARMEVAL_TOKEN_FILE {settings.token_file}: {exc}") from exc
+    return ""
+
+
+class _Bearer:
+    """Adds `authorization: Bearer <token>` to every call. Interceptors rather than call
+    credentials: gRPC refuses call credentials on plaintext channels (local loopback)."""
+
+    def __init__(self, token: str) -> None:
+        self.header = ("authorization", f"Bearer {token}")
+
+    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()), self.header)
+        return grpc.aio.ClientCallDetails(
+            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+        )
+
+
+# gRPC files an interceptor under the first call kind it implements: one class per kind.
+class _BearerUnaryUnary(_Bearer, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+
+class _BearerUnaryStream(_Bearer, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+
+class _BearerStreamUnary(_Bearer, grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
+    async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return await continuation(self._details(details), requests)
+
+
+class _BearerStreamStream(_Bearer, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
+    async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return await continuation(self._details(details), requests)
+
+
+_BEARERS = (_BearerUnaryUnary, _BearerUnaryStream, _BearerStreamUnary, _BearerStreamStream)
+
+
+def raw_channel(
+    address: str, settings: CommonSettings, options: list[tuple[str, Any]] | None = None
+) -> grpc.aio.Channel:
+    """A channel with the process's TLS settings and token (any options, e.g. none)."""
+    token = bearer_token(settings)
+    interceptors = [kind(token) for kind in _BEARERS] if token else None
+    credentials = channel_credentials(settings)
+    if credentials is None:
+        return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
+    return grpc.aio.secure_channel(address, credentials, options=options, interceptors=interceptors)
+
+
 def channel(address: str, settings: CommonSettings) -> grpc.aio.Channel:
     limit = settings.max_message_bytes
-    return grpc.aio.insecure_channel(
+    return raw_channel(
         address,
-        options=[
+        settings,
+        [
             ("grpc.max_send_message_length", limit),
             ("grpc.max_receive_message_length", limit),
             ("grpc.lb_policy_name", "round_robin"),
@@ -38,9 +102,12 @@ def channel(address: str, settings: CommonSettings) -> grpc.aio.Channel:
     )
 
 
-async def health_status(address: str, deadline_s: float = 2.0) -> str:
+async def health_status(
+    address: str, settings: CommonSettings | None = None, deadline_s: float = 2.0
+) -> str:
     """The server's overall health ("SERVING", "NOT_SERVING", ...) or "UNREACHABLE"."""
-    async with grpc.aio.insecure_channel(address) as ch:
+    settings = settings or CommonSettings()
+    async with raw_channel(address, settings) as ch:
         stub = health_pb2_grpc.HealthStub(ch)
         try:
             reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=deadline_s)

@@ -3,6 +3,8 @@
 `create_server()` binds and registers everything but does not start, so tests can bind
 `127.0.0.1:0`; `serve()` is the process entry point: health NOT_SERVING until the servicer's
 heavy resources are ready, SIGTERM drains in-flight RPCs, resources close in `finally`.
+Every RPC but health passes the access interceptor (harmeval.auth); the port is TLS when a
+certificate is configured, plaintext only on loopback unless explicitly allowed.
 """
 
 from __future__ import annotations
@@ -25,9 +27,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from harmeval.access import rules_of
+from harmeval.auth import AccessInterceptor
 from harmeval.log import configure_logging
 from harmeval.observability import MetricsInterceptor
-from harmeval.settings import CommonSettings
+from harmeval.settings import CommonSettings, SettingsError
+from harmeval.tls import check_plaintext_bind, server_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +69,19 @@ class RunningServer:
     port: int
     health: health_aio.HealthServicer
     spec: ServiceSpec
+    # The plaintext health-only server for probes (settings.health_address), if any.
+    health_server: grpc.aio.Server | None = None
+    health_port: int = 0
+
+    async def start(self) -> None:
+        await self.server.start()
+        if self.health_server is not None:
+            await self.health_server.start()
+
+    async def stop(self, grace: float | None) -> None:
+        if self.health_server is not None:
+            await self.health_server.stop(grace)
+        await self.server.stop(grace)
 
     async def set_serving(self, serving: bool) -> None:
         status = (
@@ -80,8 +98,20 @@ async def create_server(
     spec: ServiceSpec, servicer: Servicer, address: str, settings: CommonSettings
 ) -> RunningServer:
     limit = settings.max_message_bytes
+    # Checked before binding: a service with an RPC lacking a rule must not start.
+    rules = rules_of(spec.descriptor)
+    credentials = server_credentials(settings)
+    if credentials is None:
+        check_plaintext_bind(address, settings)
+    if settings.tls_client_ca_file is None and not settings.tokens_path.exists():
+        raise SettingsError(
+            f"{spec.name}: no way to authenticate callers: {settings.tokens_path} does not "
+            "exist (make it with `harmeval token create --role operator`, or set "
+            "HARMEVAL_AUTH_TOKENS_FILE or mutual TLS)"
+        )
     server = grpc.aio.server(
-        interceptors=[MetricsInterceptor(spec.name)],
+        # Metrics outermost, so refused calls are counted with their code.
+        interceptors=[MetricsInterceptor(spec.name), AccessInterceptor(spec.name, rules, settings)],
         options=[
             ("grpc.max_send_message_length", limit),
             ("grpc.max_receive_message_length", limit),
@@ -108,10 +138,20 @@ async def create_server(
         ),
         server,
     )
-    port = server.add_insecure_port(address)
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
     if port == 0:
         raise RuntimeError(f"cannot bind {spec.name} service to {address}")
     running = RunningServer(server, port, health_servicer, spec)
+    if settings.health_address:
+        # Health only, so plaintext is harmless here: kubelet's gRPC probes cannot do TLS.
+        running.health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, running.health_server)
+        running.health_port = running.health_server.add_insecure_port(settings.health_address)
+        if running.health_port == 0:
+            raise RuntimeError(f"cannot bind {spec.name} health to {settings.health_address}")
     await running.set_serving(False)
     return running
 
@@ -127,8 +167,14 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await running.server.start()
-    logger.info("%s service listening on %s (port %d)", spec.name, address, running.port)
+    await running.start()
+    logger.info(
+        "%s service listening on %s (port %d, %s)",
+        spec.name,
+        address,
+        running.port,
+        "TLS" if settings.tls_cert_file else "plaintext",
+    )
     async with AsyncExitStack() as stack:
         try:
             await servicer.startup(stack)
@@ -145,7 +191,7 @@ async def serve(
                 await running.set_serving(False)
             with contextlib.suppress(Exception):
                 await servicer.drain()
-            await running.server.stop(settings.grace_seconds)
+            await running.stop(settings.grace_seconds)
     logger.info("%s service stopped", spec.name)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 import pytest
 
+from harmeval.clients import raw_channel
 from harmeval.db import open_database
 from harmeval.generator.v1.generator_pb2_grpc import GeneratorServiceStub
 from harmeval.judge.v1.judge_pb2_grpc import JudgeServiceStub
@@ -38,6 +39,7 @@ from harmeval_runner.service import SPEC as RUNNER_SPEC
 from harmeval_runner.service import RunnerServicer
 from harmeval_runner.settings import RunnerSettings
 from tests.conftest import free_ports
+from tests.credentials import client_settings, secured
 from tests.fakes.openai_server import FakeOpenAI, Script, fake_openai
 
 
@@ -45,19 +47,20 @@ from tests.fakes.openai_server import FakeOpenAI, Script, fake_openai
 async def running(
     spec: ServiceSpec, servicer: Servicer, settings: Any, start: bool = True
 ) -> AsyncIterator[tuple[RunningServer, grpc.aio.Channel]]:
-    """A started server on 127.0.0.1:0 with its resources open, and a channel to it."""
-    srv = await create_server(spec, servicer, "127.0.0.1:0", settings)
-    await srv.server.start()
+    """A started server on 127.0.0.1:0 with its resources open, and a channel to it (with
+    the operator token: tests of other roles make their own channels)."""
+    srv = await create_server(spec, servicer, "127.0.0.1:0", secured(settings))
+    await srv.start()
     async with AsyncExitStack() as stack:
         if start:
             await servicer.startup(stack)
             await srv.set_serving(True)
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{srv.port}")
+        channel = raw_channel(f"127.0.0.1:{srv.port}", client_settings())
         try:
             yield srv, channel
         finally:
             await channel.close()
-            await srv.server.stop(0)
+            await srv.stop(0)
 
 
 class JudgeModel:
@@ -150,11 +153,13 @@ async def all_services(
         running(JUDGE_SPEC, judge, judge.settings) as (j_srv, j_ch),
     ):
         metrics = MetricsServicer(
-            MetricsSettings(
-                database_url=urls["metrics"],
-                data_dir=data_dir,
-                metrics_generator_target=f"127.0.0.1:{g_srv.port}",
-                metrics_judge_target=f"127.0.0.1:{j_srv.port}",
+            secured(
+                MetricsSettings(
+                    database_url=urls["metrics"],
+                    data_dir=data_dir,
+                    metrics_generator_target=f"127.0.0.1:{g_srv.port}",
+                    metrics_judge_target=f"127.0.0.1:{j_srv.port}",
+                )
             )
         )
         async with running(METRICS_SPEC, metrics, metrics.settings) as (m_srv, m_ch):
@@ -184,7 +189,7 @@ async def all_services(
 
 def runner_settings(database_url: str, data_dir: Path, ports: Mapping[str, int]) -> RunnerSettings:
     """The runner against services on these local ports; dead workers noticed within seconds."""
-    return RunnerSettings(
+    settings = RunnerSettings(
         database_url=database_url,
         data_dir=data_dir,
         runner_generator_target=f"127.0.0.1:{ports['generator']}",
@@ -193,6 +198,7 @@ def runner_settings(database_url: str, data_dir: Path, ports: Mapping[str, int])
         runner_heartbeat_timeout_s=4.0,
         runner_watch_interval_s=0.1,
     )
+    return secured(settings)
 
 
 @pytest.fixture

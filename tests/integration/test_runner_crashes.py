@@ -63,7 +63,7 @@ class Service:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             assert self.proc is not None and self.proc.poll() is None, self.log.read_text()[-3000:]
-            if await health_status(self.address, 1.0) == "SERVING":
+            if await health_status(self.address, deadline_s=1.0) == "SERVING":
                 return
             await asyncio.sleep(0.2)
         raise AssertionError(f"{self.name} not serving:\n{self.log.read_text()[-3000:]}")

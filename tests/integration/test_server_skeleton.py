@@ -12,10 +12,12 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from harmeval.clients import raw_channel
 from harmeval.metrics.v1 import metrics_pb2, metrics_pb2_grpc
 from harmeval.server import create_server
 from harmeval_metrics.service import SPEC, MetricsServicer
 from harmeval_metrics.settings import MetricsSettings
+from tests.credentials import client_settings, secured
 
 
 def sample(name: str, labels: dict[str, str]) -> float:
@@ -27,11 +29,12 @@ def sample(name: str, labels: dict[str, str]) -> float:
 
 
 async def test_health_reflection_and_metrics(database_url: str, tmp_path: Path) -> None:
-    settings = MetricsSettings(database_url=database_url, data_dir=tmp_path)
+    settings = secured(MetricsSettings(database_url=database_url, data_dir=tmp_path))
     servicer = MetricsServicer(settings)
     srv = await create_server(SPEC, servicer, "127.0.0.1:0", settings)
-    await srv.server.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{srv.port}") as ch, AsyncExitStack() as stack:
+    await srv.start()
+    address = f"127.0.0.1:{srv.port}"
+    async with raw_channel(address, client_settings()) as ch, AsyncExitStack() as stack:
         health = health_pb2_grpc.HealthStub(ch)
         stub = metrics_pb2_grpc.MetricsServiceStub(ch)
         for service in ("", "harmeval.metrics.v1.MetricsService"):
@@ -76,12 +79,12 @@ async def test_health_reflection_and_metrics(database_url: str, tmp_path: Path) 
         await srv.set_serving(False)
         reply = await health.Check(health_pb2.HealthCheckRequest(service=""))
         assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
-    await srv.server.stop(0)
+    await srv.stop(0)
 
 
 async def test_busy_port_is_an_error(database_url: str, tmp_path: Path) -> None:
-    settings = MetricsSettings(database_url=database_url, data_dir=tmp_path)
+    settings = secured(MetricsSettings(database_url=database_url, data_dir=tmp_path))
     first = await create_server(SPEC, MetricsServicer(settings), "127.0.0.1:0", settings)
     with pytest.raises(RuntimeError, match="bind to address"):
         await create_server(SPEC, MetricsServicer(settings), f"127.0.0.1:{first.port}", settings)
-    await first.server.stop(0)
+    await first.stop(0)
