@@ -9,6 +9,7 @@ before its server starts.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from google.protobuf.descriptor import ServiceDescriptor
 
@@ -54,10 +55,11 @@ def rules_of(service: ServiceDescriptor) -> dict[str, Rule]:
     problems: list[str] = []
     for method in service.methods:
         options = method.GetOptions()
-        if not options.HasExtension(access_pb2.access):
+        extension: Any = access_pb2.access  # generated extensions are untyped in the stubs
+        if not options.HasExtension(extension):
             problems.append(f"{method.full_name} has no (harmeval.common.v1.access) rule")
             continue
-        declared = options.Extensions[access_pb2.access]
+        declared: access_pb2.AccessRule = options.Extensions[extension]
         role = _ROLE_NAMES.get(declared.role)
         if role is None:
             problems.append(f"{method.full_name}: access rule names no known role")

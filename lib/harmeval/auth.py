@@ -44,7 +44,7 @@ def raw_text_reads(service: str) -> Counter:
 
 
 def parse_cert_roles(text: str) -> dict[str, str]:
-    """"runner=operator,metrics=operator" -> {"runner": "operator", ...}."""
+    """ "runner=operator,metrics=operator" -> {"runner": "operator", ...}."""
     roles: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, sep, role = (s.strip() for s in item.partition("="))
@@ -87,7 +87,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                     return self.tokens.authenticate(token.strip())
                 except TokenError as exc:
                     return str(exc)
-        names = context.auth_context().get("x509_common_name")
+        names = list(context.auth_context().get("x509_common_name") or ())
         if names:
             name = names[0].decode(errors="replace")
             # Unmapped: a known identity without a role (PERMISSION_DENIED below).

@@ -44,17 +44,18 @@ class _Rotating:
             root_certificates=_read(self.client_ca, "client CA") if self.client_ca else None,
         )
 
-    def __call__(self) -> grpc.ServerCertificateConfiguration | None:
-        """None keeps the current configuration (gRPC's fetcher contract)."""
+    def __call__(self) -> grpc.ServerCertificateConfiguration:
+        """None keeps the current configuration (gRPC's fetcher contract; its stubs say
+        otherwise)."""
         try:
             stamp = self._stamps()
             if stamp == self._stamp:
-                return None
+                return None  # type: ignore[return-value]
             config = self._load()
         except (OSError, SettingsError) as exc:
             # Mid-rotation (one file replaced, not yet the other): keep serving the old pair.
             logger.warning("TLS files not reloaded yet: %s", exc)
-            return None
+            return None  # type: ignore[return-value]
         self._stamp = stamp
         logger.info("TLS certificate reloaded from %s", self.cert)
         return config

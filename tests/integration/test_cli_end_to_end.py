@@ -149,6 +149,7 @@ def test_sigterm_drains_in_flight_generation(cli_env: dict[str, str]) -> None:
     result: dict[str, object] = {}
 
     def call() -> None:
+        token = (Path(cli_env["HARMEVAL_DATA_DIR"]) / "auth" / "cli.token").read_text().strip()
         with grpc.insecure_channel(cli_env["HARMEVAL_GENERATOR_ADDRESS"]) as ch:
             stub = generator_pb2_grpc.GeneratorServiceStub(ch)
             try:
@@ -161,6 +162,7 @@ def test_sigterm_drains_in_flight_generation(cli_env: dict[str, str]) -> None:
                         ),
                     ),
                     timeout=120,
+                    metadata=[("authorization", f"Bearer {token}")],
                 )
                 result["tokens"] = reply.generations[0].completion_tokens
             except grpc.RpcError as exc:

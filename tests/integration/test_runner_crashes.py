@@ -21,13 +21,14 @@ import grpc
 import psycopg
 import pytest
 
-from harmeval.clients import health_status
+from harmeval.clients import health_status, raw_channel
 from harmeval.params import GenerationParams
 from harmeval.runner.v1 import runner_pb2, runner_pb2_grpc
 from harmeval_client.prompts import PromptRecord
 from harmeval_client.study import Study, StudyModel
 from harmeval_client.workflow import study_definition
 from tests.conftest import free_ports
+from tests.credentials import OPERATOR_TOKEN, TOKENS_FILE, client_settings
 from tests.fakes.openai_server import FakeOpenAI, fake_openai
 
 N_PROMPTS = 40
@@ -148,6 +149,8 @@ async def process_stack(
         "HARMEVAL_DATA_DIR": str(tmp_path),
         "HARMEVAL_LOG_LEVEL": "WARNING",
         "HARMEVAL_GRACE_SECONDS": "2",
+        "HARMEVAL_AUTH_TOKENS_FILE": str(TOKENS_FILE),
+        "HARMEVAL_TOKEN": OPERATOR_TOKEN,
     }
     envs = {
         "generator": {
@@ -213,7 +216,7 @@ async def test_a_run_survives_kill_9_of_every_process(process_stack: ProcessStac
         [StudyModel(m, m, GenerationParams(max_tokens=16)) for m in MODELS],
         JUDGES,
     )
-    async with grpc.aio.insecure_channel(stack.services["runner"].address) as channel:
+    async with raw_channel(stack.services["runner"].address, client_settings()) as channel:
         runner = runner_pb2_grpc.RunnerServiceStub(channel)
         started = await runner.StartRun(
             runner_pb2.StartRunRequest(definition=study_definition(study))

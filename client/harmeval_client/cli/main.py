@@ -16,7 +16,7 @@ from rich.table import Table
 
 from harmeval import settings as settings_module
 from harmeval.settings import SettingsError
-from harmeval_client.cli import processes
+from harmeval_client.cli import processes, tokens
 from harmeval_client.cli.html_report import render_html
 from harmeval_client.cli.imports import (
     BenchmarkError,
@@ -46,6 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="harmeval",
         description="Rank small LLMs by harmfulness and measure how well judges agree with people.",
     )
+    credentials = parser.add_argument_group(
+        "credentials (default: the token `harmeval up` made for the data dir)"
+    )
+    credentials.add_argument("--token", help="bearer token (or HARMEVAL_TOKEN)")
+    credentials.add_argument(
+        "--ca", type=Path, help="CA certificate of the services: use TLS (HARMEVAL_TLS_CA_FILE)"
+    )
+    credentials.add_argument("--cert", type=Path, help="client certificate for mutual TLS")
+    credentials.add_argument("--key", type=Path, help="the client certificate's key")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="start Postgres, the judge model server and the four services")
     sub.add_parser("down", help="stop everything `up` started")
@@ -118,7 +127,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--json", action="store_true")
     bench.add_argument("--no-progress", action="store_true")
+    tokens.add_parser(sub)
     return parser
+
+
+def client_settings(args: argparse.Namespace) -> ClientSettings:
+    """Settings from the environment, with the command line's credentials on top."""
+    given = {
+        "token": args.token,
+        "tls_ca_file": args.ca,
+        "tls_client_cert_file": args.cert,
+        "tls_client_key_file": args.key,
+    }
+    settings = settings_module.load(
+        ClientSettings, **{k: v for k, v in given.items() if v is not None}
+    )
+    return tokens.with_local_token(settings)
 
 
 async def _run(args: argparse.Namespace, settings: ClientSettings, console: Console) -> int:
@@ -177,6 +201,8 @@ async def _run(args: argparse.Namespace, settings: ClientSettings, console: Cons
             Console(stderr=True).print(f"HTML report written to {args.html}")
     elif args.command == "import":
         await _import(args, settings, console)
+    elif args.command == "token":
+        tokens.run(args, settings, console)
     elif args.command == "agreement":
         async with connect(settings) as clients:
             result = await agreement_for_file(args.path, args.level, args.bootstrap, clients)
@@ -260,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(stderr=args.command in ("up", "down"))
     err = Console(stderr=True)
     try:
-        settings = settings_module.load(ClientSettings)
+        settings = client_settings(args)
         return asyncio.run(_run(args, settings, console))
     except KeyboardInterrupt:
         if args.command != "run" or args.cancel:
@@ -275,6 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         processes.StackError,
         BenchmarkError,
         TableFileError,  # every import file error: names file, line and field
+        tokens.TokenError,
         FileNotFoundError,
     ) as exc:
         err.print(f"[red]error:[/red] {exc}")

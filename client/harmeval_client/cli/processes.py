@@ -24,6 +24,7 @@ from pathlib import Path
 from harmeval.clients import health_status
 from harmeval.db.connection import start_embedded_postgres, stop_embedded_postgres
 from harmeval.settings import env_name
+from harmeval_client.cli.tokens import CLI_TOKEN, SERVICES_TOKEN, local_token
 from harmeval_client.settings import ClientSettings
 
 STARTUP_TIMEOUT_S = 300.0
@@ -149,9 +150,9 @@ def _log_tail(path: Path, lines: int = 20) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-async def _ready(c: Component) -> bool:
+async def _ready(c: Component, settings: ClientSettings) -> bool:
     if c.kind == "grpc":
-        return await health_status(c.address) == "SERVING"
+        return await health_status(c.address, settings) == "SERVING"
     return await asyncio.to_thread(_http_ok, c.address)
 
 
@@ -171,12 +172,12 @@ def _spawn(c: Component, env: dict[str, str], log: Path) -> int:
     return proc.pid
 
 
-async def _wait_ready(c: Component, pid: int, log: Path) -> None:
+async def _wait_ready(c: Component, pid: int, log: Path, settings: ClientSettings) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         if not _alive(pid):
             raise StackError(f"{c.name} exited during start-up; log {log}:\n{_log_tail(log)}")
-        if await _ready(c):
+        if await _ready(c, settings):
             return
         await asyncio.sleep(0.3)
     raise StackError(f"{c.name} not ready after {STARTUP_TIMEOUT_S:.0f}s; log {log}")
@@ -207,6 +208,13 @@ async def up(settings: ClientSettings, say: Callable[[str], None] = print) -> No
     env.setdefault(env_name("generator_model_path"), str(model_path))
     env.setdefault(env_name("judge_llm_base_url"), llm_base_url(settings))
     env.setdefault(env_name("log_format"), "json")
+    # Loopback plaintext with tokens (README "Security"): the services listen on 127.0.0.1
+    # only, where TLS would protect nothing a local user could not read from the data dir;
+    # tokens still keep other local users and browsers' cross-site requests out.
+    env[env_name("auth_tokens_file")] = str(settings.tokens_path.resolve())
+    local_token(settings, CLI_TOKEN, "local-cli")
+    env[env_name("token_file")] = str(local_token(settings, SERVICES_TOKEN, "local-services"))
+    env.pop(env_name("token"), None)
     # Each process reads only its own settings; addresses come from the same variables.
     for field in ("generator_address", "judge_address", "metrics_address", "runner_address"):
         env[env_name(field)] = getattr(settings, field)
@@ -235,7 +243,7 @@ async def up(settings: ClientSettings, say: Callable[[str], None] = print) -> No
         started.append((c, pid, log))
     try:
         for c, pid, log in started:
-            await _wait_ready(c, pid, log)
+            await _wait_ready(c, pid, log, settings)
             say(f"{c.name}: ready at {c.address} (pid {pid})")
     except StackError:
         await down(settings, say=lambda _: None, stop_postgres=False)
@@ -285,7 +293,7 @@ async def status(settings: ClientSettings) -> list[dict[str, str]]:
             comp = Component(
                 name, [], str(info["address"]), "http" if name == "llm-server" else "grpc"
             )
-            state = "SERVING" if await _ready(comp) else "starting or unhealthy"
+            state = "SERVING" if await _ready(comp, settings) else "starting or unhealthy"
         rows.append(
             {
                 "component": name,
