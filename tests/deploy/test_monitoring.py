@@ -17,6 +17,7 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
+from harmeval.auth import raw_text_reads
 from harmeval.observability import rpc_metrics
 from tests.deploy.conftest import DEPLOY, SERVICES, render_report, tool
 from tests.deploy.promql import (
@@ -142,6 +143,7 @@ def registered_metrics() -> dict[str, tuple[str, tuple[str, ...]]]:
             importlib.import_module(module.name)
         # What the server skeleton creates at start-up.
         rpc_metrics(service)
+        raw_text_reads(service)
     collectors = REGISTRY._names_to_collectors  # no public API lists label names
     found = {}
     for family in REGISTRY.collect():
