@@ -39,6 +39,8 @@ KUSTOMIZATIONS = {
 COMBINATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "production+keda": ("production", ("keda",)),
     "gpu+keda": ("gpu", ("keda",)),
+    # Mutual TLS is part of production (and gpu); on a laptop cluster with cert-manager.
+    "local+tls": ("local", ("tls",)),
 }
 PROMETHEUS_RULE = K8S / "components" / "monitoring" / "prometheusrule.yaml"
 EXPORTED_RULES = DEPLOY / "monitoring" / "harmeval.rules.yml"

@@ -51,9 +51,14 @@ CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): SCHEMAS / "servicemonitor-monitoring-v1.json",
     ("monitoring.coreos.com/v1", "PrometheusRule"): SCHEMAS / "prometheusrule-monitoring-v1.json",
     ("keda.sh/v1alpha1", "ScaledObject"): SCHEMAS / "scaledobject-keda-v1alpha1.json",
+    ("cert-manager.io/v1", "Certificate"): SCHEMAS / "certificate-cert-manager-v1.json",
+    ("cert-manager.io/v1", "Issuer"): SCHEMAS / "issuer-cert-manager-v1.json",
 }
 GRPC_PORTS = {"generator": 50051, "judge": 50052, "metrics": 50053, "runner": 50054}
 METRICS_PORTS = {"generator": 9451, "judge": 9452, "metrics": 9453, "runner": 9454}
+# The plaintext grpc.health.v1-only port (HARMEVAL_HEALTH_ADDRESS) the probes use: kubelet's
+# gRPC probes cannot do TLS. The same in every pod.
+HEALTH_PORT = 8081
 # Imported when a test needs them, so a service package that is not installed fails only
 # those tests.
 SETTINGS_CLASSES = {
@@ -64,12 +69,16 @@ SETTINGS_CLASSES = {
 }
 # The services each one calls over gRPC (HARMEVAL_<CALLER>_<CALLEE>_TARGET).
 CALLS = {"metrics": {"generator", "judge"}, "runner": {"generator", "judge", "metrics"}}
-# Secrets the cluster must already hold (created from a secret manager, never committed).
+# Secrets the cluster must already hold (created from a secret manager, never committed), by
+# the overlay a rendering is built on; the others are generated (local) or made by
+# cert-manager (components/tls). tests/deploy/test_security.py checks the list both ways.
+PRODUCTION_SECRETS = {"harmeval-database", "harmeval-tokens", "harmeval-judge-backend-keys"}
 EXTERNAL_SECRETS = {
-    "base": {"harmeval-database", "harmeval-judge-llm"},
+    # Without components/tls the runner and the metrics service call the others with tokens.
+    "base": PRODUCTION_SECRETS | {"harmeval-service-tokens"},
     "local": set(),
-    "production": {"harmeval-database", "harmeval-judge-llm"},
-    "gpu": {"harmeval-database", "harmeval-judge-llm", "harmeval-hf-token"},
+    "production": PRODUCTION_SECRETS,
+    "gpu": PRODUCTION_SECRETS | {"harmeval-hf-token"},
 }
 # In-cluster gRPC targets: a headless Service's fully qualified name, resolved by gRPC's DNS
 # resolver to every ready pod.
@@ -103,6 +112,14 @@ def server(deployment: dict[str, Any]) -> dict[str, Any]:
     return container
 
 
+def server_or_only(workload: dict[str, Any]) -> dict[str, Any]:
+    """The `server` container, or the workload's only container (Postgres)."""
+    containers: list[dict[str, Any]] = workload["spec"]["template"]["spec"]["containers"]
+    if len(containers) == 1:
+        return containers[0]
+    return server(workload)
+
+
 def effective_env(objects: list[dict[str, Any]], container: dict[str, Any]) -> dict[str, str]:
     """The container's environment as the kubelet builds it: envFrom, then env (env wins).
     Secret values are not in the manifests: they read as `<secret NAME/KEY>`."""
@@ -116,6 +133,22 @@ def effective_env(objects: list[dict[str, Any]], container: dict[str, Any]) -> d
         elif ref := var.get("valueFrom", {}).get("secretKeyRef"):
             env[var["name"]] = f"<secret {ref['name']}/{ref['key']}>"
     return env
+
+
+def judge_backends(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The judge's declared backends: HARMEVAL_JUDGE_BACKENDS_FILE, a file of the ConfigMap
+    mounted where it points."""
+    deployment = one(objects, "Deployment", "judge")
+    container = server(deployment)
+    path = effective_env(objects, container)["HARMEVAL_JUDGE_BACKENDS_FILE"]
+    folder, key = path.rsplit("/", 1)
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == folder]
+    (volume,) = [
+        v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]
+    ]
+    config = one(objects, "ConfigMap", volume["configMap"]["name"])
+    backends: list[dict[str, Any]] = yaml.safe_load(config["data"][key])["backends"]
+    return backends
 
 
 def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
@@ -207,6 +240,15 @@ MISSPELT = {
         },
         "minReplicas",
     ),
+    "Certificate": (
+        {
+            "secretName": "harmeval-judge-tls",
+            "issuerRef": {"name": "harmeval-ca"},
+            "dnsName": ["judge"],
+        },
+        "dnsName",
+    ),
+    "Issuer": ({"selfsigned": {}}, "selfsigned"),
 }
 
 
@@ -245,7 +287,12 @@ def test_service_shape_and_probes(
 
     container = server(deployment)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"grpc": GRPC_PORTS[service], "metrics": METRICS_PORTS[service]}
+    assert ports == {
+        "grpc": GRPC_PORTS[service],
+        "metrics": METRICS_PORTS[service],
+        "health": HEALTH_PORT,
+    }
+    # The health port is for the kubelet on the pod's own address: no Service offers it.
     svc_ports = {p["name"]: p for p in svc["spec"]["ports"]}
     assert set(svc_ports) == {"grpc", "metrics"}
     assert svc_ports["grpc"]["targetPort"] == "grpc"
@@ -256,14 +303,16 @@ def test_service_shape_and_probes(
     # /metrics on the container's `metrics` port.
     assert env[f"HARMEVAL_{service.upper()}_ADDRESS"] == f"0.0.0.0:{ports['grpc']}"
     assert int(env[f"HARMEVAL_{service.upper()}_PROMETHEUS_PORT"]) == ports["metrics"]
+    assert env["HARMEVAL_HEALTH_ADDRESS"] == f"0.0.0.0:{ports['health']}"
     # From a Secret (name hash-suffixed where the overlay generates it).
     assert re.fullmatch(
         r"<secret harmeval-database(-[a-z0-9]{10})?/url>", env["HARMEVAL_DATABASE_URL"]
     )
 
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        # Native gRPC probe on the standard health service, overall status ("").
-        assert container[probe]["grpc"] == {"port": ports["grpc"], "service": ""}, probe
+        # Native gRPC probe on the standard health service, overall status (""), on the
+        # plaintext health-only port (a gRPC probe's port is a number, never a name).
+        assert container[probe]["grpc"] == {"port": ports["health"], "service": ""}, probe
     startup = container["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 120
 
@@ -332,15 +381,14 @@ def test_settings_are_real_and_load(
         for f in dataclasses.fields(cls)
     }
     objects = rendered[name]
+    planned_in: dict[str, list[str]] = {}
     for service in SERVICES:
         env = effective_env(objects, server(one(objects, "Deployment", service)))
         names = {k for k in env if k.startswith(settings_module.PREFIX)}
         unknown = names - known - set(PLANNED_SETTINGS)
         assert not unknown, f"{service}: not settings: {sorted(unknown)}"
-        for planned in sorted(names & set(PLANNED_SETTINGS)):
-            with capsys.disabled():
-                why = PLANNED_SETTINGS[planned]
-                print(f"\n  PLANNED setting {planned} in {name}/{service}: {why}")
+        for planned in names & set(PLANNED_SETTINGS):
+            planned_in.setdefault(planned, []).append(service)
         loaded: Any = settings_module.load(classes[service], environ=env)
         assert loaded.log_format == "json"
         targets = {
@@ -349,6 +397,10 @@ def test_settings_are_real_and_load(
             if f.name.endswith("_target")
         }
         assert targets <= set(env), f"{service}: unset: {sorted(targets - set(env))}"
+    for planned, services in sorted(planned_in.items()):
+        with capsys.disabled():
+            why = PLANNED_SETTINGS[planned]
+            print(f"\n  PLANNED setting {planned} in {name} ({', '.join(services)}): {why}")
 
 
 @pytest.mark.parametrize("name", KUSTOMIZATIONS, ids=k8s_id)
@@ -419,10 +471,18 @@ def test_local_overlay_runs_postgres_and_the_judge_model_in_cluster(
         f"postgresql://harmeval:harmeval-local-only@{headless['metadata']['name']}:5432/"
     )
 
+    password_file = effective_env(objects, server_or_only(postgres))["POSTGRES_PASSWORD_FILE"]
+    (pg_secret,) = [
+        o for o in find(objects, "Secret") if o["metadata"]["name"].startswith("postgres-")
+    ]
+    assert password_file.endswith("/password")
+    assert base64.b64decode(pg_secret["data"]["password"]).decode() == "harmeval-local-only"
+
     env = effective_env(objects, server(one(objects, "Deployment", "judge")))
     judge_llm = one(objects, "Service", "judge-llm")
     port = judge_llm["spec"]["ports"][0]["port"]
-    assert env["HARMEVAL_JUDGE_LLM_BASE_URL"] == f"http://judge-llm:{port}/v1"
+    backends = {b["name"]: b for b in judge_backends(objects)}
+    assert backends["default"]["base_url"] == f"http://judge-llm:{port}/v1"
     # The judge model server loads the Gemma file baked into the CPU generator image.
     generator_env = effective_env(objects, server(one(objects, "Deployment", "generator")))
     args = server(one(objects, "Deployment", "judge-llm"))["args"]
@@ -449,7 +509,12 @@ def test_gpu_overlay_puts_the_generator_on_a_gpu(
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
     env = effective_env(objects, container)
     assert env["HF_HOME"].startswith("/models/")
-    assert env["HF_TOKEN"] == "<secret harmeval-hf-token/token>"
+    # The Hub token as a file of an optional Secret (public models need none).
+    assert "HF_TOKEN" not in env
+    token_dir, token_file = env["HF_TOKEN_PATH"].rsplit("/", 1)
+    hf_volume = volumes[mounts[token_dir]]["secret"]
+    assert hf_volume["secretName"] == "harmeval-hf-token" and hf_volume["optional"] is True
+    assert token_file == "token"
     assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec[
         "tolerations"
@@ -583,18 +648,22 @@ def test_network_policies_allow_only_the_designed_traffic(
         and not p["spec"].get("egress")
     ]
     assert deny, "no default-deny policy"
+    # The declared backends: the judge's LLM APIs, the GPU generator's model downloads.
     egress_443 = {"judge"} | ({"generator"} if overlay_of(name) == "gpu" else set())
     for service in SERVICES:
         labels = pod_labels(objects, service)
         ingress = _rules(policies, labels, "ingress")
+        # No `from`: any source.
         allowed_in = {
-            (port["port"], json.dumps(rule["from"], sort_keys=True))
+            (port["port"], json.dumps(rule.get("from", "any"), sort_keys=True))
             for rule in ingress
             for port in rule["ports"]
         }
         expected_in = {
             ("grpc", json.dumps(CLIENT_PEERS, sort_keys=True)),
             ("metrics", json.dumps(PROMETHEUS_PEER, sort_keys=True)),
+            # grpc.health.v1 alone, for the kubelet (whose source address CNIs see differently).
+            ("health", json.dumps("any")),
         }
         if service in CALLS["metrics"]:  # imports arrive from the metrics service
             expected_in.add(("grpc", json.dumps([METRICS_PEER], sort_keys=True)))

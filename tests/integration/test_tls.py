@@ -173,7 +173,7 @@ async def test_plaintext_off_loopback_is_refused_unless_allowed(
     database_url: str, tmp_path: Path
 ) -> None:
     settings = secured(MetricsSettings(database_url=database_url, data_dir=tmp_path))
-    with pytest.raises(SettingsError, match="refusing to serve plaintext on 0.0.0.0"):
+    with pytest.raises(SettingsError, match=r"refusing to serve plaintext on 0\.0\.0\.0"):
         await create_server(SPEC, MetricsServicer(settings), "0.0.0.0:0", settings)
     allowed = replace(settings, allow_plaintext=True)
     srv = await create_server(SPEC, MetricsServicer(allowed), "0.0.0.0:0", allowed)
@@ -198,5 +198,5 @@ async def test_a_service_with_an_rpc_lacking_a_rule_refuses_to_start(
         health_pb2.DESCRIPTOR.services_by_name["Health"],
         health_pb2_grpc.add_HealthServicer_to_server,
     )
-    with pytest.raises(AccessRuleError, match="grpc.health.v1.Health.Check has no"):
+    with pytest.raises(AccessRuleError, match=r"grpc\.health\.v1\.Health\.Check has no"):
         await create_server(unruled, MetricsServicer(settings), "127.0.0.1:0", settings)
