@@ -75,6 +75,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         self.tokens = TokenStore(settings.tokens_path)
         self.cert_roles = parse_cert_roles(settings.auth_cert_roles)
         self._raw_reads = raw_text_reads(service)
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
 
     def _caller(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal | str:
         """The authenticated caller, or why there is none."""
@@ -138,6 +139,13 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         method: str = handler_call_details.method
         if handler is None or method.startswith(OPEN_PREFIX):
             return handler
+        cached = self._wrapped.get(method)
+        if cached is None or cached[0] is not handler:
+            cached = self._wrapped[method] = (handler, self._wrap(method, handler))
+        return cached[1]
+
+    def _wrap(self, method: str, handler: Any) -> Any:
+        """`handler` admitting only callers who may call `method` (built once per method)."""
         admit = self._admit
         kwargs = {
             "request_deserializer": handler.request_deserializer,

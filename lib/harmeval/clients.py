@@ -38,54 +38,67 @@ def bearer_token(settings: CommonSettings) -> str:
     return ""
 
 
-class _Bearer:
-    """Adds `authorization: Bearer <token>` to every call. Interceptors rather than call
-    credentials: gRPC refuses call credentials on plaintext channels (local loopback)."""
+class _WithToken:
+    """A multi-callable sending `authorization: Bearer <token>` with every call."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, inner: Any, header: tuple[str, str]) -> None:
+        self.inner, self.header = inner, header
+
+    def __call__(self, request: Any, *, metadata: Any = None, **kwargs: Any) -> Any:
+        return self.inner(request, metadata=(*(metadata or ()), self.header), **kwargs)
+
+
+class _TokenChannel(grpc.aio.Channel):
+    """A channel whose calls carry the token. Not gRPC's call credentials (refused on
+    plaintext loopback channels, and a Python plugin thread per call) nor client
+    interceptors (their intercepted-call path costs more CPU than the call itself adds)."""
+
+    def __init__(self, inner: grpc.aio.Channel, token: str) -> None:
+        self.inner = inner
         self.header = ("authorization", f"Bearer {token}")
 
-    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        metadata = grpc.aio.Metadata(*(details.metadata or ()), self.header)
-        return grpc.aio.ClientCallDetails(
-            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
-        )
+    def unary_unary(self, *args: Any, **kwargs: Any) -> Any:
+        return _WithToken(self.inner.unary_unary(*args, **kwargs), self.header)
 
+    def unary_stream(self, *args: Any, **kwargs: Any) -> Any:
+        return _WithToken(self.inner.unary_stream(*args, **kwargs), self.header)
 
-# gRPC files an interceptor under the first call kind it implements: one class per kind.
-class _BearerUnaryUnary(_Bearer, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
-    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(self._details(details), request)
+    def stream_unary(self, *args: Any, **kwargs: Any) -> Any:
+        return _WithToken(self.inner.stream_unary(*args, **kwargs), self.header)
 
+    def stream_stream(self, *args: Any, **kwargs: Any) -> Any:
+        return _WithToken(self.inner.stream_stream(*args, **kwargs), self.header)
 
-class _BearerUnaryStream(_Bearer, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[type-arg]
-    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(self._details(details), request)
+    async def __aenter__(self) -> _TokenChannel:
+        return self
 
+    async def __aexit__(self, *exc: object) -> None:
+        await self.inner.close(None)
 
-class _BearerStreamUnary(_Bearer, grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[type-arg]
-    async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return await continuation(self._details(details), requests)
+    async def close(self, grace: float | None = None) -> None:
+        await self.inner.close(grace)
 
+    def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
+        return self.inner.get_state(try_to_connect)
 
-class _BearerStreamStream(_Bearer, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[type-arg]
-    async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return await continuation(self._details(details), requests)
+    async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
+        await self.inner.wait_for_state_change(last_observed_state)
 
-
-_BEARERS = (_BearerUnaryUnary, _BearerUnaryStream, _BearerStreamUnary, _BearerStreamStream)
+    async def channel_ready(self) -> None:
+        await self.inner.channel_ready()
 
 
 def raw_channel(
     address: str, settings: CommonSettings, options: list[tuple[str, Any]] | None = None
 ) -> grpc.aio.Channel:
     """A channel with the process's TLS settings and token (any options, e.g. none)."""
-    token = bearer_token(settings)
-    interceptors: Any = [kind(token) for kind in _BEARERS] if token else None
     credentials = channel_credentials(settings)
     if credentials is None:
-        return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
-    return grpc.aio.secure_channel(address, credentials, options=options, interceptors=interceptors)
+        inner = grpc.aio.insecure_channel(address, options=options)
+    else:
+        inner = grpc.aio.secure_channel(address, credentials, options=options)
+    token = bearer_token(settings)
+    return _TokenChannel(inner, token) if token else inner
 
 
 def channel(address: str, settings: CommonSettings) -> grpc.aio.Channel:
