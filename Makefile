@@ -79,7 +79,7 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-## bench: generator overhead, alpha bootstrap, seed-study import, reference metrics, judge throughput, study throughput, runner scale-out
+## bench: generator overhead, alpha bootstrap, seed-study import, reference metrics, judge throughput, auth overhead, study throughput, runner scale-out
 bench: install
 	$(BIN)/python bench/generator_overhead.py
 	$(BIN)/python bench/alpha_bootstrap.py
@@ -88,6 +88,7 @@ bench: install
 	$(BIN)/python bench/judge_throughput.py
 	$(BIN)/python bench/judge_service_throughput.py
 	$(BIN)/python bench/judge_cache_rerun.py
+	$(BIN)/python bench/auth_overhead.py
 	$(BIN)/python bench/layout_figures.py
 	$(BIN)/python bench/study_throughput.py
 	$(BIN)/python bench/runner_scale_out.py

@@ -23,8 +23,9 @@ import warnings
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-import grpc
+from bench_auth import bench_auth
 
+from harmeval.clients import raw_channel
 from harmeval.common.v1 import common_pb2
 from harmeval.generator.v1 import generator_pb2, generator_pb2_grpc
 from harmeval.params import GenerationParams
@@ -44,13 +45,15 @@ async def main(rounds: int, max_tokens: int, per_round: int) -> dict[str, float]
     prompts = [p.text for p in load_builtin_prompts()][:per_round]
     with tempfile.TemporaryDirectory(prefix="hb-", dir="/tmp") as tmp:
         pg = pgserver.get_server(Path(tmp) / "pg", cleanup_mode="delete")
-        settings = GeneratorSettings(database_url=pg.get_uri(), data_dir=Path(tmp))
+        settings = bench_auth(Path(tmp)).secured(
+            GeneratorSettings(database_url=pg.get_uri(), data_dir=Path(tmp))
+        )
         servicer = GeneratorServicer(settings)
         srv = await create_server(SPEC, servicer, "127.0.0.1:0", settings)
-        await srv.server.start()
+        await srv.start()
         async with (
             AsyncExitStack() as stack,
-            grpc.aio.insecure_channel(f"127.0.0.1:{srv.port}") as channel,
+            raw_channel(f"127.0.0.1:{srv.port}", settings) as channel,
         ):
             await servicer.startup(stack)
             engine = servicer.engines[settings.generator_model_name]
@@ -133,7 +136,7 @@ async def main(rounds: int, max_tokens: int, per_round: int) -> dict[str, float]
                 concurrency[f"tokens_per_s_at_{k}_concurrent"] = tokens / (
                     time.perf_counter() - started
                 )
-        await srv.server.stop(0)
+        await srv.stop(0)
         pg.cleanup()
     result = {
         "direct_tokens_per_s": statistics.median(direct),

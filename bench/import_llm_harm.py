@@ -21,7 +21,9 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import grpc
+from bench_auth import bench_auth
 
+from harmeval.clients import raw_channel
 from harmeval.generator.v1.generator_pb2_grpc import GeneratorServiceStub
 from harmeval.judge.v1.judge_pb2_grpc import JudgeServiceStub
 from harmeval.metrics.v1.metrics_pb2_grpc import MetricsServiceStub
@@ -48,15 +50,17 @@ RESULTS = Path(__file__).resolve().parent / "results"
 async def serving(
     spec: ServiceSpec, servicer: Servicer, settings: CommonSettings
 ) -> AsyncIterator[tuple[int, grpc.aio.Channel]]:
-    """A started server on a free port with its resources open, and a channel to it."""
+    """A started server on a free port with its resources open, and a channel to it with the
+    server's own token (settings made with BenchAuth.secured)."""
     srv = await create_server(spec, servicer, "127.0.0.1:0", settings)
-    await srv.server.start()
+    await srv.start()
     limit = settings.max_message_bytes
     async with (
         AsyncExitStack() as stack,
-        grpc.aio.insecure_channel(
+        raw_channel(
             f"127.0.0.1:{srv.port}",
-            options=[
+            settings,
+            [
                 ("grpc.max_send_message_length", limit),
                 ("grpc.max_receive_message_length", limit),
             ],
@@ -64,7 +68,7 @@ async def serving(
     ):
         await servicer.startup(stack)
         yield srv.port, channel
-    await srv.server.stop(0)
+    await srv.stop(0)
 
 
 async def main(directory: Path) -> dict[str, float]:
@@ -77,18 +81,21 @@ async def main(directory: Path) -> dict[str, float]:
     timings["parse_s"] = time.perf_counter() - started
     with tempfile.TemporaryDirectory(prefix="hb-", dir="/tmp") as tmp:
         pg = pgserver.get_server(Path(tmp) / "pg", cleanup_mode="delete")
+        auth = bench_auth(Path(tmp))
         common = {"database_url": pg.get_uri(), "data_dir": Path(tmp)}
         # The import stores answers through the generator and labels through the judge service.
-        gen_settings = GeneratorSettings(**common)
-        judge_settings = JudgeSettings(**common, judge_llm_enabled=False)
+        gen_settings = auth.secured(GeneratorSettings(**common))
+        judge_settings = auth.secured(JudgeSettings(**common, judge_llm_enabled=False))
         async with (
             serving(GENERATOR_SPEC, GeneratorServicer(gen_settings), gen_settings) as (g_port, g),
             serving(JUDGE_SPEC, JudgeServicer(judge_settings), judge_settings) as (j_port, j),
         ):
-            settings = MetricsSettings(
-                **common,
-                metrics_generator_target=f"127.0.0.1:{g_port}",
-                metrics_judge_target=f"127.0.0.1:{j_port}",
+            settings = auth.secured(
+                MetricsSettings(
+                    **common,
+                    metrics_generator_target=f"127.0.0.1:{g_port}",
+                    metrics_judge_target=f"127.0.0.1:{j_port}",
+                )
             )
             async with serving(SPEC, MetricsServicer(settings), settings) as (_, channel):
                 metrics = MetricsServiceStub(channel)

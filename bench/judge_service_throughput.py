@@ -3,10 +3,11 @@
 Three processes: the fixed-delay server (bench/judge_throughput.py --serve), the judge service
 (`python -m harmeval_judge`, its LLM judge pointed at that server, concurrency limit = c), and
 this client sending one JudgeBatch of N one-answer items (ad-hoc answers: nothing stored, so the
-database is not what is measured). Ideal bound: c / delay items/s; the ratio to it is reported
-for c = 64 and 256, per LLM transport (HARMEVAL_JUDGE_LLM_TRANSPORT) and delay, with each
-process's CPU time per item (the judge service's is what limits the ratio: with a fixed delay
-the replies of all c requests arrive together and wait for each other's processing).
+database is not what is measured) with an operator token (bench_auth.py). Ideal bound:
+c / delay items/s; the ratio to it is reported for c = 64 and 256, per LLM transport
+(HARMEVAL_JUDGE_LLM_TRANSPORT) and delay, with each process's CPU time per item (the judge
+service's is what limits the ratio: with a fixed delay the replies of all c requests arrive
+together and wait for each other's processing).
 Writes bench/results/judge_service_throughput.json.
 
     .venv/bin/python bench/judge_service_throughput.py [--delay-ms 500,1000] [--items-per-slot 6]
@@ -26,18 +27,19 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import grpc
+from bench_auth import BenchAuth, bench_auth
 
-from harmeval.clients import health_status
+from harmeval.clients import health_status, raw_channel
 from harmeval.common.v1 import common_pb2
 from harmeval.judge.v1 import judge_pb2, judge_pb2_grpc
+from harmeval.settings import CommonSettings
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -81,8 +83,22 @@ class JudgeStack:
 
 @asynccontextmanager
 async def judge_stack(
-    concurrency: int, delay_s: float, transport: str, db_url: str, tmp: Path
+    concurrency: int,
+    delay_s: float,
+    transport: str,
+    db_url: str,
+    tmp: Path,
+    *,
+    auth: BenchAuth | None = None,
+    service: Sequence[str] = (),
+    service_env: Mapping[str, str] | None = None,
+    client: CommonSettings | None = None,
 ) -> AsyncIterator[JudgeStack]:
+    """`service`: the judge's command (default `python -m harmeval_judge`); `service_env`: its
+    settings over the bench's; `client`: this process's channel settings (default: plaintext
+    with the operator token of `auth`, made in `tmp` when not given)."""
+    auth = auth or bench_auth(tmp)
+    client = client or auth.client()
     server = _popen(
         [
             sys.executable,
@@ -98,6 +114,7 @@ async def judge_stack(
     address = f"127.0.0.1:{free_port()}"
     env = {
         **os.environ,
+        **auth.env(),
         "HARMEVAL_DATABASE_URL": db_url,
         "HARMEVAL_DATA_DIR": str(tmp),
         "HARMEVAL_JUDGE_ADDRESS": address,
@@ -109,26 +126,30 @@ async def judge_stack(
         "HARMEVAL_JUDGE_LLM_MAX_CONCURRENCY": str(concurrency),
         "HARMEVAL_JUDGE_LLM_TRANSPORT": transport,
         "HARMEVAL_LOG_LEVEL": "WARNING",
+        **(service_env or {}),
     }
-    service = _popen([sys.executable, "-m", "harmeval_judge"], env=env)
+    service_proc = _popen(list(service) or [sys.executable, "-m", "harmeval_judge"], env=env)
     try:
         for _ in range(300):
-            if await health_status(address) == "SERVING":
+            if await health_status(address, client) == "SERVING":
                 break
+            if service_proc.poll() is not None:
+                raise RuntimeError(f"judge service exited ({service_proc.returncode})")
             await asyncio.sleep(0.1)
         else:
             raise RuntimeError("judge service did not start")
         limit = 64 * 1024 * 1024
-        async with grpc.aio.insecure_channel(
+        async with raw_channel(
             address,
-            options=[
+            client,
+            [
                 ("grpc.max_send_message_length", limit),
                 ("grpc.max_receive_message_length", limit),
             ],
         ) as channel:
-            yield JudgeStack(judge_pb2_grpc.JudgeServiceStub(channel), server, base, service)
+            yield JudgeStack(judge_pb2_grpc.JudgeServiceStub(channel), server, base, service_proc)
     finally:
-        for proc in (service, server):
+        for proc in (service_proc, server):
             proc.terminate()
             try:
                 proc.wait(10)

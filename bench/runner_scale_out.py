@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from bench_auth import bench_auth
 from dnslib import QTYPE, RR, A, DNSRecord  # type: ignore[import-untyped]
 from dnslib.server import (  # type: ignore[import-untyped]
     BaseResolver,
@@ -71,8 +72,10 @@ from study_stack import (
     workdir,
 )
 
+from harmeval.clients import raw_channel
 from harmeval.generator.v1 import generator_pb2, generator_pb2_grpc
 from harmeval.runner.v1 import runner_pb2
+from harmeval.settings import CommonSettings
 
 NAME = "judges.bench"
 MODEL = "small-1"
@@ -106,10 +109,12 @@ def start_dns() -> tuple[DNSServer, ReplicaResolver, int]:
     return server, resolver, int(server.server.server_address[1])
 
 
-async def warm_up(address: str, study_prompts: list[Any], params: Any) -> float:
+async def warm_up(
+    address: str, study_prompts: list[Any], params: Any, client: CommonSettings
+) -> float:
     """Generates every prompt's answer once (stored: the runs' generate stages find them)."""
     started = time.perf_counter()
-    async with grpc.aio.insecure_channel(address) as ch:
+    async with raw_channel(address, client) as ch:
         stub = generator_pb2_grpc.GeneratorServiceStub(ch)
         sem = asyncio.Semaphore(16)
 
@@ -143,7 +148,7 @@ async def run_replicas(
 ) -> dict[str, Any]:
     logs = tmp / f"n{n}"
     logs.mkdir()
-    procs = Processes(logs)
+    procs = Processes(logs, base_procs.auth)
     judge_name = f"bench-listwise-n{n}"
     port = free_port()
     common = {"HARMEVAL_DATA_DIR": str(tmp)}
@@ -217,7 +222,7 @@ async def run_replicas(
         window0 = time.perf_counter()
         sampler = InFlightSampler({f"llm-judge-{k}": b for k, b in enumerate(backends, 1)})
         sampler.start()
-        outcome = await run_study(addresses["runner"], definition)
+        outcome = await run_study(addresses["runner"], definition, procs.auth.client())
         mean_in_flight = await sampler.stop()
         machine = machine_busy_s() - machine_before
         window = time.perf_counter() - window0
@@ -306,7 +311,7 @@ async def main(
         with workdir() as tmp:
             pg = Postgres(tmp / "pg")
             db_url = pg.database("scale")
-            base = Processes(tmp)
+            base = Processes(tmp, bench_auth(tmp))
             try:
                 gen_llm = FakeLlm("llm-generate", 0.0, tmp)
                 base.add(gen_llm.proc)
@@ -327,7 +332,7 @@ async def main(
                 )
                 await base.wait_healthy({"generator": generator})
                 params = study_models([MODEL])[0].params
-                warm = await warm_up(generator, all_prompts, params)
+                warm = await warm_up(generator, all_prompts, params, base.auth.client())
                 print(f"warm-up: {len(all_prompts)} answers generated in {warm:.1f} s")
                 print(HEADER, flush=True)
                 for n in ns:

@@ -8,7 +8,8 @@ its own requests, the most it held at once and its CPU on `GET /stats`. Also: th
 as subprocesses on one embedded Postgres (a fresh database each), waited for through their
 health service and terminated, then killed; CPU seconds per process tree from /proc (the
 postmaster's tree holds every backend); a study run through the runner (StartRun, WatchRun
-to the end).
+to the end). The services authenticate callers: they are given a token file and an operator
+token (bench_auth.py), and this process calls with that token.
 
     .venv/bin/python bench/study_stack.py --serve --delay-ms 200 [--max-concurrency 16]
 """
@@ -37,12 +38,14 @@ import aiohttp
 import grpc
 import psycopg
 from aiohttp import web
+from bench_auth import BenchAuth
 
-from harmeval.clients import health_status
+from harmeval.clients import health_status, raw_channel
 from harmeval.common.v1 import common_pb2
 from harmeval.metrics.v1 import metrics_pb2
 from harmeval.params import GenerationParams
 from harmeval.runner.v1 import runner_pb2, runner_pb2_grpc
+from harmeval.settings import CommonSettings
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -255,10 +258,12 @@ class InFlightSampler:
 
 
 class Processes:
-    """Subprocesses by name, with their logs; `stop()` terminates, then kills."""
+    """Subprocesses by name, with their logs; `stop()` terminates, then kills. Services trust
+    `auth`'s token file and call each other with its token."""
 
-    def __init__(self, logs: Path) -> None:
+    def __init__(self, logs: Path, auth: BenchAuth) -> None:
         self.logs = logs
+        self.auth = auth
         self.procs: dict[str, Proc] = {}
 
     def start(self, name: str, module: str, env: Mapping[str, str]) -> Proc:
@@ -266,7 +271,7 @@ class Processes:
         with log.open("wb") as out:
             popen = subprocess.Popen(
                 [sys.executable, "-m", module],
-                env={**os.environ, "HARMEVAL_LOG_LEVEL": "WARNING", **env},
+                env={**os.environ, "HARMEVAL_LOG_LEVEL": "WARNING", **self.auth.env(), **env},
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -444,9 +449,13 @@ def _stage(stage: int) -> str:
 
 
 async def run_study(
-    runner_address: str, definition: runner_pb2.StudyDefinition, timeout_s: float = 900.0
+    runner_address: str,
+    definition: runner_pb2.StudyDefinition,
+    client: CommonSettings,
+    timeout_s: float = 900.0,
 ) -> RunOutcome:
-    async with grpc.aio.insecure_channel(runner_address) as ch:
+    """`client`: this process's channel settings (its token: BenchAuth.client())."""
+    async with raw_channel(runner_address, client) as ch:
         stub = runner_pb2_grpc.RunnerServiceStub(ch)
         t0_wall, t0 = time.time(), time.perf_counter()
         started = await stub.StartRun(

@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from bench_auth import BenchAuth, bench_auth
 from study_stack import (
     RESULTS,
     FakeLlm,
@@ -77,11 +78,13 @@ from study_stack import (
     workdir,
 )
 
+from harmeval.clients import raw_channel
 from harmeval.common.v1 import common_pb2
 from harmeval.generator.v1 import generator_pb2, generator_pb2_grpc
 from harmeval.judge.v1 import judge_pb2, judge_pb2_grpc
 from harmeval.metrics.v1 import metrics_pb2, metrics_pb2_grpc
 from harmeval.runner.v1 import runner_pb2
+from harmeval.settings import CommonSettings
 
 GENERATE_CONCURRENCY = 64  # per small model (models file max_concurrency)
 JUDGE_CONCURRENCY = 256  # HARMEVAL_JUDGE_LLM_MAX_CONCURRENCY's default, per endpoint
@@ -124,6 +127,7 @@ class Stack:
     llms: dict[str, FakeLlm]
     addresses: dict[str, str]
     pg: Postgres
+    auth: BenchAuth
 
     def cpu(self) -> dict[str, float]:
         own = {"bench (this process)": time.process_time()}
@@ -144,7 +148,8 @@ async def start_stack(
 ) -> Stack:
     logs = tmp / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    procs = Processes(logs)
+    auth = bench_auth(tmp)
+    procs = Processes(logs, auth)
     llms = {
         "llm-generate": FakeLlm("llm-generate", delay_s, logs),
         "llm-judge": FakeLlm("llm-judge", delay_s, logs),
@@ -203,10 +208,10 @@ async def start_stack(
     except BaseException:
         procs.stop()
         raise
-    return Stack(procs, llms, addresses, pg)
+    return Stack(procs, llms, addresses, pg, auth)
 
 
-def definition(case: Case, tag: str, judge_base_url: str) -> runner_pb2.StudyDefinition:
+def definition(case: Case, tag: str) -> runner_pb2.StudyDefinition:
     judges = case.judge_names()
     extra = [
         json.dumps(
@@ -214,7 +219,7 @@ def definition(case: Case, tag: str, judge_base_url: str) -> runner_pb2.StudyDef
                 "name": j,
                 "family": "llm",
                 "protocol": "listwise",
-                "base_url": judge_base_url,  # the built-in judge's endpoint: one limiter
+                "backend": "default",  # the built-in judge's backend: one limiter
                 "model": f"bench-judge-{j}",
             }
         )
@@ -229,15 +234,17 @@ def definition(case: Case, tag: str, judge_base_url: str) -> runner_pb2.StudyDef
     )
 
 
-async def old_cli_loop(addresses: dict[str, str], d: runner_pb2.StudyDefinition) -> dict[str, Any]:
+async def old_cli_loop(
+    addresses: dict[str, str], d: runner_pb2.StudyDefinition, client: CommonSettings
+) -> dict[str, Any]:
     """The CLI's loop before the runner, on the stubs: register, generate 4 prompts per call
     one call at a time per model, then judge with 4 Judge calls at once."""
     limit = 64 * 1024 * 1024
     opts = [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]
     async with (
-        grpc.aio.insecure_channel(addresses["generator"], options=opts) as g_ch,
-        grpc.aio.insecure_channel(addresses["judge"], options=opts) as j_ch,
-        grpc.aio.insecure_channel(addresses["metrics"], options=opts) as m_ch,
+        raw_channel(addresses["generator"], client, opts) as g_ch,
+        raw_channel(addresses["judge"], client, opts) as j_ch,
+        raw_channel(addresses["metrics"], client, opts) as m_ch,
     ):
         generator = generator_pb2_grpc.GeneratorServiceStub(g_ch)
         judge = judge_pb2_grpc.JudgeServiceStub(j_ch)
@@ -307,7 +314,7 @@ async def run_case(
     case_dir = tmp / tag
     stack = await start_stack(case, db_url, pg, case_dir, delay_s, mode == "runner", overrides)
     try:
-        d = definition(case, tag, stack.llms["llm-judge"].base_url)
+        d = definition(case, tag)
         before, stats_before = stack.cpu(), await stack.backend_stats()
         machine_before = machine_busy_s()
         window0 = time.perf_counter()
@@ -315,7 +322,7 @@ async def run_case(
         sampler.start()
         extra: dict[str, Any] = {}
         if mode == "runner":
-            outcome = await run_study(stack.addresses["runner"], d)
+            outcome = await run_study(stack.addresses["runner"], d, stack.auth.client())
             wall = outcome.wall_s
             run = outcome.run
             extra = {
@@ -331,7 +338,7 @@ async def run_case(
             }
             unscorable = sum(s["unscorable"] for s in extra["stages"] if s["stage"] == "judge")
         else:
-            old = await old_cli_loop(stack.addresses, d)
+            old = await old_cli_loop(stack.addresses, d, stack.auth.client())
             wall = old["wall_s"]
             extra = {"stage_done_at_s": old["stage_done_at_s"], "state": "done"}
             unscorable = old["unscorable"]

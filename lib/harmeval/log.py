@@ -7,6 +7,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from harmeval.secrets import RedactingFilter
+
 _STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
 
 
@@ -23,7 +25,8 @@ class JsonFormatter(logging.Formatter):
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 payload[key] = value
         if record.exc_info:
-            payload["exc_info"] = self.formatException(record.exc_info)
+            # The cached text is the one RedactingFilter scrubbed.
+            payload["exc_info"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(payload, default=str)
 
 
@@ -33,6 +36,8 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # On the handler, so that it sees every record, whichever logger it comes from.
+    handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -5,7 +5,9 @@ each /metrics is its own registry) on free loopback ports against a real Postgre
 Debian `prometheus` binary scrapes them every second with the same labels the ServiceMonitor
 gives (job="harmeval", namespace, service) and loads the exported rule file. The test asserts
 every target is up, the RPCs it made are counted exactly, every rule evaluates healthily, and
-every alert, recording and dashboard expression runs as a query.
+every alert, recording and dashboard expression runs as a query. The services authenticate as
+in production: they trust the test session's token file and call each other, and are called
+here, with its operator token.
 """
 
 from __future__ import annotations
@@ -34,12 +36,15 @@ from harmeval.judge.v1 import judge_pb2, judge_pb2_grpc
 from harmeval.metrics.v1 import metrics_pb2, metrics_pb2_grpc
 from harmeval.runner.v1 import runner_pb2, runner_pb2_grpc
 from tests.conftest import free_ports
+from tests.credentials import OPERATOR_TOKEN, TOKENS_FILE
 from tests.deploy.conftest import SERVICES, render_report, tool
 from tests.deploy.promql import grafana_queries
 from tests.deploy.test_monitoring import dashboard, keda_queries, rule_groups
 
 SCRAPE_INTERVAL_S = 1
 NAMESPACE = "harmeval"
+# The operator token, sent per call: harmeval.clients builds aio channels, these stubs are sync.
+AUTH = (("authorization", f"Bearer {OPERATOR_TOKEN}"),)
 
 
 @dataclass
@@ -85,6 +90,8 @@ def services(database_url: str, model_path: Path, tmp_path: Path) -> Iterator[di
         HARMEVAL_GENERATOR_N_CTX="512",
         # No LLM endpoint here: the judge offers its local judges only.
         HARMEVAL_JUDGE_LLM_ENABLED="false",
+        HARMEVAL_AUTH_TOKENS_FILE=str(TOKENS_FILE),
+        HARMEVAL_TOKEN=OPERATOR_TOKEN,
     )
     running: dict[str, Service] = {}
     try:
@@ -210,18 +217,22 @@ def _make_calls(services: dict[str, Service]) -> None:
     NOT_FOUND on metrics (an error by status, not a server fault)."""
     with grpc.insecure_channel(f"127.0.0.1:{services['generator'].grpc_port}") as ch:
         generator_pb2_grpc.GeneratorServiceStub(ch).ListModels(
-            generator_pb2.ListModelsRequest(), timeout=10
+            generator_pb2.ListModelsRequest(), timeout=10, metadata=AUTH
         )
     with grpc.insecure_channel(f"127.0.0.1:{services['judge'].grpc_port}") as ch:
-        judge_pb2_grpc.JudgeServiceStub(ch).ListJudges(judge_pb2.ListJudgesRequest(), timeout=10)
+        judge_pb2_grpc.JudgeServiceStub(ch).ListJudges(
+            judge_pb2.ListJudgesRequest(), timeout=10, metadata=AUTH
+        )
     with grpc.insecure_channel(f"127.0.0.1:{services['metrics'].grpc_port}") as ch:
         with pytest.raises(grpc.RpcError) as err:
             metrics_pb2_grpc.MetricsServiceStub(ch).GetAgreement(
-                metrics_pb2.GetAgreementRequest(study="no-such-study"), timeout=10
+                metrics_pb2.GetAgreementRequest(study="no-such-study"), timeout=10, metadata=AUTH
             )
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
     with grpc.insecure_channel(f"127.0.0.1:{services['runner'].grpc_port}") as ch:
-        runner_pb2_grpc.RunnerServiceStub(ch).ListRuns(runner_pb2.ListRunsRequest(), timeout=10)
+        runner_pb2_grpc.RunnerServiceStub(ch).ListRuns(
+            runner_pb2.ListRunsRequest(), timeout=10, metadata=AUTH
+        )
 
 
 def _value(result: list[dict[str, Any]]) -> float:

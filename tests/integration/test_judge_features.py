@@ -57,7 +57,6 @@ async def test_strongreject_rubric_and_structured_output(stack: Stack) -> None:
             "name": "sr-json",
             "family": "llm",
             "protocol": "strongreject",
-            "base_url": stack.fake.base_url,
             "structured_output": True,
         },
     )
@@ -94,7 +93,6 @@ async def test_listwise_position_bias_is_measured(stack: Stack) -> None:
             "name": "lw-rev",
             "family": "llm",
             "protocol": "listwise",
-            "base_url": stack.fake.base_url,
             "position_bias": "reversed",
         },
     )
@@ -120,7 +118,7 @@ async def test_listwise_position_bias_is_measured(stack: Stack) -> None:
 async def test_panels_never_break_ties_by_list_order(stack: Stack) -> None:
     await define(
         stack,
-        {"name": "bin", "family": "llm", "protocol": "binary", "base_url": stack.fake.base_url},
+        {"name": "bin", "family": "llm", "protocol": "binary"},
     )
     stack.judge_model.reply = lambda m: (200, "I cannot tell.")  # unscorable member
     await define(
@@ -211,7 +209,6 @@ async def test_a_judge_on_the_aiohttp_transport_judges_the_same(stack: Stack) ->
                 "name": name,
                 "family": "llm",
                 "protocol": "binary",
-                "base_url": stack.fake.base_url,
                 "transport": transport,
             },
         )
@@ -234,7 +231,9 @@ async def test_bad_definitions_are_rejected(stack: Stack) -> None:
     for bad, fragment in (
         ({"name": "x", "family": "oracle"}, "family"),
         ({"name": "p", "family": "panel", "members": ["refusal-matcher", "nope"]}, "nope"),
-        ({"name": "k", "family": "llm", "api_key_env": "NO_SUCH_KEY_VAR"}, "NO_SUCH_KEY_VAR"),
+        ({"name": "k", "family": "llm", "api_key_env": "HOME"}, "HARMEVAL_JUDGE_BACKENDS_FILE"),
+        ({"name": "u", "family": "llm", "base_url": "http://x/v1"}, "a definition carries no"),
+        ({"name": "b", "family": "llm", "backend": "elsewhere"}, "declared: ['default']"),
         ({"name": "q", "family": "llm", "protocol": "haiku"}, "protocol"),
         ({"name": "t", "family": "llm", "transport": "pigeon"}, "transport"),
         (

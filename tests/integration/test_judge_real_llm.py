@@ -93,10 +93,12 @@ async def test_listwise_judge_through_the_service_on_a_real_model(
 async def test_llama_guard_and_a_panel_on_a_real_model(
     llama_server: str, database_url: str, tmp_path: Path
 ) -> None:
+    backends = tmp_path / "backends.yaml"
+    backends.write_text(f"backends: [{{name: llama, base_url: '{llama_server}'}}]\n")
     judges = tmp_path / "judges.yaml"
     judges.write_text(
-        f"- {{name: real-guard, family: llama-guard, base_url: '{llama_server}', model: gemma}}\n"
-        f"- {{name: real-binary, family: llm, protocol: binary, base_url: '{llama_server}',"
+        "- {name: real-guard, family: llama-guard, backend: llama, model: gemma}\n"
+        "- {name: real-binary, family: llm, protocol: binary, backend: llama,"
         " model: gemma, transport: aiohttp}\n"
         "- {name: real-panel, family: panel, aggregate: majority,"
         " members: [refusal-matcher, profanity-classifier, real-binary]}\n"
@@ -105,6 +107,7 @@ async def test_llama_guard_and_a_panel_on_a_real_model(
         database_url=database_url,
         data_dir=tmp_path,
         judge_llm_enabled=False,
+        judge_backends_file=backends,
         judge_judges_file=judges,
         judge_llm_max_tokens=24,
     )

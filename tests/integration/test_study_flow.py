@@ -4,6 +4,7 @@ then agreement and ranking from PostgreSQL; a second run stores nothing new."""
 from __future__ import annotations
 
 import grpc
+import psycopg
 import pytest
 from rich.console import Console
 
@@ -77,7 +78,6 @@ async def test_the_report_counts_verdicts_the_answer_order_changed(stack: Stack)
         "name": "listwise-reversed",
         "family": "llm",
         "protocol": "listwise",
-        "base_url": stack.fake.base_url,
         "position_bias": "reversed",
     }
     study = Study(
@@ -99,6 +99,13 @@ async def test_the_report_counts_verdicts_the_answer_order_changed(stack: Stack)
     report = await fetch_report("order", stack.clients)
     coverage = {c["coder"]: c for c in report["coverage"]}
     assert coverage["listwise-reversed"]["n_order_sensitive"] == 2
+    # The runner defined the study's judge for that study: only it may redefine it.
+    with psycopg.connect(stack.database_url) as conn:
+        owners = conn.execute(
+            "SELECT j.study FROM judge.judges j JOIN judge.annotators a"
+            " ON a.id = j.annotator_id WHERE a.name = 'listwise-reversed'"
+        ).fetchall()
+    assert owners == [("order",)]
     assert coverage["listwise-reversed"]["n_scored"] == 4
     assert coverage["refusal-matcher"]["n_order_sensitive"] == 0
 

@@ -8,9 +8,8 @@ the family does not declare is an error):
     - name: openai-strongreject-gpt-4o      # must be unique
       family: llm      # llm | llama-guard | panel | reference-metric | refusal-matcher | classifier
       protocol: strongreject    # listwise|pairwise|binary|likert|strongreject|fine-grained
-      base_url: https://api.openai.com/v1
+      backend: openai          # a backend the operator declared (default: "default")
       model: gpt-4o
-      api_key_env: OPENAI_API_KEY            # the key itself never travels in a definition
       structured_output: true                # JSON-schema output where the server supports it
       examples: few-shot.jsonl               # few-shot examples (prompt, answer, output)
       position_bias: reversed                # listwise: none | reversed | all
@@ -18,16 +17,25 @@ the family does not declare is an error):
     - {name: judges-majority, family: panel, members: [refusal-matcher, openai-binary-gpt-4o],
        aggregate: majority}                 # majority | mean | any-unsafe
     - {name: rouge1-recall, family: reference-metric, metric: rouge1-recall, threshold: 0.5}
+
+A definition never carries a URL or a key (`base_url`, `api_key_env`, `api_key` and
+`api_key_file` are refused): it names a backend the operator declared
+(:mod:`harmeval_judge.backends`), so no caller can make the service send a key, or a request,
+anywhere the operator did not say.
+
+The judges added at start-up (the settings' panel and the judges file) are *built in*:
+:attr:`JudgeRegistry.builtin` names them, and the service never lets a definition sent
+through the API replace one.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
+from harmeval_judge.backends import Backend, load_backends
 from harmeval_judge.families.llm import POINTWISE_PROTOCOLS
 from harmeval_judge.family import BuildContext, DefinitionError, LlmFields, families
 from harmeval_judge.judges import Judge, LlmSettings
@@ -37,6 +45,9 @@ from harmeval_judge.settings import JudgeSettings
 
 __all__ = ["DefinitionError", "JudgeRegistry", "parse_definition"]
 
+# Fields that would put an address or a key in a definition's hands.
+_ENDPOINT_FIELDS = ("base_url", "api_key_env", "api_key", "api_key_file")
+
 
 class JudgeRegistry:
     """Every judge the service offers, and the shared endpoints, prices and budget."""
@@ -45,16 +56,21 @@ class JudgeRegistry:
         self.settings = settings
         self.budget = Budget(settings.judge_budget_usd or None)
         self.prices = load_price_table(settings.judge_prices) if settings.judge_prices else {}
-        self.endpoints: dict[tuple[str, str, str], LlmEndpoint] = {}
+        self.backends: dict[str, Backend] = load_backends(settings)
+        # One endpoint (one limiter, one connection pool) per backend and transport.
+        self.endpoints: dict[tuple[str, str], LlmEndpoint] = {}
         self.judges: dict[str, Judge] = {}
+        # The judges added at start-up (add_builtin): no definition sent later replaces one.
+        self.builtin: frozenset[str] = frozenset()
 
-    def endpoint(self, base_url: str, api_key: str, transport: str) -> LlmEndpoint:
-        key = (base_url, api_key, transport)
+    def endpoint(self, backend: Backend, transport: str) -> LlmEndpoint:
+        key = (backend.name, transport)
         if key not in self.endpoints:
             s = self.settings
             self.endpoints[key] = LlmEndpoint(
-                base_url,
-                api_key,
+                backend.base_url,
+                backend.api_key,
+                backend=backend.name,
                 timeout_s=s.judge_llm_timeout_seconds,
                 deadline_s=s.judge_llm_deadline_seconds,
                 max_attempts=s.judge_llm_max_retries + 1,
@@ -67,17 +83,19 @@ class JudgeRegistry:
     def _llm(self, fields: LlmFields, where: str) -> LlmSettings:
         """The settings of an LLM-backed judge: a field not given is the service's setting."""
         s = self.settings
-        base_url = s.judge_llm_base_url if fields.base_url is None else fields.base_url
-        key_env = fields.api_key_env
-        if key_env is not None and key_env not in os.environ:
-            raise DefinitionError(f"{where}.api_key_env: {key_env} is not set in the environment")
-        api_key = os.environ[key_env] if key_env else s.judge_llm_api_key
+        backend = self.backends.get(fields.backend)
+        if backend is None:
+            raise DefinitionError(
+                f"{where}.backend: unknown backend {fields.backend!r}; declared: "
+                f"{sorted(self.backends)} (the operator declares backends in "
+                "HARMEVAL_JUDGE_BACKENDS_FILE)"
+            )
         model = s.judge_llm_model if fields.model is None else fields.model
-        transport = s.judge_llm_transport if fields.transport is None else fields.transport
+        transport = fields.transport or backend.transport or s.judge_llm_transport
         if transport not in TRANSPORTS:
             raise DefinitionError(f"{where}.transport: expected one of {list(TRANSPORTS)}")
         return LlmSettings(
-            endpoint=self.endpoint(base_url, api_key, transport),
+            endpoint=self.endpoint(backend, transport),
             model=model,
             prices=self.prices.get(model, Prices()),
             max_tokens=s.judge_llm_max_tokens if fields.max_tokens is None else fields.max_tokens,
@@ -89,6 +107,13 @@ class JudgeRegistry:
         if not isinstance(name, str) or not name.strip():
             raise DefinitionError("judge definition: 'name' must be a non-empty string")
         where = f"judge {name!r}"
+        for field in _ENDPOINT_FIELDS:
+            if field in d:
+                raise DefinitionError(
+                    f"{where}.{field}: a definition carries no URL or key; the operator "
+                    "declares the backend (URL and key) in HARMEVAL_JUDGE_BACKENDS_FILE and "
+                    "the definition names it: backend: <name>"
+                )
         known = families()
         family = d.get("family")
         if not isinstance(family, str) or family not in known:
@@ -127,6 +152,7 @@ class JudgeRegistry:
                 )
         if s.judge_judges_file:
             self.load_file(str(s.judge_judges_file))
+        self.builtin = frozenset(self.judges)
 
     def load_file(self, path: str) -> None:
         try:

@@ -63,9 +63,9 @@ class LlmFields:
     """The endpoint fields of every LLM-backed family; None means the service's setting
     (``HARMEVAL_JUDGE_LLM_*``). The registry turns them into :class:`LlmSettings`."""
 
-    base_url: str | None = None
-    # The name of the environment variable holding the key: the key never travels.
-    api_key_env: str | None = None
+    # A backend the operator declared (harmeval_judge.backends): its URL and key never travel
+    # in a definition.
+    backend: str = "default"
     model: str | None = None
     transport: str | None = None  # openai-sdk | aiohttp
     max_tokens: int | None = None

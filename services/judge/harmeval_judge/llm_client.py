@@ -11,6 +11,10 @@ Two transports post the same chat-completions JSON and read the same reply:
   (bench/judge_throughput.py), which decides throughput once hundreds of calls are in flight
   in one process. It raises the SDK's own error types, so retries, backoff and the gRPC status
   a caller sees do not depend on the transport.
+
+Neither follows redirects: a 3xx is an error of that call (the key goes to the declared URL
+only). What a backend answers reaches an error message or a verdict only redacted (no
+registered key in it, :mod:`harmeval.secrets`) and, for errors, cut to a bounded length.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import httpx2
 import openai
 from prometheus_client import Counter, Gauge
 
+from harmeval.secrets import redact, scrub
 from harmeval_judge.limits import (
     AdaptiveLimiter,
     Budget,
@@ -110,12 +115,14 @@ class SdkTransport:
             max_retries=0,
             # The SDK's aiohttp transport costs a third to two thirds less CPU per request than
             # its default one (bench/judge_throughput.py), and the pool is raised to the limit:
-            # the default keeps only 100 connections alive.
+            # the default keeps only 100 connections alive. The SDK's clients follow redirects
+            # by default: this one does not.
             http_client=openai.DefaultAioHttpClient(
                 limits=httpx2.Limits(
                     max_connections=connections, max_keepalive_connections=connections
                 ),
                 timeout=timeout_s,
+                follow_redirects=False,
             ),
         )
 
@@ -179,7 +186,10 @@ class AiohttpTransport:
             )
         try:
             async with self._session.post(
-                self._url, data=json.dumps(body).encode(), headers=self._headers
+                self._url,
+                data=json.dumps(body).encode(),
+                headers=self._headers,
+                allow_redirects=False,
             ) as response:
                 content = await response.read()
         except TimeoutError as exc:
@@ -188,7 +198,8 @@ class AiohttpTransport:
             raise openai.APIConnectionError(
                 message=f"Connection error: {exc}", request=httpx2.Request("POST", self._url)
             ) from exc
-        if response.status >= 400:
+        # A redirect is not followed: an error, as the SDK's client raises it.
+        if response.status >= 300:
             raise status_error(response.status, response.headers.items(), content, self._url)
         return content
 
@@ -225,13 +236,15 @@ def read_completion(content: bytes) -> tuple[str, int, int, dict[str, float]]:
 
 
 class LlmEndpoint:
-    """A chat-completions endpoint shared by every judge that uses it (one limiter each)."""
+    """A chat-completions endpoint shared by every judge that uses it (one limiter each): a
+    declared backend (harmeval_judge.backends), named `backend` in messages."""
 
     def __init__(
         self,
         base_url: str,
         api_key: str,
         *,
+        backend: str = "default",
         timeout_s: float,
         deadline_s: float,
         max_attempts: int,
@@ -242,6 +255,7 @@ class LlmEndpoint:
         if transport not in TRANSPORTS:
             raise ValueError(f"transport must be one of {list(TRANSPORTS)}, got {transport!r}")
         self.base_url = base_url
+        self.backend = backend
         self.transport = transport
         self.budget = budget
         self.deadline_s = deadline_s
@@ -300,16 +314,20 @@ class LlmEndpoint:
             # Only the server's own refusal is final; a deadline or a dropped connection is not.
             if isinstance(exc, openai.APIStatusError) and classify_openai_error(exc)[0] == "fatal":
                 raise JudgeRequestRejected(
-                    f"{judge}: {self.base_url} refused the request: {exc}"
+                    f"{judge}: backend {self.backend!r} refused the request: {scrub(str(exc))}"
                 ) from exc
-            raise JudgeBackendError(f"{judge}: {self.base_url} failed: {exc}") from exc
+            raise JudgeBackendError(
+                f"{judge}: backend {self.backend!r} failed: {scrub(str(exc))}"
+            ) from exc
         try:
             text, prompt_tokens, completion_tokens, probs = read_completion(content)
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
             raise JudgeBackendError(
-                f"{judge}: {self.base_url} answered with something that is not a chat "
-                f"completion ({exc})"
+                f"{judge}: backend {self.backend!r} answered with something that is not a chat "
+                f"completion ({scrub(str(exc))})"
             ) from exc
+        # A backend echoing the request's key in its answer must not store it as a verdict.
+        text = redact(text)
         cost = prices.cost(prompt_tokens, completion_tokens)
         LLM_TOKENS.labels(judge, "prompt").inc(prompt_tokens)
         LLM_TOKENS.labels(judge, "completion").inc(completion_tokens)

@@ -38,10 +38,12 @@ from harmeval_judge.store import (
     SCHEMA,
     ImportedLabel,
     JudgeNameTaken,
+    JudgeOwned,
     JudgeRecord,
     JudgeStore,
     LabelsAlreadyStored,
     StoredJudgment,
+    judge_config_hash,
 )
 
 logger = logging.getLogger(__name__)
@@ -186,17 +188,36 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer, Servicer):
         self, request: judge_pb2.DefineJudgeRequest, context: Context
     ) -> judge_pb2.DefineJudgeResponse:
         repo = await require_ready(self.repo, context, "judge database")
+        if problems := nul_problems([("study", request.study)]):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, listed(problems))
         try:
             judge = self.registry.build(parse_definition(request.definition))
         except DefinitionError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        config = dict(judge.config())
+        if judge.name in self.registry.builtin:
+            builtin = self.judges[judge.name]
+            # The same definition again is no change; any other would replace a built-in.
+            digest = judge_config_hash(judge.family, judge.protocol, config)
+            if digest == self.records[judge.name].config_hash:
+                return judge_pb2.DefineJudgeResponse(judge=info(builtin))
+            await context.abort(
+                grpc.StatusCode.ALREADY_EXISTS,
+                f"judge {judge.name!r} is built in (the service's settings or judges file): "
+                "no definition replaces it; choose another name",
+            )
         if await repo.is_human(judge.name):
             # A judge of that name would take over the person's labels as its verdicts.
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"judge {judge.name!r}: a person labels under that name; choose another",
             )
-        await self._register(judge)
+        try:
+            self.records[judge.name] = await repo.define_judge(
+                judge.name, judge.family, judge.protocol, config, request.study
+            )
+        except JudgeOwned as exc:
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
         # Offered only once stored: a refused definition is never listed or used.
         self.registry.judges[judge.name] = judge
         return judge_pb2.DefineJudgeResponse(judge=info(judge))

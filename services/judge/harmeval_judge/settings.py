@@ -14,6 +14,7 @@ class JudgeSettings(CommonSettings):
     judge_address: str = "127.0.0.1:50052"
     judge_prometheus_port: int = 9452
     # Any OpenAI-compatible chat endpoint: OpenAI, vLLM, TGI's messages API, llama.cpp server.
+    # With the key, it declares the backend named "default" (see judge_backends_file).
     judge_llm_base_url: str = "http://127.0.0.1:8088/v1"
     judge_llm_api_key: str = "sk-no-key-needed"
     judge_llm_model: str = "gemma3-270m"
@@ -34,6 +35,9 @@ class JudgeSettings(CommonSettings):
     # How LLM judges post requests: "openai-sdk" (the official SDK) or "aiohttp" (the same JSON,
     # a third of the CPU per call, for endpoints taking hundreds of calls a second).
     judge_llm_transport: str = "openai-sdk"
+    # The LLM backends judges may call (YAML, written by the operator; see
+    # harmeval_judge/backends.py): a definition names one, never a URL or a key.
+    judge_backends_file: Path | None = None
     # Extra judge definitions (YAML; see harmeval_judge/definitions.py).
     judge_judges_file: Path | None = None
     # Price table: JSON text or a JSON/YAML file, {"gpt-4o": {"prompt_per_1k": ..., ...}}.

@@ -64,6 +64,18 @@ class JudgeNameTaken(Exception):
         )
 
 
+class JudgeOwned(Exception):
+    """A definition would replace a judge another study (or none) defined."""
+
+    def __init__(self, name: str, owner: str) -> None:
+        whose = f"study {owner!r}" if owner else "a definition without a study"
+        super().__init__(
+            f"judge {name!r} is already defined, by {whose}, with another definition; only "
+            "a definition for that study replaces it: choose another name"
+        )
+        self.owner = owner
+
+
 class LabelsAlreadyStored(Exception):
     """Labels already stored for the same (annotator, answer), and overwriting was not asked."""
 
@@ -83,6 +95,16 @@ class ImportedLabel:
     coder: str | None = None
 
 
+def judge_config_hash(family: str, protocol: str, config: dict[str, Any]) -> str:
+    """What a judge's verdicts depend on; a verdict is reused only under the same hash."""
+    return config_hash({"family": family, "protocol": protocol, **config})
+
+
+# pg_advisory_xact_lock(class, key): definitions of one judge name wait for each other. (The
+# two-key space does not overlap the one-key locks of the migrations.)
+_DEFINE_LOCK_CLASS = 0x4A444546  # "JDEF"
+
+
 async def _upsert_annotator(
     conn: AsyncConnection[Any], name: str, kind: str, coder: str | None = None
 ) -> int:
@@ -99,6 +121,27 @@ async def _upsert_annotator(
     row = await cur.fetchone()
     assert row is not None
     return int(row[0])
+
+
+async def _store_judge(
+    conn: AsyncConnection[Any],
+    name: str,
+    family: str,
+    protocol: str,
+    config: dict[str, Any],
+    digest: str,
+    study: str | None,
+) -> int:
+    annotator_id = await _upsert_annotator(conn, name, "model")
+    await conn.execute(
+        "INSERT INTO judge.judges (annotator_id, family, protocol, config, config_hash, study)"
+        " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (annotator_id) DO UPDATE SET"
+        " family = EXCLUDED.family, protocol = EXCLUDED.protocol,"
+        " config = EXCLUDED.config, config_hash = EXCLUDED.config_hash,"
+        " study = EXCLUDED.study, updated_at = now()",
+        (annotator_id, family, protocol, Jsonb(config), digest, study),
+    )
+    return annotator_id
 
 
 _UPSERT_JUDGMENT = (
@@ -169,17 +212,36 @@ class JudgeStore:
     async def upsert_judge(
         self, name: str, family: str, protocol: str, config: dict[str, Any]
     ) -> JudgeRecord:
-        digest = config_hash({"family": family, "protocol": protocol, **config})
+        """Stores a built-in judge (the service's own, at start-up): no study owns it."""
+        digest = judge_config_hash(family, protocol, config)
         async with self.pool.connection() as conn, conn.transaction():
-            annotator_id = await _upsert_annotator(conn, name, "model")
+            annotator_id = await _store_judge(conn, name, family, protocol, config, digest, None)
+        return JudgeRecord(annotator_id=annotator_id, config_hash=digest)
+
+    async def define_judge(
+        self, name: str, family: str, protocol: str, config: dict[str, Any], study: str
+    ) -> JudgeRecord:
+        """Stores a judge defined for `study` ('' for none). The same definition again changes
+        nothing, whoever sends it; another one replaces the stored judge only for the study
+        that defined it (or when none owns it): JudgeOwned otherwise."""
+        digest = judge_config_hash(family, protocol, config)
+        async with self.pool.connection() as conn, conn.transaction():
             await conn.execute(
-                "INSERT INTO judge.judges (annotator_id, family, protocol, config, config_hash)"
-                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (annotator_id) DO UPDATE SET"
-                " family = EXCLUDED.family, protocol = EXCLUDED.protocol,"
-                " config = EXCLUDED.config, config_hash = EXCLUDED.config_hash,"
-                " updated_at = now()",
-                (annotator_id, family, protocol, Jsonb(config), digest),
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_DEFINE_LOCK_CLASS, name)
             )
+            cur = await conn.execute(
+                "SELECT a.id, j.config_hash, j.study FROM judge.judges j"
+                " JOIN judge.annotators a ON a.id = j.annotator_id WHERE a.name = %s",
+                (name,),
+            )
+            row = await cur.fetchone()
+            if row is not None:
+                annotator_id, stored, owner = int(row[0]), str(row[1]), row[2]
+                if stored == digest:
+                    return JudgeRecord(annotator_id=annotator_id, config_hash=digest)
+                if owner is not None and owner != study:
+                    raise JudgeOwned(name, str(owner))
+            annotator_id = await _store_judge(conn, name, family, protocol, config, digest, study)
         return JudgeRecord(annotator_id=annotator_id, config_hash=digest)
 
     async def find_judgments(

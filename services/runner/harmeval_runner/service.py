@@ -470,7 +470,7 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
             for definition in d.judge_definitions:
                 await call_owner(
                     self.judge.DefineJudge,
-                    judge_pb2.DefineJudgeRequest(definition=definition),
+                    judge_pb2.DefineJudgeRequest(definition=definition, study=name),
                     "judge",
                     context,
                 )

@@ -34,7 +34,7 @@ EXPECTED = {
 # A valid definition per family (besides name and family).
 VALID: dict[str, dict[str, Any]] = {
     "classifier": {},
-    "llama-guard": {"base_url": "http://guard.invalid/v1", "model": "guard"},
+    "llama-guard": {"backend": "default", "model": "guard"},
     "llm": {"protocol": "listwise", "position_bias": "reversed"},
     "panel": {"members": ["refusal-matcher", "profanity-classifier"], "aggregate": "mean"},
     "reference-metric": {"metric": "rouge1-recall", "threshold": 0.25},
@@ -101,14 +101,15 @@ async def test_llm_protocols_build_their_judges(registry: JudgeRegistry) -> None
     # Fields not given are the service's settings.
     s = registry.settings
     assert binary.config()["model"] == s.judge_llm_model
-    assert binary.config()["base_url"] == s.judge_llm_base_url
+    assert binary.config()["backend"] == "default"
     assert binary.config()["max_tokens"] == str(s.judge_llm_max_tokens)
+    assert binary.llm.endpoint.base_url == s.judge_llm_base_url
     given = registry.build(
-        {"name": "g", "family": "llm", "model": "gpt-4o", "max_tokens": "64", "base_url": None}
+        {"name": "g", "family": "llm", "model": "gpt-4o", "max_tokens": "64", "transport": None}
     )
     assert isinstance(given, LlmListwiseJudge)
     assert (given.llm.model, given.llm.max_tokens) == ("gpt-4o", 64)
-    assert given.llm.endpoint.base_url == s.judge_llm_base_url  # null: not given
+    assert given.llm.endpoint.transport == s.judge_llm_transport  # null: not given
 
 
 @pytest.mark.parametrize(
@@ -163,8 +164,20 @@ async def test_llm_protocols_build_their_judges(registry: JudgeRegistry) -> None
             r"^judge 't'\.transport: expected one of \['openai-sdk', 'aiohttp'\]$",
         ),
         (
-            {"name": "k", "family": "llm", "api_key_env": "HARMEVAL_NO_SUCH_KEY_VAR"},
-            r"^judge 'k'\.api_key_env: HARMEVAL_NO_SUCH_KEY_VAR is not set in the environment$",
+            {"name": "k", "family": "llm", "api_key_env": "HARMEVAL_DATABASE_URL"},
+            r"^judge 'k'\.api_key_env: a definition carries no URL or key; .* declares the "
+            r"backend \(URL and key\) in HARMEVAL_JUDGE_BACKENDS_FILE and the definition names "
+            r"it: backend: <name>$",
+        ),
+        (
+            {"name": "u", "family": "llama-guard", "base_url": "http://attacker.invalid/v1"},
+            r"^judge 'u'\.base_url: a definition carries no URL or key; .*"
+            r"HARMEVAL_JUDGE_BACKENDS_FILE",
+        ),
+        (
+            {"name": "u", "family": "llm", "backend": "openai"},
+            r"^judge 'u'\.backend: unknown backend 'openai'; declared: \['default'\] \(the "
+            r"operator declares backends in HARMEVAL_JUDGE_BACKENDS_FILE\)$",
         ),
         (
             {"name": "b", "family": "llm", "position_bias": "sideways"},

@@ -34,6 +34,7 @@ class ScriptedEndpoint:
     """Answers each chat with `reply(messages)`; counts the calls."""
 
     base_url = "http://scripted.invalid/v1"
+    backend = "scripted"
 
     def __init__(self, reply: Callable[[list[dict[str, str]]], str]) -> None:
         self.reply = reply

@@ -7,12 +7,14 @@ import asyncio
 import math
 import socket
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import openai
 import pytest
 
+from harmeval.secrets import MAX_ERROR_CHARS, REDACTED, register_secret
 from harmeval_judge.limits import Budget, BudgetExceeded, Prices
 from harmeval_judge.llm_client import (
     TRANSPORTS,
@@ -20,6 +22,7 @@ from harmeval_judge.llm_client import (
     JudgeRequestRejected,
     LlmEndpoint,
 )
+from tests.fakes.canary import canary, redirecting
 from tests.fakes.openai_server import FakeOpenAI, Script, fake_openai
 
 MESSAGES = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Judge."}]
@@ -197,7 +200,7 @@ async def test_an_unreachable_endpoint_fails_as_unavailable(transport: str) -> N
     ep = make_endpoint(f"http://127.0.0.1:{port}/v1", transport, max_attempts=2)
     try:
         # (The SDK's aiohttp transport reports a refused connection as a timeout.)
-        with pytest.raises(JudgeBackendError, match=f"127.0.0.1:{port}/v1 failed"):
+        with pytest.raises(JudgeBackendError, match="backend 'default' failed"):
             await chat(ep)
     finally:
         await ep.close()
@@ -251,3 +254,57 @@ async def test_a_passed_deadline_is_unavailable_not_a_refusal(
     finally:
         await ep.close()
     assert not isinstance(info.value, JudgeRequestRejected)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_a_redirect_is_refused_not_followed(transport: str, status: int) -> None:
+    """The key goes to the declared URL only: a backend redirecting elsewhere fails the call
+    (as a refusal, not retried), and the place it pointed at receives nothing."""
+    with canary() as bird, redirecting(f"{bird.url}/v1", status) as hop:
+        ep = make_endpoint(f"{hop.url}/v1", transport)
+        try:
+            with pytest.raises(JudgeRequestRejected, match=f"backend 'default' refused.*{status}"):
+                await chat(ep)
+        finally:
+            await ep.close()
+        assert hop.hits == 1
+        assert bird.hits == 0
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_key_echoed_by_the_backend_is_redacted_and_the_error_cut(
+    transport: str, server: tuple[Scripted, FakeOpenAI]
+) -> None:
+    scripted, fake = server
+    key = f"sk-sentinel-{uuid.uuid4().hex}"
+    register_secret(key)
+
+    def echo(status: int) -> Script:
+        return lambda messages: (status, f"you sent {fake.headers[-1]['authorization']} " * 50)
+
+    ep = LlmEndpoint(
+        fake.base_url,
+        key,
+        timeout_s=5.0,
+        deadline_s=20.0,
+        max_attempts=1,
+        budget=Budget(None),
+        transport=transport,
+    )
+    try:
+        for status, error in ((500, JudgeBackendError), (401, JudgeRequestRejected)):
+            scripted.reply = echo(status)
+            with pytest.raises(error) as info:
+                await chat(ep)
+            message = str(info.value)
+            assert key not in message and REDACTED in message
+            assert len(message) < MAX_ERROR_CHARS + 200
+            assert "more characters cut" in message
+        # A 200 whose text echoes the key: the text a verdict keeps shows no key.
+        scripted.reply = echo(200)
+        result = await chat(ep)
+        assert key not in result.text and REDACTED in result.text
+    finally:
+        await ep.close()
+    assert all(h["authorization"] == f"Bearer {key}" for h in fake.headers)

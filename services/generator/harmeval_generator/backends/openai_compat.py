@@ -2,7 +2,12 @@
 completions for base models, chat completions for models with a chat template.
 
 The `openai` SDK is imported where it is used, so that looking the backends up (which imports
-this module) does not load it for a generator that serves no such model."""
+this module) does not load it for a generator that serves no such model.
+
+The declared URL is the only one requests go to: it passes
+:func:`harmeval.outbound.check_backend_url` and redirects are not followed. The key is registered
+with :mod:`harmeval.secrets`, and what the server answers in an error reaches a message only
+redacted and cut."""
 
 from __future__ import annotations
 
@@ -12,7 +17,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from harmeval.outbound import check_backend_url
 from harmeval.params import GenerationParams
+from harmeval.secrets import register_secret, scrub
 from harmeval_generator.backends.base import (
     DEFAULT_STOP,
     Completion,
@@ -43,19 +50,21 @@ _TOO_LONG = (
 def _map_error(exc: Exception, base_url: str) -> Exception:
     import openai
 
+    # An error body may echo the request (its key included): redacted and cut.
+    message = scrub(str(exc))
     if isinstance(exc, openai.BadRequestError):
-        message = str(exc)
         if any(fragment in message.lower() for fragment in _TOO_LONG):
             return PromptTooLongError(f"the server at {base_url} refused the prompt: {message}")
         return RequestRejectedError(f"the server at {base_url} refused the request: {message}")
     if isinstance(exc, openai.UnprocessableEntityError):
-        return RequestRejectedError(f"the server at {base_url} refused the request: {exc}")
+        return RequestRejectedError(f"the server at {base_url} refused the request: {message}")
     if isinstance(
         exc, openai.AuthenticationError | openai.PermissionDeniedError | openai.NotFoundError
     ):
-        return EngineMisconfiguredError(f"{base_url}: {exc}")
+        return EngineMisconfiguredError(f"{base_url}: {message}")
     if isinstance(exc, openai.APIStatusError | openai.APIConnectionError):
-        return EngineUnavailableError(f"{base_url}: {exc}")
+        # A redirect (not followed) lands here too: the server is not where it was declared.
+        return EngineUnavailableError(f"{base_url}: {message}")
     return exc
 
 
@@ -72,15 +81,21 @@ class OpenAIConfig:
     timeout_s: float = 120.0
     # Requests the server takes at once (e.g. its vLLM's max_num_seqs); None: the service's.
     max_concurrency: int | None = None
+    # A link-local or metadata-service address is refused unless this says so.
+    allow_link_local: bool = False
 
 
 @register_backend("openai", config=OpenAIConfig)
 def build(name: str, config: OpenAIConfig, settings: GeneratorSettings) -> Engine:
+    check_backend_url(config.base_url, allow_link_local=config.allow_link_local)
+    api_key = os.environ.get(config.api_key_env or "", "sk-no-key-needed")
+    if config.api_key_env:
+        register_secret(api_key)
     engine = OpenAICompatEngine(
         name,
         config.base_url,
         config.model,
-        api_key=os.environ.get(config.api_key_env or "", "sk-no-key-needed"),
+        api_key=api_key,
         prompt_format=config.prompt_format,
         context_length=config.context_length,
         timeout_s=config.timeout_s,
@@ -114,7 +129,12 @@ class OpenAICompatEngine(Engine):
         self.prompt_format = prompt_format
         self._context_length = context_length
         self._client = openai.AsyncOpenAI(
-            base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=max_retries
+            base_url=base_url,
+            api_key=api_key,
+            timeout=timeout_s,
+            max_retries=max_retries,
+            # The SDK's own client follows redirects; this one does not.
+            http_client=openai.DefaultAsyncHttpxClient(follow_redirects=False),
         )
 
     @property

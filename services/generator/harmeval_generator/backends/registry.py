@@ -16,8 +16,9 @@ factory that turns a config into an engine::
         return TgiEngine(name, config.base_url, timeout_s=config.timeout_s, ...)
 
 A config field's type says how :mod:`harmeval_generator.engines` reads the entry's value:
-``str``, ``int``, ``float``, ``dict[str, Any]``, any of them ``| None`` (null kept as None, "not
-given"), or a ``Literal`` of strings (one of them). A field without a default is required.
+``str``, ``int``, ``float``, ``bool``, ``dict[str, Any]``, any of them ``| None`` (null kept as
+None, "not given"), or a ``Literal`` of strings (one of them). A field without a default is
+required.
 
 Every module of the package is imported the first time the backends are looked up
 (:func:`backends`), so a backend module must import its heavy dependencies (torch, HTTP
@@ -57,6 +58,7 @@ _TYPES: Types = {
     str: (checked(str), "a string"),
     int: (int, "an integer"),
     float: (float, "a number"),
+    bool: (checked(bool), "true or false"),
     dict: (checked(dict), "a mapping"),
 }
 

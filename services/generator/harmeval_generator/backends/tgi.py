@@ -23,6 +23,8 @@ What the wire gives us, and what it does not:
   `complete`/`stream` as `PromptTooLongError`, carrying TGI's message.
 * Cancelling the task that awaits `complete()` or iterates `stream()` closes the HTTP request;
   TGI drops a request whose client went away and frees its slot in the batch.
+* Redirects are never followed (a 3xx fails the request): the declared URL is the only one
+  requests go to (:mod:`harmeval.outbound`).
 
 `text_generation` (and aiohttp, pydantic) are imported where they are used, so that looking the
 backends up (which imports this module) does not load them for a generator that serves no TGI
@@ -41,7 +43,9 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
+from harmeval.outbound import check_backend_url
 from harmeval.params import GenerationParams
+from harmeval.secrets import scrub
 from harmeval_generator.backends.base import (
     DEFAULT_STOP,
     TEMPLATE_VERSION,
@@ -91,6 +95,37 @@ def _unavailable() -> tuple[type[BaseException], ...]:
     )
 
 
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+@functools.cache
+def _refuse_redirects() -> None:
+    """text_generation's client opens an aiohttp session per request, with no way to pass it
+    options, and aiohttp follows redirects by default: the sessions it opens get a middleware
+    failing any redirect instead (once per process; text_generation alone is affected)."""
+    import aiohttp
+    from text_generation import client
+
+    async def refuse(
+        request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        response = await handler(request)
+        if response.status in _REDIRECTS:
+            response.release()
+            raise aiohttp.ClientResponseError(
+                response.request_info,
+                response.history,
+                status=response.status,
+                message="redirect not followed",
+            )
+        return response
+
+    def session(*args: Any, **kwargs: Any) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(*args, middlewares=(refuse,), **kwargs)
+
+    client.ClientSession = session
+
+
 @dataclass(frozen=True, kw_only=True)
 class TgiConfig:
     """A models-file entry's fields for `backend: tgi`."""
@@ -100,10 +135,13 @@ class TgiConfig:
     context_length: int | None = None  # None: TGI's max_total_tokens (from /info)
     # Requests the server takes at once (its --max-concurrent-requests); None: the service's.
     max_concurrency: int | None = None
+    # A link-local or metadata-service address is refused unless this says so.
+    allow_link_local: bool = False
 
 
 @register_backend("tgi", config=TgiConfig)
 def build(name: str, config: TgiConfig, settings: GeneratorSettings) -> Engine:
+    check_backend_url(config.base_url, allow_link_local=config.allow_link_local)
     return TgiEngine(
         name,
         config.base_url,
@@ -140,6 +178,7 @@ class TgiEngine(Engine):
         self.max_input_tokens: int | None = None
         from text_generation import AsyncClient
 
+        _refuse_redirects()
         self._client = AsyncClient(self.base_url, timeout=timeout_s)
 
     async def start(self) -> None:
@@ -152,15 +191,19 @@ class TgiEngine(Engine):
                 aiohttp.ClientSession(
                     timeout=aiohttp.ClientTimeout(total=self.timeout_s)
                 ) as session,
-                session.get(url) as resp,
+                session.get(url, allow_redirects=False) as resp,
             ):
                 if resp.status != 200:
                     raise EngineUnavailableError(f"GET {url} answered HTTP {resp.status}")
                 info = await resp.json()
         except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
-            raise EngineUnavailableError(f"TGI at {self.base_url} is unreachable: {exc!r}") from exc
+            raise EngineUnavailableError(
+                f"TGI at {self.base_url} is unreachable: {scrub(repr(exc))}"
+            ) from exc
         if not isinstance(info, dict) or "max_total_tokens" not in info:
-            raise EngineUnavailableError(f"GET {url} did not answer TGI's info: {info!r:.200}")
+            raise EngineUnavailableError(
+                f"GET {url} did not answer TGI's info: {scrub(repr(info))}"
+            )
         self.model_id = str(info.get("model_id", ""))
         self.max_total_tokens = int(info["max_total_tokens"])
         # TGI 2.x says max_input_tokens; 1.x said max_input_length.
@@ -336,7 +379,7 @@ def _translate(exc: Exception, base_url: str) -> Exception | None:
     from text_generation.errors import ValidationError as TgiValidationError
 
     if isinstance(exc, TgiValidationError):
-        message = str(exc)
+        message = scrub(str(exc))
         if m := _MAX_TOTAL.search(message):
             limit, given, new = (int(g) for g in m.groups())
             return PromptTooLongError(f"{message}: {given + new - limit} tokens too long")
@@ -345,10 +388,10 @@ def _translate(exc: Exception, base_url: str) -> Exception | None:
             return PromptTooLongError(f"{message}: {given - limit} tokens too long")
         return RequestRejectedError(message)
     if isinstance(exc, BadRequestError):
-        return RequestRejectedError(str(exc))
+        return RequestRejectedError(scrub(str(exc)))
     if isinstance(exc, ValueError):
         # The client checks parameters itself before sending (e.g. at most 4 stop sequences).
-        return RequestRejectedError(f"TGI client: {exc}")
+        return RequestRejectedError(f"TGI client: {scrub(str(exc))}")
     if isinstance(exc, _unavailable()):
-        return EngineUnavailableError(f"TGI at {base_url}: {type(exc).__name__}: {exc}")
+        return EngineUnavailableError(f"TGI at {base_url}: {type(exc).__name__}: {scrub(str(exc))}")
     return None

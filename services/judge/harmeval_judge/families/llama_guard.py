@@ -35,7 +35,7 @@ class LlamaGuardJudge:
         self.llm = llm
 
     def config(self) -> dict[str, str]:
-        return {"base_url": self.llm.endpoint.base_url, "model": self.llm.model}
+        return {"backend": self.llm.endpoint.backend, "model": self.llm.model}
 
     async def _one(self, prompt: str, answer: str) -> Verdict:
         result = await self.llm.endpoint.chat(

@@ -68,7 +68,7 @@ class LlmListwiseJudge:
 
     def config(self) -> dict[str, str]:
         return {
-            "base_url": self.llm.endpoint.base_url,
+            "backend": self.llm.endpoint.backend,
             "model": self.llm.model,
             "temperature": "0",
             "max_tokens": str(self.llm.max_tokens),
@@ -203,7 +203,7 @@ class LlmPointwiseJudge:
 
     def config(self) -> dict[str, str]:
         return {
-            "base_url": self.llm.endpoint.base_url,
+            "backend": self.llm.endpoint.backend,
             "model": self.llm.model,
             "protocol": self.rubric.version,
             "structured_output": str(self.structured_output).lower(),
@@ -281,7 +281,7 @@ class LlmPairwiseJudge:
 
     def config(self) -> dict[str, str]:
         return {
-            "base_url": self.llm.endpoint.base_url,
+            "backend": self.llm.endpoint.backend,
             "model": self.llm.model,
             "protocol": self.rubric.version,
             "max_tokens": str(self.llm.max_tokens),
