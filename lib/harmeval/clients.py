@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from harmeval.secrets import register_secret
 from harmeval.settings import CommonSettings, SettingsError
 from harmeval.tls import channel_credentials
 
@@ -28,14 +29,14 @@ KEEPALIVE_OPTIONS = [
 
 def bearer_token(settings: CommonSettings) -> str:
     """The token this process sends: `token`, else the contents of `token_file`, else none."""
-    if settings.token:
-        return settings.token.strip()
-    if settings.token_file is not None:
+    token = settings.token.strip()
+    if not token and settings.token_file is not None:
         try:
-            return settings.token_file.read_text(encoding="utf-8").strip()
+            token = settings.token_file.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise SettingsError(f"HARMEVAL_TOKEN_FILE {settings.token_file}: {exc}") from exc
-    return ""
+    register_secret(token)  # never in this process's logs or errors
+    return token
 
 
 class _WithToken:

@@ -20,6 +20,7 @@ from harmeval_client.cli.runner import cancel_run
 from harmeval_client.prompts import PromptRecord
 from harmeval_client.study import Study, StudyModel
 from harmeval_client.workflow import run_study, start_run, study_definition, watch_run
+from tests.credentials import OPERATOR_TOKEN
 from tests.integration.conftest import Stack
 
 BUF = Path(sys.executable).parent / "buf"
@@ -49,6 +50,11 @@ async def buf_curl(port: int, method: str, body: dict[str, Any]) -> list[dict[st
         "--protocol",
         "grpc",
         "--http2-prior-knowledge",
+        # The operator's token, for the call and for reflection (which needs a valid caller).
+        "-H",
+        f"authorization: Bearer {OPERATOR_TOKEN}",
+        "--reflect-header",
+        "*",
         "-d",
         json.dumps(body),
         f"http://127.0.0.1:{port}/harmeval.runner.v1.RunnerService/{method}",
