@@ -8,12 +8,12 @@ OpenAI-compatible server, `aiohttp` transport, concurrency limit c), all started
   token      plaintext on loopback with the bearer token (auth is always on since issue 12)
   bare       no auth, no TLS: the production `serve()` with `create_server` replaced by the
              skeleton before issue 12 (only the metrics interceptor, a plaintext port), and a
-             client channel without the token interceptor
+             client channel without the token
 
 Two workloads: `batch`, the judge throughput of judge_service_throughput.py (one JudgeBatch of
 c x --items-per-slot one-answer items: one RPC, TLS on every streamed reply), and `unary`
 (as many Judge calls of one item, c at once: the per-call costs, token check, audit line,
-client interceptor, show). Each round runs every mode once, in an order rotated every round,
+client token metadata, show). Each round runs every mode once, in an order rotated every round,
 so machine drift hits all three; reported are medians over rounds. Ratio = items/s of a mode
 / items/s of `bare`; the headline is tls+token / bare on `batch`. The judge service's CPU ms
 per item is also given (less noisy than rates on a shared machine; "+ms": over `bare`), and,
@@ -278,7 +278,7 @@ async def micro_timings(tmp: Path, number: int = 20_000) -> dict[str, float]:
     write it (INFO, JSON, to /dev/null here)."""
     from harmeval.access import rules_of
     from harmeval.auth import AccessInterceptor
-    from harmeval.clients import _BEARERS
+    from harmeval.clients import _WithToken
     from harmeval.log import configure_logging
     from harmeval_judge.service import SPEC
 
@@ -286,8 +286,7 @@ async def micro_timings(tmp: Path, number: int = 20_000) -> dict[str, float]:
     settings = auth.secured(CommonSettings(data_dir=tmp))
     interceptor = AccessInterceptor("bench", rules_of(SPEC.descriptor), settings)
     context = _Context(auth.token)
-    bearer = _BEARERS[0](auth.token)
-    details = grpc.aio.ClientCallDetails(JUDGE_METHOD, None, None, None, None)
+    with_token = _WithToken(lambda request, **kwargs: kwargs, ("authorization", auth.token))
     steps: dict[str, Callable[[], object]] = {
         "token check (TokenStore.authenticate)": lambda: interceptor.tokens.authenticate(
             auth.token
@@ -295,7 +294,7 @@ async def micro_timings(tmp: Path, number: int = 20_000) -> dict[str, float]:
         "server caller lookup (metadata scan + token check)": lambda: interceptor._caller(
             context  # type: ignore[arg-type]
         ),
-        "client token metadata (_Bearer._details)": lambda: bearer._details(details),
+        "client token metadata (_WithToken)": lambda: with_token(None, timeout=5.0),
     }
     timings = {
         name: min(timeit.repeat(step, number=number, repeat=5)) / number * 1e6

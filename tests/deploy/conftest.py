@@ -70,6 +70,18 @@ def find(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> l
     ]
 
 
+def default_deny(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """NetworkPolicies that select every pod and allow nothing, in and out."""
+    return [
+        p
+        for p in find(objects, "NetworkPolicy")
+        if p["spec"]["podSelector"] == {}
+        and set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+        and not p["spec"].get("ingress")
+        and not p["spec"].get("egress")
+    ]
+
+
 def one(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     found = find(objects, kind, name)
     assert len(found) == 1, f"expected one {kind}/{name}, found {len(found)}"

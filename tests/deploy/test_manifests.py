@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from harmeval import settings as settings_module
-from tests.deploy.conftest import SERVICES, find, one, render_report
+from tests.deploy.conftest import SERVICES, default_deny, find, one, render_report
 
 KUSTOMIZATIONS = (*render_report.KUSTOMIZATIONS, *render_report.COMBINATIONS)
 
@@ -639,14 +639,7 @@ def test_network_policies_allow_only_the_designed_traffic(
 ) -> None:
     objects = rendered[name]
     policies = find(objects, "NetworkPolicy")
-    deny = [
-        p
-        for p in policies
-        if p["spec"]["podSelector"] == {}
-        and set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"}
-        and not p["spec"].get("ingress")
-        and not p["spec"].get("egress")
-    ]
+    deny = default_deny(objects)
     assert deny, "no default-deny policy"
     # The declared backends: the judge's LLM APIs, the GPU generator's model downloads.
     egress_443 = {"judge"} | ({"generator"} if overlay_of(name) == "gpu" else set())

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from harmeval.common.v1 import access_pb2
-from tests.deploy.conftest import SERVICES, find, one, render_report
+from tests.deploy.conftest import SERVICES, default_deny, find, one, render_report
 from tests.deploy.test_manifests import (
     CALLS,
     DNS_TARGET,
@@ -626,14 +626,7 @@ def test_every_pod_is_denied_by_default_and_allowed_explicitly(
 ) -> None:
     objects = rendered[name]
     policies = find(objects, "NetworkPolicy")
-    deny = [
-        p
-        for p in policies
-        if p["spec"]["podSelector"] == {}
-        and set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"}
-        and not p["spec"].get("ingress")
-        and not p["spec"].get("egress")
-    ]
+    deny = default_deny(objects)
     assert len(deny) == 1, "one default-deny policy for the whole namespace"
     for deployment in find(objects, "Deployment") + find(objects, "StatefulSet"):
         labels = deployment["spec"]["template"]["metadata"]["labels"]

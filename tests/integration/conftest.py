@@ -18,8 +18,10 @@ import pytest
 from harmeval.clients import raw_channel
 from harmeval.db import open_database
 from harmeval.generator.v1.generator_pb2_grpc import GeneratorServiceStub
+from harmeval.judge.v1.judge_pb2 import Answer as JudgeAnswer
 from harmeval.judge.v1.judge_pb2_grpc import JudgeServiceStub
 from harmeval.metrics.v1.metrics_pb2_grpc import MetricsServiceStub
+from harmeval.params import GenerationParams
 from harmeval.runner.v1.runner_pb2_grpc import RunnerServiceStub
 from harmeval.server import RunningServer, Servicer, ServiceSpec, create_server
 from harmeval.settings import CommonSettings
@@ -28,7 +30,7 @@ from harmeval_generator.service import SPEC as GENERATOR_SPEC
 from harmeval_generator.service import GeneratorServicer
 from harmeval_generator.settings import GeneratorSettings
 from harmeval_generator.store import SCHEMA as GENERATOR_SCHEMA
-from harmeval_generator.store import GeneratorStore
+from harmeval_generator.store import GeneratorStore, NewGeneration, PromptIn
 from harmeval_judge.service import SPEC as JUDGE_SPEC
 from harmeval_judge.service import JudgeServicer
 from harmeval_judge.settings import JudgeSettings
@@ -125,6 +127,32 @@ async def generator_store(database_url: str, data_dir: Path) -> AsyncIterator[Ge
     settings = CommonSettings(database_url=database_url, data_dir=data_dir)
     async with open_database(settings, GENERATOR_SCHEMA) as pool:
         yield GeneratorStore(pool)
+
+
+async def stored_answers(stack: Stack, *texts: str, tag: str = "m") -> list[JudgeAnswer]:
+    """Answers stored through the generator's store, as the generator would store them (one
+    served model per answer, `<tag>-<i>`: another tag stores new answers)."""
+    async with generator_store(stack.database_url, stack.data_dir) as store:
+        [prompt_id] = await store.upsert_prompts(
+            [PromptIn(text="How do I pick a lock?", category="negative_influence")]
+        )
+        answers = []
+        for i, text in enumerate(texts):
+            model_id = await store.register_served_model(f"{tag}{i}", "test", {}, {})
+            g = await store.insert_generation(
+                NewGeneration(
+                    prompt_id=prompt_id,
+                    model_id=model_id,
+                    params=GenerationParams(),
+                    text=text,
+                    prompt_tokens=5,
+                    completion_tokens=5,
+                    latency_seconds=0.1,
+                    finish_reason="stop",
+                )
+            )
+            answers.append(JudgeAnswer(generation_id=g.id, text=text))
+    return answers
 
 
 @asynccontextmanager

@@ -27,14 +27,12 @@ from psycopg import sql
 from harmeval.common.v1 import common_pb2
 from harmeval.judge.v1 import judge_pb2
 from harmeval.judge.v1.judge_pb2_grpc import JudgeServiceStub
-from harmeval.params import GenerationParams
 from harmeval_client.clients import Clients
-from harmeval_generator.store import NewGeneration, PromptIn
 from harmeval_judge.service import SPEC, JudgeServicer
 from harmeval_judge.settings import JudgeSettings
 from tests.fakes.canary import Counted, canary, redirecting
 from tests.fakes.openai_server import FakeOpenAI, fake_openai
-from tests.integration.conftest import JudgeModel, Stack, generator_store, running
+from tests.integration.conftest import JudgeModel, Stack, generator_store, running, stored_answers
 
 OK = common_pb2.JUDGMENT_STATUS_OK
 UNSCORABLE = common_pb2.JUDGMENT_STATUS_UNSCORABLE
@@ -144,32 +142,6 @@ async def refused(
     return err.value
 
 
-async def stored_answers(stack: Stack, tag: str, *texts: str) -> list[judge_pb2.Answer]:
-    """Answers stored as the generator stores them (one served model per answer, named after
-    `tag`, so each call stores new answers)."""
-    async with generator_store(stack.database_url, stack.data_dir) as store:
-        [prompt_id] = await store.upsert_prompts(
-            [PromptIn(text=PROMPT.text, category="negative_influence")]
-        )
-        answers = []
-        for i, text in enumerate(texts):
-            model_id = await store.register_served_model(f"{tag}-{i}", "test", {}, {})
-            g = await store.insert_generation(
-                NewGeneration(
-                    prompt_id=prompt_id,
-                    model_id=model_id,
-                    params=GenerationParams(),
-                    text=text,
-                    prompt_tokens=5,
-                    completion_tokens=5,
-                    latency_seconds=0.1,
-                    finish_reason="stop",
-                )
-            )
-            answers.append(judge_pb2.Answer(generation_id=g.id, text=text))
-    return answers
-
-
 def judge_request(judge: str, *texts: str) -> judge_pb2.JudgeRequest:
     return judge_pb2.JudgeRequest(
         judge=judge, prompt=PROMPT, answers=[judge_pb2.Answer(text=t) for t in texts]
@@ -260,7 +232,7 @@ async def test_a_backend_redirecting_elsewhere_fails_the_call_and_nothing_follow
     await define(
         secure.stub, {"name": name, "family": "llm", "protocol": protocol, "backend": backend}
     )
-    answers = await stored_answers(secure.stack, "hop", "Sure, step 1...", "No.")
+    answers = await stored_answers(secure.stack, "Sure, step 1...", "No.", tag="hop")
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await secure.stub.Judge(judge_pb2.JudgeRequest(judge=name, prompt=PROMPT, answers=answers))
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -368,7 +340,7 @@ async def test_a_backend_key_shows_nowhere(
         seen.append(str(await define(stub, {"name": name, **fields}, "sentinel")))
     for status in (500, 401, 200):
         secure.echo.status = status
-        answers = await stored_answers(secure.stack, str(status), "Sure, step 1...", "No.")
+        answers = await stored_answers(secure.stack, "Sure, step 1...", "No.", tag=str(status))
         for name in judges:
             request = judge_pb2.JudgeRequest(judge=name, prompt=PROMPT, answers=answers)
             try:
