@@ -13,16 +13,20 @@ import contextvars
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote
 
 import grpc
 from prometheus_client import Counter
 
 from harmeval.access import ROLES, Rule, may_call
+from harmeval.clients import STUDY_METADATA
 from harmeval.settings import CommonSettings, SettingsError
 from harmeval.tokens import Principal, TokenError, TokenStore
 
 logger = logging.getLogger(__name__)
 audit_logger = logging.getLogger("harmeval.audit")
+# Audit lines are written whatever HARMEVAL_LOG_LEVEL says: a quieter log must not hide reads.
+audit_logger.setLevel(logging.INFO)
 
 OPEN_PREFIX = "/grpc.health.v1.Health/"
 REFLECTION_PREFIX = "/grpc.reflection."
@@ -57,8 +61,14 @@ def parse_cert_roles(text: str) -> dict[str, str]:
     return roles
 
 
-def _study_of(request: Any) -> str:
-    """The study a request is about, when it names one (for the audit line)."""
+def _study_of(request: Any, metadata: Any = ()) -> str:
+    """The study a request is about, when it names one or its caller says (the runner's
+    `x-harmeval-study` metadata on the generations and verdicts it asks for a run)."""
+    for key, value in metadata or ():
+        if key == STUDY_METADATA:
+            return unquote(str(value))[:200]
+    if request is None:
+        return ""
     fields = request.DESCRIPTOR.fields_by_name
     for name in ("study", "study_name"):
         if name in fields and isinstance(getattr(request, name), str):
@@ -125,7 +135,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                         "role": caller.role,
                         "via": caller.via,
                         "rpc": method,
-                        "study": _study_of(request) if request is not None else "",
+                        "study": _study_of(request, context.invocation_metadata()),
                     },
                 )
         CALLER.set(caller)

@@ -9,7 +9,7 @@ import logging
 import pytest
 from prometheus_client import REGISTRY
 
-from harmeval.clients import raw_channel
+from harmeval.clients import CURRENT_STUDY, raw_channel
 from harmeval.common.v1 import common_pb2
 from harmeval.judge.v1 import judge_pb2, judge_pb2_grpc
 from harmeval.log import JsonFormatter
@@ -33,6 +33,7 @@ async def test_raw_text_reads_are_audited(
     caplog.set_level(logging.INFO, logger="harmeval.audit")
     async with raw_channel(f"127.0.0.1:{port}", CommonSettings(token=TOKENS["analyst"])) as ch:
         stub = judge_pb2_grpc.JudgeServiceStub(ch)
+        CURRENT_STUDY.set("my study")  # as the runner's workers set it for a run's calls
         await stub.Judge(
             judge_pb2.JudgeRequest(
                 judge="refusal-matcher",
@@ -47,5 +48,6 @@ async def test_raw_text_reads_are_audited(
     assert audit[0]["who"] == "test-analyst"
     assert audit[0]["role"] == "analyst"
     assert audit[0]["rpc"] == "/harmeval.judge.v1.JudgeService/Judge"
+    assert audit[0]["study"] == "my study"
     assert audit[0]["logger"] == "harmeval.audit"
     assert reads("Judge", "analyst") == before + 1

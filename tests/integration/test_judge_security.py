@@ -9,6 +9,7 @@ exactly 0 requests.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import uuid
@@ -189,6 +190,16 @@ async def test_a_definition_with_a_url_or_a_key_is_refused(secure: Secure) -> No
 # -- (b) built-in judges stay ---------------------------------------------------------------
 
 
+async def test_a_definition_cannot_name_a_server_file(secure: Secure) -> None:
+    secret_file = secure.stack.data_dir / "echo-key"
+    for path in (str(secret_file), "/etc/passwd", "few-shot.jsonl"):
+        definition = {"name": "fs", "family": "llm", "protocol": "binary", "examples": path}
+        err = await refused(secure.stub, definition, "s")
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "judges file" in (err.details() or "") and secure.key not in (err.details() or "")
+    assert "fs" not in await listed(secure.stub)
+
+
 async def test_built_in_judges_cannot_be_replaced(secure: Secure) -> None:
     before = await listed(secure.stub)
     attempts: list[tuple[str, dict[str, Any]]] = [
@@ -218,6 +229,20 @@ async def test_built_in_judges_cannot_be_replaced(secure: Secure) -> None:
     assert secure.default.calls == 1  # the built-in's own backend, as configured
     assert secure.default.requests[0]["model"] == secure.settings.judge_llm_model
     assert secure.hop.hits == 0 and secure.bird.hits == 0
+
+
+async def test_a_replica_without_a_built_in_still_cannot_replace_it(secure: Secure) -> None:
+    """Mid-rollout a replica's settings may lack a judge the others have built in: the
+    database, not each process's memory, says it is built in."""
+    other_settings = dataclasses.replace(secure.settings, judge_llm_enabled=False)
+    other = JudgeServicer(other_settings)
+    assert LLM_JUDGE not in other.judges
+    async with running(SPEC, other, other_settings) as (_, channel):
+        err = await refused(
+            JudgeServiceStub(channel), {"name": LLM_JUDGE, "family": "refusal-matcher"}, "s"
+        )
+    assert err.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert f"judge {LLM_JUDGE!r} is built in" in (err.details() or "")
 
 
 # -- (c) redirects are never followed ------------------------------------------------------

@@ -13,6 +13,7 @@ import pytest
 import trustme
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from harmeval import clients
 from harmeval.access import AccessRuleError
 from harmeval.clients import raw_channel
 from harmeval.metrics.v1 import metrics_pb2, metrics_pb2_grpc
@@ -200,3 +201,71 @@ async def test_a_service_with_an_rpc_lacking_a_rule_refuses_to_start(
     )
     with pytest.raises(AccessRuleError, match=r"grpc\.health\.v1\.Health\.Check has no"):
         await create_server(unruled, MetricsServicer(settings), "127.0.0.1:0", settings)
+
+
+async def test_a_channel_follows_its_client_certificate_and_token_files(
+    database_url: str, tmp_path: Path, ca: trustme.CA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cert-manager renews the services' client certificates and Secrets change: a channel
+    made once (the runner's, the metrics service's) uses the new files for new calls."""
+    monkeypatch.setattr(clients, "CREDENTIALS_CHECK_INTERVAL_S", 0.0)
+    ca_file = write_ca(ca, tmp_path / "ca.pem")
+    settings = replace(
+        tls_settings(database_url, tmp_path, ca),
+        tls_client_ca_file=ca_file,
+        auth_cert_roles="dashboards=viewer",
+    )
+    folder = tmp_path / "client"
+    crt, key = write_pair(ca.issue_cert("stranger", common_name="stranger"), folder, "tls")
+    client = CommonSettings(tls_ca_file=ca_file, tls_client_cert_file=crt, tls_client_key_file=key)
+    request = metrics_pb2.GetAgreementRequest(study="no-such-study")
+    async with serving(settings) as srv, raw_channel(f"localhost:{srv.port}", client) as ch:
+        stub = metrics_pb2_grpc.MetricsServiceStub(ch)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.GetAgreement(request, timeout=5)
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        write_pair(ca.issue_cert("dashboards", common_name="dashboards"), folder, "tls")
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.GetAgreement(request, timeout=5)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND  # through, as the new identity
+
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKENS["viewer"])
+    plain = secured(MetricsSettings(database_url=database_url, data_dir=tmp_path))
+    async with (
+        serving(plain) as srv,
+        raw_channel(f"127.0.0.1:{srv.port}", CommonSettings(token_file=token_file)) as ch,
+    ):
+        stub = metrics_pb2_grpc.MetricsServiceStub(ch)
+        register = metrics_pb2.RegisterStudyRequest(name="")
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.RegisterStudy(register, timeout=5)
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        token_file.write_text(TOKENS["operator"] + "\n")
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.RegisterStudy(register, timeout=5)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # allowed; empty name
+
+
+async def test_a_token_is_never_sent_in_plaintext_off_loopback() -> None:
+    with pytest.raises(SettingsError, match="refusing to send a token in plaintext"):
+        raw_channel("10.1.2.3:50053", CommonSettings(token=TOKENS["viewer"]))
+    await raw_channel("10.1.2.3:50053", CommonSettings()).close()  # no token: nothing to leak
+    allowed = CommonSettings(token=TOKENS["viewer"], allow_plaintext=True)
+    await raw_channel("10.1.2.3:50053", allowed).close()
+
+
+async def test_an_authorization_header_of_another_scheme_is_refused(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = secured(MetricsSettings(database_url=database_url, data_dir=tmp_path))
+    async with serving(settings) as srv, grpc.aio.insecure_channel(f"127.0.0.1:{srv.port}") as ch:
+        for header in ("Basic dXNlcjpwYXNz", "Bearer", TOKENS["operator"]):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await metrics_pb2_grpc.MetricsServiceStub(ch).GetAgreement(
+                    metrics_pb2.GetAgreementRequest(study="x"),
+                    metadata=[("authorization", header)],
+                    timeout=5,
+                )
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert "malformed" in (err.value.details() or "")

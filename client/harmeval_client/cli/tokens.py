@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harmeval.access import OPERATOR, ROLES
-from harmeval.tokens import TokenError, create_token, read_entries, revoke_token
+from harmeval.tokens import TokenError, TokenStore, create_token, read_entries, revoke_token
 from harmeval_client.settings import ClientSettings
 
 # Under data_dir/auth: what `harmeval up` makes for the person at the terminal (the CLI reads
@@ -72,9 +73,15 @@ def _write_secret(path: Path, text: str) -> None:
 def local_token(settings: ClientSettings, file_name: str, name: str) -> Path:
     """The local stack's operator token `file_name` under data_dir/auth, made on first use."""
     path = settings.data_dir.resolve() / "auth" / file_name
-    if not path.exists():
-        token, _ = create_token(settings.tokens_path, OPERATOR, f"{name}-{os.getpid()}")
-        _write_secret(path, token)
+    if path.exists():
+        token = path.read_text(encoding="utf-8").strip()
+        try:
+            TokenStore(settings.tokens_path).authenticate(token)
+            return path
+        except TokenError:
+            pass  # revoked, or the token file was replaced: make a new one
+    token, _ = create_token(settings.tokens_path, OPERATOR, f"{name}-{secrets.token_hex(4)}")
+    _write_secret(path, token)
     return path
 
 

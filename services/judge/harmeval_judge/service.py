@@ -165,19 +165,15 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer, Servicer):
     def judges(self) -> dict[str, Judge]:
         return self.registry.judges
 
-    async def _register(self, judge: Judge) -> None:
-        assert self.repo is not None
-        self.records[judge.name] = await self.repo.upsert_judge(
-            judge.name, judge.family, judge.protocol, dict(judge.config())
-        )
-
     async def startup(self, stack: AsyncExitStack) -> None:
-        self.repo = JudgeStore(
-            await stack.enter_async_context(open_database(self.settings, SCHEMA))
-        )
+        repo = JudgeStore(await stack.enter_async_context(open_database(self.settings, SCHEMA)))
         stack.push_async_callback(self.registry.close)
         for judge in self.judges.values():
-            await self._register(judge)
+            self.records[judge.name] = await repo.upsert_judge(
+                judge.name, judge.family, judge.protocol, dict(judge.config())
+            )
+        # Ready (RPCs stop answering UNAVAILABLE) only once every built-in judge is stored.
+        self.repo = repo
 
     async def ListJudges(
         self, request: judge_pb2.ListJudgesRequest, context: Context
@@ -191,7 +187,15 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer, Servicer):
         if problems := nul_problems([("study", request.study)]):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, listed(problems))
         try:
-            judge = self.registry.build(parse_definition(request.definition))
+            definition = parse_definition(request.definition)
+            if "examples" in definition:
+                # A path on this server: a caller could make it open any file it can read.
+                raise DefinitionError(
+                    "examples: a file of few-shot examples can be named only in the operator's "
+                    "judges file (HARMEVAL_JUDGE_JUDGES_FILE), not in a definition sent over "
+                    "the API"
+                )
+            judge = self.registry.build(definition)
         except DefinitionError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         config = dict(judge.config())

@@ -67,12 +67,19 @@ class JudgeNameTaken(Exception):
 class JudgeOwned(Exception):
     """A definition would replace a judge another study (or none) defined."""
 
-    def __init__(self, name: str, owner: str) -> None:
-        whose = f"study {owner!r}" if owner else "a definition without a study"
-        super().__init__(
-            f"judge {name!r} is already defined, by {whose}, with another definition; only "
-            "a definition for that study replaces it: choose another name"
-        )
+    def __init__(self, name: str, owner: str | None) -> None:
+        if owner is None:
+            message = (
+                f"judge {name!r} is built in (the service's settings or judges file): no "
+                "definition replaces it; choose another name"
+            )
+        else:
+            whose = f"study {owner!r}" if owner else "a definition without a study"
+            message = (
+                f"judge {name!r} is already defined, by {whose}, with another definition; "
+                "only a definition for that study replaces it: choose another name"
+            )
+        super().__init__(message)
         self.owner = owner
 
 
@@ -132,14 +139,16 @@ async def _store_judge(
     digest: str,
     study: str | None,
 ) -> int:
+    """Upserts the judge; `study` None: a built-in judge."""
     annotator_id = await _upsert_annotator(conn, name, "model")
     await conn.execute(
-        "INSERT INTO judge.judges (annotator_id, family, protocol, config, config_hash, study)"
-        " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (annotator_id) DO UPDATE SET"
+        "INSERT INTO judge.judges"
+        " (annotator_id, family, protocol, config, config_hash, study, builtin)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (annotator_id) DO UPDATE SET"
         " family = EXCLUDED.family, protocol = EXCLUDED.protocol,"
         " config = EXCLUDED.config, config_hash = EXCLUDED.config_hash,"
-        " study = EXCLUDED.study, updated_at = now()",
-        (annotator_id, family, protocol, Jsonb(config), digest, study),
+        " study = EXCLUDED.study, builtin = EXCLUDED.builtin, updated_at = now()",
+        (annotator_id, family, protocol, Jsonb(config), digest, study, study is None),
     )
     return annotator_id
 
@@ -230,15 +239,17 @@ class JudgeStore:
                 "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_DEFINE_LOCK_CLASS, name)
             )
             cur = await conn.execute(
-                "SELECT a.id, j.config_hash, j.study FROM judge.judges j"
+                "SELECT a.id, j.config_hash, j.study, j.builtin FROM judge.judges j"
                 " JOIN judge.annotators a ON a.id = j.annotator_id WHERE a.name = %s",
                 (name,),
             )
             row = await cur.fetchone()
             if row is not None:
-                annotator_id, stored, owner = int(row[0]), str(row[1]), row[2]
+                annotator_id, stored, owner, builtin = int(row[0]), str(row[1]), row[2], row[3]
                 if stored == digest:
                     return JudgeRecord(annotator_id=annotator_id, config_hash=digest)
+                if builtin:
+                    raise JudgeOwned(name, None)
                 if owner is not None and owner != study:
                     raise JudgeOwned(name, str(owner))
             annotator_id = await _store_judge(conn, name, family, protocol, config, digest, study)

@@ -25,6 +25,7 @@ from pgqueuer.domain.models import Job
 from prometheus_client import Counter
 from psycopg import AsyncConnection
 
+from harmeval.clients import CURRENT_STUDY
 from harmeval.common.v1 import common_pb2
 from harmeval.generator.v1 import generator_pb2
 from harmeval.generator.v1.generator_pb2_grpc import GeneratorServiceStub
@@ -146,6 +147,7 @@ class Worker:
             run = await self._current(task.run, task.attempt)
             if run is None:
                 return
+            CURRENT_STUDY.set(run.study)  # named in the services' audit lines
             prompts = await self.store.prompts(run.id, task.first, task.count)
             answered = await asyncio.gather(
                 *(self._answer(model, prompts, task.first) for model in run.run_models())
@@ -240,6 +242,7 @@ class Worker:
             run = await self._current(task.run, task.attempt)
             if run is None:
                 return
+            CURRENT_STUDY.set(run.study)
             prompts = await self.store.prompts(run.id, task.first, task.count)
             items = [
                 judge_pb2.JudgeItem(

@@ -12,6 +12,8 @@ from harmeval import tokens
 from harmeval.access import ANALYST, GRANTS, OPERATOR, ROLES, VIEWER, Rule, may_call
 from harmeval.tokens import TokenError, TokenStore, create_token, read_entries, revoke_token
 from harmeval_client.cli.main import main
+from harmeval_client.cli.tokens import CLI_TOKEN, local_token, with_local_token
+from harmeval_client.settings import ClientSettings
 
 
 def test_the_file_keeps_a_hash_never_the_token(tmp_path: Path) -> None:
@@ -78,3 +80,21 @@ def test_token_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["token", "revoke", "grafana", "--file", str(path)]) == 0
     assert main(["token", "revoke", "grafana", "--file", str(path)]) == 2
     assert "no active token" in capsys.readouterr().err
+
+
+def test_harmeval_up_keeps_a_valid_local_token_and_replaces_a_revoked_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tokens, "RELOAD_INTERVAL_S", 0.0)
+    settings = ClientSettings(data_dir=tmp_path)
+    path = local_token(settings, CLI_TOKEN, "local-cli")
+    first = path.read_text().strip()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert local_token(settings, CLI_TOKEN, "local-cli").read_text().strip() == first
+    revoke_token(settings.tokens_path, TokenStore(settings.tokens_path).authenticate(first).name)
+    second = local_token(settings, CLI_TOKEN, "local-cli").read_text().strip()
+    assert second != first
+    assert TokenStore(settings.tokens_path).authenticate(second).role == OPERATOR
+    # The CLI uses it when given no token.
+    assert with_local_token(settings).token_file == path
+    assert with_local_token(ClientSettings(data_dir=tmp_path, token="t")).token_file is None
