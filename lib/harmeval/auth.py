@@ -67,7 +67,7 @@ def _study_of(request: Any, metadata: Any = ()) -> str:
     for key, value in metadata or ():
         if key == STUDY_METADATA:
             return unquote(str(value))[:200]
-    if request is None:
+    if not hasattr(request, "DESCRIPTOR"):  # none, or bytes that did not decode
         return ""
     fields = request.DESCRIPTOR.fields_by_name
     for name in ("study", "study_name"):

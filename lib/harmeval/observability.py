@@ -6,6 +6,7 @@ without relabelling. Health checks and reflection are not counted: probes would 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -60,11 +61,18 @@ def rpc_metrics(service: str) -> RpcMetrics:
     return _BY_SERVICE[service]
 
 
-def _status_name(context: Any, failed: bool) -> str:
+def _status_name(context: Any, error: BaseException | None) -> str:
     code = context.code()
     if isinstance(code, grpc.StatusCode):
         return code.name
-    return "UNKNOWN" if failed else "OK"
+    if error is None:
+        return "OK"
+    if isinstance(error, asyncio.CancelledError):
+        # The caller went away, or its deadline passed: gRPC cancels the handler either way.
+        remaining = context.time_remaining()
+        expired = remaining is not None and remaining <= 0
+        return "DEADLINE_EXCEEDED" if expired else "CANCELLED"
+    return "UNKNOWN"
 
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
@@ -93,15 +101,15 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             inner = handler.unary_unary
 
             async def unary(request: Any, context: Any) -> Any:
-                started, failed = time.perf_counter(), False
+                started, error = time.perf_counter(), None
                 self._metrics.in_flight.labels(method).inc()
                 try:
                     return await inner(request, context)
-                except BaseException:
-                    failed = True
+                except BaseException as exc:
+                    error = exc
                     raise
                 finally:
-                    self._record(method, _status_name(context, failed), started)
+                    self._record(method, _status_name(context, error), started)
 
             return grpc.unary_unary_rpc_method_handler(
                 unary,
@@ -112,16 +120,16 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             inner_stream = handler.unary_stream
 
             async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
-                started, failed = time.perf_counter(), False
+                started, error = time.perf_counter(), None
                 self._metrics.in_flight.labels(method).inc()
                 try:
                     async for item in inner_stream(request, context):
                         yield item
-                except BaseException:
-                    failed = True
+                except BaseException as exc:
+                    error = exc
                     raise
                 finally:
-                    self._record(method, _status_name(context, failed), started)
+                    self._record(method, _status_name(context, error), started)
 
             return grpc.unary_stream_rpc_method_handler(
                 stream,

@@ -26,9 +26,12 @@ from grpc_health.v1 import _async as health_aio  # what `health.aio` re-exports
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
+from psycopg_pool import AsyncConnectionPool
 
 from harmeval.access import rules_of
 from harmeval.auth import AccessInterceptor
+from harmeval.boundary import BoundaryInterceptor
+from harmeval.db import DatabaseProbe, Schema, open_database
 from harmeval.log import configure_logging
 from harmeval.observability import MetricsInterceptor
 from harmeval.settings import CommonSettings, SettingsError
@@ -43,10 +46,29 @@ class Servicer(abc.ABC):
     in-process engine) makes the watchdog report NOT_SERVING, so Kubernetes restarts the pod."""
 
     healthy: bool = True
+    # False while the database does not answer (the watchdog's probe): RPCs fail UNAVAILABLE at
+    # once and health says NOT_SERVING, until it answers again.
+    available: bool = True
+    _database_probe: DatabaseProbe | None = None
 
     @abc.abstractmethod
     async def startup(self, stack: AsyncExitStack) -> None:
         """Opens the service's resources, registering their cleanup on `stack`."""
+
+    async def database(
+        self, stack: AsyncExitStack, settings: CommonSettings, schema: Schema
+    ) -> AsyncConnectionPool:
+        """The service's pool (its schema migrated), closed with `stack`; the database is
+        watched from then on (`available`)."""
+        pool = await stack.enter_async_context(open_database(settings, schema))
+        assert isinstance(pool.conninfo, str)  # open_database passes the URL
+        probe = self._database_probe = DatabaseProbe(pool.conninfo)
+        stack.push_async_callback(probe.close)
+        return pool
+
+    async def serving(self) -> bool:
+        """Whether the service can serve now (asked every second by the watchdog)."""
+        return self._database_probe is None or await self._database_probe.ok()
 
     async def drain(self) -> None:  # noqa: B027 (deliberately empty: most services need none)
         """Called on SIGTERM before the server drains its RPCs: stop taking new background
@@ -110,8 +132,14 @@ async def create_server(
             "HARMEVAL_AUTH_TOKENS_FILE or mutual TLS)"
         )
     server = grpc.aio.server(
-        # Metrics outermost, so refused calls are counted with their code.
-        interceptors=[MetricsInterceptor(spec.name), AccessInterceptor(spec.name, rules, settings)],
+        # Metrics outermost, so refused calls are counted with their code; the boundary
+        # innermost, around the handlers themselves.
+        interceptors=[
+            MetricsInterceptor(spec.name),
+            AccessInterceptor(spec.name, rules, settings),
+            BoundaryInterceptor(lambda: servicer.available),
+        ],
+        maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
         options=[
             ("grpc.max_send_message_length", limit),
             ("grpc.max_receive_message_length", limit),
@@ -219,13 +247,22 @@ WATCHDOG_INTERVAL_S = 1.0
 
 
 async def _watchdog(servicer: Servicer, running: RunningServer, stop: asyncio.Event) -> None:
-    """Flips health to NOT_SERVING when the servicer reports it cannot serve any more (e.g. its
-    in-process engine died), so Kubernetes restarts the pod instead of routing to it."""
+    """Reports NOT_SERVING while the servicer cannot serve: for good when `healthy` turns
+    False (e.g. its in-process engine died, so Kubernetes restarts the pod), for a while when
+    its database does not answer (back to SERVING when it does)."""
     while not stop.is_set():
         if not servicer.healthy:
             logger.error("%s service unhealthy: reporting NOT_SERVING", running.spec.name)
             await running.set_serving(False)
             return
+        available = await servicer.serving()
+        if available != servicer.available:
+            servicer.available = available
+            if available:
+                logger.warning("%s service: database answers again", running.spec.name)
+            else:
+                logger.error("%s service: database unreachable", running.spec.name)
+            await running.set_serving(available)
         await asyncio.sleep(WATCHDOG_INTERVAL_S)
 
 

@@ -38,11 +38,16 @@ class CommonSettings:
     # Seconds in-flight RPCs get to finish after SIGTERM.
     grace_seconds: float = 30.0
     db_pool_max_size: int = 8
+    # Longest wait for a pooled connection before the RPC fails UNAVAILABLE (retryable).
+    db_acquire_timeout_s: float = 10.0
     # gRPC message size limit in bytes (never unlimited).
     max_message_bytes: int = 16 * 1024 * 1024
     # Servers close a client's connection after this long (after a grace for calls in flight),
     # so clients resolve the service's name again and spread over replicas started since.
     grpc_max_connection_age_s: float = 60.0
+    # RPCs a server handles at once; more are refused with RESOURCE_EXHAUSTED at once (clients
+    # retry that), instead of queueing unboundedly or being CANCELLED by gRPC's own limits.
+    grpc_max_concurrent_rpcs: int = 2048
 
     # --- Security (README "Security"). A server serves TLS when given a certificate and key
     # (PEM files, read again when they change, so rotation needs no restart); with a client CA

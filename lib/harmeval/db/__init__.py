@@ -13,8 +13,10 @@ from harmeval.db.connection import (
     resolve_database_url,
     returned_ids,
 )
+from harmeval.db.probe import DatabaseProbe
 
 __all__ = [
+    "DatabaseProbe",
     "PublishedViewMissing",
     "Schema",
     "count_rows",

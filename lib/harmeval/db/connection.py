@@ -138,7 +138,13 @@ async def open_database(
     """Opens the pool, brings `schema` up to date, and closes the pool on exit."""
     url = resolve_database_url(settings)
     pool = AsyncConnectionPool(
-        url, min_size=1, max_size=settings.db_pool_max_size, open=False, kwargs={"autocommit": True}
+        url,
+        min_size=1,
+        max_size=settings.db_pool_max_size,
+        open=False,
+        # A connection that cannot be had within this is PoolTimeout: UNAVAILABLE to the caller.
+        timeout=settings.db_acquire_timeout_s,
+        kwargs={"autocommit": True, "connect_timeout": 5},
     )
     await pool.open(wait=True, timeout=30)
     try:

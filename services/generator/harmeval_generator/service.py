@@ -14,7 +14,6 @@ import grpc
 from prometheus_client import Counter
 
 from harmeval.common.v1 import common_pb2
-from harmeval.db import open_database
 from harmeval.generator.v1 import generator_pb2, generator_pb2_grpc
 from harmeval.params import MAX_SEED, GenerationParams
 from harmeval.server import Servicer, ServiceSpec, require_ready
@@ -126,7 +125,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer, Servicer):
         self._engine_died = not value
 
     async def startup(self, stack: AsyncExitStack) -> None:
-        pool = await stack.enter_async_context(open_database(self.settings, SCHEMA))
+        pool = await self.database(stack, self.settings, SCHEMA)
         self.repo = GeneratorStore(pool)
         self.engines = await open_engines(self.settings, stack)
         for name, engine in self.engines.items():

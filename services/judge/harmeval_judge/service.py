@@ -15,7 +15,7 @@ import grpc
 from prometheus_client import Counter
 
 from harmeval.common.v1 import common_pb2
-from harmeval.db import PublishedViewMissing, open_database
+from harmeval.db import PublishedViewMissing
 from harmeval.judge.v1 import judge_pb2, judge_pb2_grpc
 from harmeval.params import text_sha256
 from harmeval.server import Servicer, ServiceSpec, require_ready
@@ -166,7 +166,7 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer, Servicer):
         return self.registry.judges
 
     async def startup(self, stack: AsyncExitStack) -> None:
-        repo = JudgeStore(await stack.enter_async_context(open_database(self.settings, SCHEMA)))
+        repo = JudgeStore(await self.database(stack, self.settings, SCHEMA))
         stack.push_async_callback(self.registry.close)
         for judge in self.judges.values():
             self.records[judge.name] = await repo.upsert_judge(

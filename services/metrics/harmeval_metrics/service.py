@@ -13,7 +13,7 @@ from prometheus_client import Gauge
 
 from harmeval.clients import OWNER_DEADLINE_S, call_owner, channel
 from harmeval.common.v1 import common_pb2
-from harmeval.db import missing_views, open_database
+from harmeval.db import missing_views
 from harmeval.generator.v1 import generator_pb2
 from harmeval.generator.v1.generator_pb2_grpc import GeneratorServiceStub
 from harmeval.judge.v1 import judge_pb2
@@ -87,9 +87,7 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
         self.judge: JudgeServiceStub | None = None
 
     async def startup(self, stack: AsyncExitStack) -> None:
-        self.repo = MetricsStore(
-            await stack.enter_async_context(open_database(self.settings, SCHEMA))
-        )
+        self.repo = MetricsStore(await self.database(stack, self.settings, SCHEMA))
         # Prompts, answers and labels belong to the generator and the judge service: imports
         # store them through those services' RPCs.
         generator = channel(self.settings.metrics_generator_target, self.settings)

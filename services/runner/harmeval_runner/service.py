@@ -32,7 +32,6 @@ from prometheus_client import Gauge
 from psycopg_pool import AsyncConnectionPool
 
 from harmeval.clients import PASSED_THROUGH, call_owner, channel
-from harmeval.db import open_database
 from harmeval.generator.v1 import generator_pb2
 from harmeval.generator.v1.generator_pb2_grpc import GeneratorServiceStub
 from harmeval.judge.v1 import judge_pb2
@@ -211,7 +210,7 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
 
     async def startup(self, stack: AsyncExitStack) -> None:
         s = self.settings
-        self.pool = await stack.enter_async_context(open_database(s, SCHEMA))
+        self.pool = await self.database(stack, s, SCHEMA)
         async with self.pool.connection() as conn:
             await queue.install(conn)
         stubs = []

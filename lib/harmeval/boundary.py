@@ -1,0 +1,137 @@
+"""The edge of every RPC, in the one server skeleton: what a handler cannot handle itself
+never reaches the caller as UNKNOWN.
+
+- Bytes that do not decode as the request message: INVALID_ARGUMENT (gRPC's default is
+  UNKNOWN, or INTERNAL, with no word on what was wrong).
+- The database unreachable (psycopg's OperationalError, a pool that cannot hand out a
+  connection): UNAVAILABLE, which clients retry.
+- Anything else unexpected: INTERNAL with a correlation id that the log line of its stack
+  trace carries too; the caller never sees the stack text.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import psycopg
+import psycopg_pool
+from google.protobuf.message import DecodeError
+
+logger = logging.getLogger(__name__)
+
+# Errors of the database connection, not of the statement: the caller should retry.
+DATABASE_UNAVAILABLE = (psycopg.OperationalError, psycopg_pool.PoolTimeout)
+
+
+class Undecodable:
+    """Stands for a request whose bytes did not decode (the handler is not called)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except (DecodeError, ValueError, RecursionError) as exc:
+            return Undecodable(exc)
+
+    return deserialize
+
+
+async def _refuse(error: BaseException, method: str, context: Any) -> None:
+    """Ends the RPC with the status `error` calls for."""
+    if isinstance(error, DATABASE_UNAVAILABLE):
+        logger.warning("%s: database unavailable: %s", method, error)
+        await context.abort(
+            grpc.StatusCode.UNAVAILABLE, "the database is unavailable; retry shortly"
+        )
+    incident = uuid.uuid4().hex[:12]
+    logger.error("%s failed unexpectedly (incident %s)", method, incident, exc_info=error)
+    await context.abort(
+        grpc.StatusCode.INTERNAL, f"internal error (incident {incident} in the service's log)"
+    )
+
+
+async def _check_decoded(request: Any, context: Any) -> None:
+    if isinstance(request, Undecodable):
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"the request is not a valid message of this RPC's type: {request.error}"[:300],
+        )
+
+
+class BoundaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    def __init__(self, available: Callable[[], bool] = lambda: True) -> None:
+        # False while the service's database does not answer: refuse at once, not after a
+        # pool timeout.
+        self.available = available
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler: Any = await continuation(handler_call_details)
+        method: str = handler_call_details.method
+        # Health and reflection are gRPC's own, need no database, and must answer during an
+        # outage (health is how the outage shows).
+        if handler is None or method.startswith("/grpc."):
+            return handler
+        cached = self._wrapped.get(method)
+        if cached is None or cached[0] is not handler:
+            cached = self._wrapped[method] = (handler, self._wrap(method, handler))
+        return cached[1]
+
+    def _wrap(self, method: str, handler: Any) -> Any:
+        available = self.available
+
+        async def admit(request: Any, context: Any) -> None:
+            await _check_decoded(request, context)
+            if not available():
+                await context.abort(
+                    grpc.StatusCode.UNAVAILABLE, "the database is unavailable; retry shortly"
+                )
+
+        kwargs = {
+            "request_deserializer": _tolerant(handler.request_deserializer),
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary is not None:
+            unary_unary = handler.unary_unary
+
+            async def uu(request: Any, context: Any) -> Any:
+                await admit(request, context)
+                try:
+                    return await unary_unary(request, context)
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:
+                    await _refuse(exc, method, context)
+
+            return grpc.unary_unary_rpc_method_handler(uu, **kwargs)
+        if handler.unary_stream is not None:
+            unary_stream = handler.unary_stream
+
+            async def us(request: Any, context: Any) -> AsyncIterator[Any]:
+                await admit(request, context)
+                try:
+                    async for item in unary_stream(request, context):
+                        yield item
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:
+                    await _refuse(exc, method, context)
+
+            return grpc.unary_stream_rpc_method_handler(us, **kwargs)
+        # Client-streaming RPCs (reflection): their messages are decoded as they arrive.
+        return handler

@@ -1,0 +1,86 @@
+"""A TCP proxy in front of a service's dependency (Postgres, an LLM backend) that a test can
+break: pass traffic, black-hole it (connections hang), or reset every connection.
+
+Upstream is a TCP address or a unix socket (pgserver's PostgreSQL listens on one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+PASS, BLACK_HOLE, RESET = "pass", "black-hole", "reset"
+
+
+class FaultProxy:
+    def __init__(
+        self, upstream_unix: str | None = None, upstream_tcp: tuple[str, int] | None = None
+    ):
+        self.upstream_unix, self.upstream_tcp = upstream_unix, upstream_tcp
+        self.mode = PASS
+        self.port = 0
+        self.connections = 0
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def _open_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.upstream_unix is not None:
+            return await asyncio.open_unix_connection(self.upstream_unix)
+        assert self.upstream_tcp is not None
+        return await asyncio.open_connection(*self.upstream_tcp)
+
+    def set_mode(self, mode: str) -> None:
+        """Changes what happens to traffic; RESET and BLACK_HOLE also cut open connections."""
+        self.mode = mode
+        if mode != PASS:
+            for writer in list(self._writers):
+                writer.transport.abort()
+            self._writers.clear()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):
+            while data := await reader.read(65536):
+                if self.mode != PASS:
+                    break
+                writer.write(data)
+                await writer.drain()
+        writer.transport.abort()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        if self.mode == RESET:
+            writer.transport.abort()
+            return
+        if self.mode == BLACK_HOLE:
+            self._writers.add(writer)
+            return  # accepted, never answered
+        try:
+            up_reader, up_writer = await self._open_upstream()
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update((writer, up_writer))
+        for task in (
+            asyncio.create_task(self._pipe(reader, up_writer)),
+            asyncio.create_task(self._pipe(up_reader, writer)),
+        ):
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+
+@asynccontextmanager
+async def fault_proxy(
+    upstream_unix: str | None = None, upstream_tcp: tuple[str, int] | None = None
+) -> AsyncIterator[FaultProxy]:
+    proxy = FaultProxy(upstream_unix, upstream_tcp)
+    server = await asyncio.start_server(proxy._handle, "127.0.0.1", 0)
+    proxy.port = server.sockets[0].getsockname()[1]
+    try:
+        yield proxy
+    finally:
+        proxy.set_mode(RESET)
+        server.close()
+        for task in list(proxy._tasks):
+            task.cancel()

@@ -1,0 +1,224 @@
+"""The edge of every RPC under faults: bytes that do not decode, handlers that fail, callers
+that give up, bursts past the limit, and the database going away and coming back."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import REGISTRY
+
+from harmeval.clients import raw_channel
+from harmeval.judge.v1 import judge_pb2, judge_pb2_grpc
+from harmeval.metrics.v1 import metrics_pb2, metrics_pb2_grpc
+from harmeval.server import RunningServer, _watchdog, create_server
+from harmeval_judge.service import SPEC as JUDGE_SPEC
+from harmeval_judge.service import JudgeServicer
+from harmeval_metrics.service import SPEC as METRICS_SPEC
+from harmeval_metrics.service import MetricsServicer
+from harmeval_metrics.settings import MetricsSettings
+from tests.credentials import client_settings, secured
+from tests.fakes.fault_proxy import PASS, RESET, fault_proxy
+from tests.fakes.openai_server import FakeOpenAI
+from tests.integration.conftest import JudgeModel, generator_store, judge_settings, running
+
+LIST_JUDGES = "/harmeval.judge.v1.JudgeService/ListJudges"
+
+
+def requests_total(service: str, method: str, code: str) -> float:
+    labels = {"method": method, "code": code}
+    return REGISTRY.get_sample_value(f"harmeval_{service}_requests_total", labels) or 0.0
+
+
+@asynccontextmanager
+async def judge_with(
+    database_url: str,
+    tmp_path: Path,
+    fake: FakeOpenAI,
+    list_judges: Any = None,
+    **settings: Any,
+) -> AsyncIterator[grpc.aio.Channel]:
+    """A judge service whose ListJudges is replaced by `list_judges` (when given)."""
+    async with generator_store(database_url, tmp_path):
+        pass
+    s = replace(judge_settings(database_url, tmp_path, fake), **settings)
+    servicer = JudgeServicer(s)
+    if list_judges is not None:
+        servicer.ListJudges = list_judges  # type: ignore[method-assign]
+    async with running(JUDGE_SPEC, servicer, s) as (_, channel):
+        yield channel
+
+
+async def test_bytes_that_do_not_decode_are_invalid_argument(
+    database_url: str, tmp_path: Path, judge_model: tuple[JudgeModel, FakeOpenAI]
+) -> None:
+    async with judge_with(database_url, tmp_path, judge_model[1]) as ch:
+        raw: dict[str, Any] = {"request_serializer": None, "response_deserializer": None}
+        for method, kind in [
+            ("/harmeval.judge.v1.JudgeService/Judge", ch.unary_unary),
+            ("/harmeval.judge.v1.JudgeService/JudgeBatch", ch.unary_stream),
+        ]:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                call = kind(method, **raw)(b"\xff\xff\xff\xff", timeout=5)
+                if hasattr(call, "__aiter__"):
+                    async for _ in call:
+                        pass
+                else:
+                    await call
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, method
+            assert "not a valid message" in (err.value.details() or "")
+
+
+async def test_an_unexpected_error_is_internal_with_an_incident_id(
+    database_url: str,
+    tmp_path: Path,
+    judge_model: tuple[JudgeModel, FakeOpenAI],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def broken(request: Any, context: Any) -> Any:
+        raise KeyError("a bug, with internals the caller must not see")
+
+    async with judge_with(database_url, tmp_path, judge_model[1], broken) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await judge_pb2_grpc.JudgeServiceStub(ch).ListJudges(judge_pb2.ListJudgesRequest())
+    assert err.value.code() == grpc.StatusCode.INTERNAL
+    details = err.value.details() or ""
+    assert "internals" not in details and "KeyError" not in details
+    incident = details.split("incident ")[1].split(" ")[0]
+    [record] = [r for r in caplog.records if incident in r.getMessage()]
+    assert record.levelno == logging.ERROR and record.exc_info is not None
+
+
+async def test_callers_that_give_up_are_counted_as_such(
+    database_url: str, tmp_path: Path, judge_model: tuple[JudgeModel, FakeOpenAI]
+) -> None:
+    async def slow(request: Any, context: Any) -> Any:
+        await asyncio.sleep(5)
+        return judge_pb2.ListJudgesResponse()
+
+    before = {
+        c: requests_total("judge", "ListJudges", c) for c in ("DEADLINE_EXCEEDED", "CANCELLED")
+    }
+    async with judge_with(database_url, tmp_path, judge_model[1], slow) as ch:
+        stub = judge_pb2_grpc.JudgeServiceStub(ch)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.ListJudges(judge_pb2.ListJudgesRequest(), timeout=0.3)
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        call = stub.ListJudges(judge_pb2.ListJudgesRequest())
+        await asyncio.sleep(0.3)
+        call.cancel()
+        await asyncio.sleep(0.5)  # the server notices both
+    after = {c: requests_total("judge", "ListJudges", c) for c in before}
+    assert after == {c: v + 1 for c, v in before.items()}
+    assert requests_total("judge", "ListJudges", "UNKNOWN") == 0
+
+
+async def test_a_burst_past_the_limit_is_resource_exhausted(
+    database_url: str, tmp_path: Path, judge_model: tuple[JudgeModel, FakeOpenAI]
+) -> None:
+    async def slow(request: Any, context: Any) -> Any:
+        await asyncio.sleep(0.5)
+        return judge_pb2.ListJudgesResponse()
+
+    limit, burst = 4, 40
+    async with judge_with(
+        database_url, tmp_path, judge_model[1], slow, grpc_max_concurrent_rpcs=limit
+    ) as ch:
+        stub = judge_pb2_grpc.JudgeServiceStub(ch)
+
+        async def one() -> grpc.StatusCode:
+            try:
+                await stub.ListJudges(judge_pb2.ListJudgesRequest(), timeout=10)
+            except grpc.aio.AioRpcError as exc:
+                return exc.code()
+            return grpc.StatusCode.OK
+
+        codes = await asyncio.gather(*(one() for _ in range(burst)))
+    counts = {c: codes.count(c) for c in set(codes)}
+    assert set(counts) == {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, counts
+    assert limit <= counts[grpc.StatusCode.OK] < burst
+
+
+async def _health(port: int) -> int:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+        reply = await health_pb2_grpc.HealthStub(ch).Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=2
+        )
+        return int(reply.status)
+
+
+async def _until(check: Any, timeout_s: float = 10.0) -> float:
+    started = time.monotonic()
+    while not await check():
+        assert time.monotonic() - started < timeout_s, "condition not reached"
+        await asyncio.sleep(0.05)
+    return time.monotonic() - started
+
+
+async def test_a_database_outage_is_unavailable_at_once_and_health_follows(
+    database_url: str, tmp_path: Path
+) -> None:
+    url = urlparse(database_url)
+    socket_dir = parse_qs(url.query)["host"][0]
+    serving_ = health_pb2.HealthCheckResponse.SERVING
+    async with fault_proxy(upstream_unix=f"{socket_dir}/.s.PGSQL.5432") as proxy:
+        proxied = f"postgresql://postgres:@127.0.0.1:{proxy.port}{url.path}"
+        settings = secured(MetricsSettings(database_url=proxied, data_dir=tmp_path))
+        servicer = MetricsServicer(settings)
+        srv: RunningServer = await create_server(METRICS_SPEC, servicer, "127.0.0.1:0", settings)
+        await srv.start()
+        stop = asyncio.Event()
+        async with AsyncExitStack() as stack:
+            await servicer.startup(stack)
+            await srv.set_serving(True)
+            watchdog = asyncio.create_task(_watchdog(servicer, srv, stop))
+            ch = await stack.enter_async_context(
+                raw_channel(f"127.0.0.1:{srv.port}", client_settings())
+            )
+            stub = metrics_pb2_grpc.MetricsServiceStub(ch)
+            request = metrics_pb2.GetAgreementRequest(study="no-such-study")
+
+            async def code() -> grpc.StatusCode:
+                try:
+                    await stub.GetAgreement(request, timeout=15)
+                except grpc.aio.AioRpcError as exc:
+                    return exc.code()
+                return grpc.StatusCode.OK
+
+            assert await code() == grpc.StatusCode.NOT_FOUND
+            proxy.set_mode(RESET)
+            # The first call after the cut meets a dead pooled connection: UNAVAILABLE.
+            started = time.monotonic()
+            assert await code() == grpc.StatusCode.UNAVAILABLE
+            assert time.monotonic() - started < 1.0
+
+            async def not_serving() -> bool:
+                return await _health(srv.port) != serving_
+
+            print(f"database cut -> NOT_SERVING in {await _until(not_serving):.2f}s")
+            started = time.monotonic()
+            assert await code() == grpc.StatusCode.UNAVAILABLE
+            assert time.monotonic() - started < 1.0  # refused at once, not after a pool timeout
+
+            proxy.set_mode(PASS)
+            back = time.monotonic()
+
+            async def answers() -> bool:
+                return await code() == grpc.StatusCode.NOT_FOUND
+
+            await _until(answers)
+            print(f"database back -> first answer in {time.monotonic() - back:.2f}s")
+            assert await _health(srv.port) == serving_
+            stop.set()
+            watchdog.cancel()
+        await srv.stop(0)
