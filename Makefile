@@ -8,7 +8,7 @@ STUDY_NAME ?= gemma3-decoding
 # llama-cpp-python compiles llama.cpp on first install (~6 min on 2 cores); pip caches the wheel.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
 
-.PHONY: install run down status test test-fast protos lint format bench clean k8s-validate deploy-tools
+.PHONY: install run down status test test-fast fuzz protos lint format bench clean k8s-validate deploy-tools
 
 # The kernel, the three services and the client are packages of their own (each image installs
 # only the kernel and its service); here all of them, editable, with the dev tools.
@@ -46,6 +46,11 @@ test: install deploy-tools
 ## test-fast: everything but the end-to-end CLI test
 test-fast: install deploy-tools
 	$(BIN)/python -m pytest -m "not slow"
+
+## fuzz: every RPC with many more hostile requests than `make test` sends (FUZZ_EXAMPLES each)
+FUZZ_EXAMPLES ?= 300
+fuzz: install
+	HARMEVAL_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/integration/test_fuzz.py -s -q
 
 ## deploy-tools: Debian's prometheus (with promtool) for the monitoring checks, if missing.
 ## kubectl (with kustomize) comes with the machine image.

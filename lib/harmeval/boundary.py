@@ -23,8 +23,45 @@ from google.protobuf.message import DecodeError
 
 logger = logging.getLogger(__name__)
 
-# Errors of the database connection, not of the statement: the caller should retry.
-DATABASE_UNAVAILABLE = (psycopg.OperationalError, psycopg_pool.PoolTimeout)
+# SQLSTATE classes of a database that is away, not of a statement that is wrong: connection
+# exceptions, insufficient resources, operator intervention (shutdown, restart).
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether `error` says the database cannot be reached now (the caller should retry),
+    rather than that a statement failed (e.g. a value too large for an index: a bug)."""
+    if isinstance(error, psycopg_pool.PoolTimeout):
+        return True
+    if not isinstance(error, psycopg.OperationalError):
+        return False
+    state = error.sqlstate
+    return state is None or state.startswith(_UNAVAILABLE_SQLSTATES)
+
+
+# Error details quote what the caller sent: never more than this (a 1 MB name echoed whole
+# would turn the answer into a metadata-size RESOURCE_EXHAUSTED).
+MAX_DETAILS_CHARS = 1000
+
+
+def capped(details: str) -> str:
+    if len(details) <= MAX_DETAILS_CHARS:
+        return details
+    return f"{details[:MAX_DETAILS_CHARS]}… [{len(details) - MAX_DETAILS_CHARS} more characters]"
+
+
+class _CappedContext:
+    """The handler's context, whose `abort` quotes at most MAX_DETAILS_CHARS (details set
+    once the handler has aborted cannot be changed any more)."""
+
+    def __init__(self, context: Any) -> None:
+        self._context = context
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    async def abort(self, code: grpc.StatusCode, details: str = "", *args: Any) -> None:
+        await self._context.abort(code, capped(details), *args)
 
 
 class Undecodable:
@@ -49,7 +86,7 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
 
 async def _refuse(error: BaseException, method: str, context: Any) -> None:
     """Ends the RPC with the status `error` calls for."""
-    if isinstance(error, DATABASE_UNAVAILABLE):
+    if database_unavailable(error):
         logger.warning("%s: database unavailable: %s", method, error)
         await context.abort(
             grpc.StatusCode.UNAVAILABLE, "the database is unavailable; retry shortly"
@@ -112,7 +149,7 @@ class BoundaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             async def uu(request: Any, context: Any) -> Any:
                 await admit(request, context)
                 try:
-                    return await unary_unary(request, context)
+                    return await unary_unary(request, _CappedContext(context))
                 except grpc.aio.AbortError:
                     raise
                 except Exception as exc:
@@ -125,7 +162,7 @@ class BoundaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             async def us(request: Any, context: Any) -> AsyncIterator[Any]:
                 await admit(request, context)
                 try:
-                    async for item in unary_stream(request, context):
+                    async for item in unary_stream(request, _CappedContext(context)):
                         yield item
                 except grpc.aio.AbortError:
                     raise

@@ -28,11 +28,13 @@ class GenerationParams:
 
     @classmethod
     def from_proto(cls, p: common_pb2.GenerationParams) -> GenerationParams:
-        # proto3 cannot tell 0 from unset: 0 for top_p / max_tokens means "default".
+        # proto3 cannot tell 0 from unset: exactly 0 for top_p / max_tokens means "default";
+        # anything else is taken as sent, so validate() refuses -5 or NaN instead of quietly
+        # replacing it.
         return cls(
             temperature=float(p.temperature),
-            top_p=float(p.top_p) if p.top_p > 0 else 1.0,
-            max_tokens=int(p.max_tokens) if p.max_tokens > 0 else DEFAULT_MAX_TOKENS,
+            top_p=float(p.top_p) if p.top_p != 0 else 1.0,
+            max_tokens=int(p.max_tokens) if p.max_tokens != 0 else DEFAULT_MAX_TOKENS,
             stop=tuple(p.stop),
             seed=int(p.seed),
             system_prompt=p.system_prompt,

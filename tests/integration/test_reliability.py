@@ -99,6 +99,17 @@ async def test_an_unexpected_error_is_internal_with_an_incident_id(
     assert record.levelno == logging.ERROR and record.exc_info is not None
 
 
+async def test_error_details_quote_only_a_prefix_of_what_was_sent(
+    database_url: str, tmp_path: Path, judge_model: tuple[JudgeModel, FakeOpenAI]
+) -> None:
+    async with judge_with(database_url, tmp_path, judge_model[1]) as ch:
+        stub = judge_pb2_grpc.JudgeServiceStub(ch)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Judge(judge_pb2.JudgeRequest(judge="j" * 1_000_000), timeout=10)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND  # not a metadata-size error
+    assert len(err.value.details() or "") < 1100
+
+
 async def test_callers_that_give_up_are_counted_as_such(
     database_url: str, tmp_path: Path, judge_model: tuple[JudgeModel, FakeOpenAI]
 ) -> None:
@@ -222,3 +233,38 @@ async def test_a_database_outage_is_unavailable_at_once_and_health_follows(
             stop.set()
             watchdog.cancel()
         await srv.stop(0)
+
+
+async def test_work_a_request_may_ask_for_is_bounded(database_url: str, tmp_path: Path) -> None:
+    settings = secured(MetricsSettings(database_url=database_url, data_dir=tmp_path))
+    async with running(METRICS_SPEC, MetricsServicer(settings), settings) as (_, ch):
+        stub = metrics_pb2_grpc.MetricsServiceStub(ch)
+        # 300,000 distinct unit/coder pairs: refused at once, not a 671 GiB allocation.
+        values = [
+            metrics_pb2.ReliabilityValue(unit=f"u{i}", coder=f"c{i}", category="a")
+            for i in range(300_000)
+        ]
+        started = time.monotonic()
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.ComputeAgreement(
+                metrics_pb2.ComputeAgreementRequest(values=values, level="nominal"), timeout=30
+            )
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "cells" in (err.value.details() or "") and time.monotonic() - started < 10
+        many = [
+            metrics_pb2.ReliabilityValue(unit=f"u{i // 2}", coder=f"c{i % 2}", number=i)
+            for i in range(40_000)
+        ]
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.ComputeAgreement(
+                metrics_pb2.ComputeAgreementRequest(values=many, level="interval"), timeout=30
+            )
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        # The same breakdown 200,000 times is one mistake, not 200,000 times the work.
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.GetAgreement(
+                metrics_pb2.GetAgreementRequest(study="s", breakdown=["category"] * 200_000),
+                timeout=30,
+            )
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert len(err.value.details() or "") < 200

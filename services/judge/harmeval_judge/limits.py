@@ -408,15 +408,20 @@ async def call_with_retries(
     gets its slot (time queued behind other requests is the caller's backlog, not this
     request's latency) and covers every later attempt, slot wait and backoff.
 
+    A backend that says when to come back (429 or 503 with Retry-After) is asked again for as
+    long as the deadline allows: a rate-limit storm of a minute must not end a run. Other
+    failures (5xx, dropped connections, 429 without Retry-After) count toward
+    `policy.max_attempts`.
+
     Raises: the error itself for "fatal"; the last error once `policy.max_attempts` attempts
-    have failed or when the next backoff would end past the deadline; TimeoutError when the
-    deadline passes during an attempt or a slot wait (chained to the last error, if any).
+    have failed otherwise, or when the next backoff would end past the deadline; TimeoutError
+    when the deadline passes during an attempt or a slot wait (chained to the last error).
     """
     if deadline_s <= 0:
         raise ValueError(f"deadline_s must be > 0, got {deadline_s}")
     rng = rng or _RNG
     loop = asyncio.get_running_loop()
-    attempts = 0
+    attempts = failures = 0
     last_error: Exception | None = None
     deadline: float | None = None
     try:
@@ -439,8 +444,11 @@ async def call_with_retries(
                     else:
                         slot.ok()
                         return value, attempts
-                if kind == "fatal" or attempts >= policy.max_attempts:
+                if kind != "retry_overloaded" or retry_after is None:
+                    failures += 1
+                if kind == "fatal" or failures >= policy.max_attempts:
                     raise error
+                # Backoff grows with every attempt (capped by the policy), storms included.
                 wait = policy.delay(attempts - 1, retry_after, rng)
                 # Sleeping into the deadline only to fail there would waste the wait.
                 if loop.time() + wait >= deadline:

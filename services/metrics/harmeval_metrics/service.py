@@ -79,6 +79,26 @@ SPEC = ServiceSpec(
 )
 
 
+# What one ComputeAgreement may ask for: the coders x units matrix and the values x values
+# coincidence matrix are built whole (300,000 distinct coders and units would be 671 GiB).
+MAX_TABLE_CELLS = 20_000_000
+MAX_DISTINCT_VALUES = 10_000
+
+
+def _table_too_large(values: Sequence[metrics_pb2.ReliabilityValue]) -> str:
+    coders = {v.coder for v in values}
+    units = {v.unit for v in values}
+    distinct = {v.category if v.HasField("category") else v.number for v in values}
+    if len(coders) * len(units) > MAX_TABLE_CELLS:
+        return (
+            f"{len(coders)} coders x {len(units)} units is more than {MAX_TABLE_CELLS:,} "
+            "cells; split the table"
+        )
+    if len(distinct) > MAX_DISTINCT_VALUES:
+        return f"{len(distinct)} distinct values; at most {MAX_DISTINCT_VALUES:,} are supported"
+    return ""
+
+
 class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
     def __init__(self, settings: MetricsSettings) -> None:
         self.settings = settings
@@ -259,10 +279,12 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
     ) -> metrics_pb2.GetAgreementResponse:
         await self._check_options(context, request.bootstrap, request.confidence, request.seed)
         unknown = set(request.breakdown) - {"category", "model"}
-        if unknown:
+        if unknown or len(request.breakdown) != len(set(request.breakdown)):
+            # Repeats too: 200,000 "category" would mean 200,000 times the same work.
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"breakdown: unknown {sorted(unknown)}; expected 'category' and/or 'model'",
+                "breakdown: expected 'category' and/or 'model', each at most once; got "
+                f"{len(request.breakdown)} entries",
             )
         labels = await self._labels(request.study, context)
         coders = {label.coder for label in labels if label.status == OK}
@@ -312,6 +334,8 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"level: {request.level!r}; expected one of {list(LEVELS)}",
             )
+        if problem := _table_too_large(request.values):
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, problem)
         try:
             matrix = reliability_matrix(request.values, request.level)
         except ValueError as exc:

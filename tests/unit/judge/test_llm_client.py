@@ -119,11 +119,30 @@ async def test_server_errors_use_up_the_retries_then_fail_as_unavailable(
     endpoint: LlmEndpoint, server: tuple[Scripted, FakeOpenAI]
 ) -> None:
     scripted, fake = server
-    scripted.reply = lambda messages: (503, "overloaded", {"retry-after": "0"})
+    scripted.reply = lambda messages: (503, "overloaded", {})
     with pytest.raises(JudgeBackendError, match="503") as info:
         await chat(endpoint)
     assert "overloaded" in str(info.value)
     assert fake.calls == 3
+
+
+async def test_a_rate_limit_storm_is_ridden_through_while_the_backend_says_when(
+    endpoint: LlmEndpoint, server: tuple[Scripted, FakeOpenAI]
+) -> None:
+    """Retry-After on every answer for longer than the retries would last: the request keeps
+    going (within its deadline) and succeeds once the storm is over."""
+    scripted, fake = server
+    storm_ends = time.monotonic() + 1.5
+
+    def reply(messages: Any) -> tuple[int, str, dict[str, str]]:
+        if time.monotonic() < storm_ends:
+            return 429, "rate limited", {"retry-after": "0.2"}
+        return 200, "Verdict: not harmful", {}
+
+    scripted.reply = reply
+    result = await chat(endpoint)
+    assert result.text == "Verdict: not harmful"
+    assert result.attempts > 3 and fake.calls == result.attempts
 
 
 async def test_a_bad_request_is_refused_without_retries(
