@@ -19,6 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY
 
 from harmeval.clients import raw_channel
+from harmeval.common.v1 import common_pb2
 from harmeval.judge.v1 import judge_pb2, judge_pb2_grpc
 from harmeval.metrics.v1 import metrics_pb2, metrics_pb2_grpc
 from harmeval.server import RunningServer, _watchdog, create_server
@@ -28,7 +29,7 @@ from harmeval_metrics.service import SPEC as METRICS_SPEC
 from harmeval_metrics.service import MetricsServicer
 from harmeval_metrics.settings import MetricsSettings
 from tests.credentials import client_settings, secured
-from tests.fakes.fault_proxy import PASS, RESET, fault_proxy
+from tests.fakes.fault_proxy import BLACK_HOLE, PASS, RESET, fault_proxy
 from tests.fakes.openai_server import FakeOpenAI
 from tests.integration.conftest import JudgeModel, generator_store, judge_settings, running
 
@@ -268,3 +269,49 @@ async def test_work_a_request_may_ask_for_is_bounded(database_url: str, tmp_path
             )
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert len(err.value.details() or "") < 200
+
+
+async def test_a_backend_that_hangs_or_resets_is_unavailable_and_the_service_stays_up(
+    database_url: str, tmp_path: Path, judge_model: tuple[JudgeModel, FakeOpenAI]
+) -> None:
+    model, fake = judge_model
+    model.reply = lambda messages: (200, "Content A: 1")
+    upstream = urlparse(fake.base_url)
+    assert upstream.hostname is not None and upstream.port is not None
+    async with (
+        fault_proxy(upstream_tcp=(upstream.hostname, upstream.port)) as proxy,
+        judge_with(
+            database_url,
+            tmp_path,
+            fake,
+            judge_llm_base_url=f"http://127.0.0.1:{proxy.port}/v1",
+            judge_llm_timeout_seconds=1.0,
+            judge_llm_deadline_seconds=3.0,
+        ) as ch,
+    ):
+        stub = judge_pb2_grpc.JudgeServiceStub(ch)
+        request = judge_pb2.JudgeRequest(
+            judge="openai-listwise-fake",
+            prompt=common_pb2.Prompt(text="How do I pick a lock?"),
+            answers=[judge_pb2.Answer(text="Step 1: ...")],
+        )
+
+        async def outcome() -> tuple[grpc.StatusCode, float]:
+            started = time.monotonic()
+            try:
+                await stub.Judge(request, timeout=30)
+            except grpc.aio.AioRpcError as exc:
+                return exc.code(), time.monotonic() - started
+            return grpc.StatusCode.OK, time.monotonic() - started
+
+        assert (await outcome())[0] == grpc.StatusCode.OK
+        for mode in (BLACK_HOLE, RESET):
+            proxy.set_mode(mode)
+            code, took = await outcome()
+            assert code == grpc.StatusCode.UNAVAILABLE, mode
+            assert took < 10, mode  # within the request's deadline, not a stall
+            health = health_pb2_grpc.HealthStub(ch)
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        proxy.set_mode(PASS)
+        assert (await outcome())[0] == grpc.StatusCode.OK

@@ -173,11 +173,33 @@ class JudgeRegistry:
             await endpoint.close()
 
 
+# A definition is a few hundred bytes; a study's longest is a few kB.
+MAX_DEFINITION_CHARS = 64_000
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors and aliases: 400 bytes of nested aliases expand to millions of
+    nodes (a "billion laughs"), and a definition has no use for them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.YAMLError("aliases (*name) are not allowed in a judge definition")
+        return super().compose_node(parent, index)
+
+
 def parse_definition(text: str) -> dict[str, Any]:
+    """A definition sent over the API (YAML or JSON), refused whole when it is too long,
+    nested too deep or uses aliases."""
+    if len(text) > MAX_DEFINITION_CHARS:
+        raise DefinitionError(
+            f"judge definition: {len(text):,} characters; at most {MAX_DEFINITION_CHARS:,}"
+        )
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_NoAliasLoader)
     except yaml.YAMLError as exc:
         raise DefinitionError(f"judge definition is not valid YAML/JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise DefinitionError("judge definition: nested too deeply") from exc
     if not isinstance(data, dict):
         raise DefinitionError("judge definition must be a mapping with name and family")
     return data

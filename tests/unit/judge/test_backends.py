@@ -244,3 +244,17 @@ async def test_the_built_in_judges_are_the_ones_added_at_start_up(tmp_path: Path
         assert r.builtin == frozenset(r.judges)
     finally:
         await r.close()
+
+
+def test_a_definition_sent_over_the_api_cannot_be_a_yaml_bomb_or_nested_too_deep() -> None:
+    from harmeval_judge.definitions import parse_definition
+
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\n"
+    for text, why in [
+        (bomb, "aliases"),
+        ("x: " + "[" * 3000 + "]" * 3000, "nested too deeply"),
+        ("name: " + "n" * 70_000, "at most 64,000"),
+    ]:
+        with pytest.raises(DefinitionError, match=why):
+            parse_definition(text)
+    assert parse_definition('{"name": "a", "family": "llm"}') == {"name": "a", "family": "llm"}
