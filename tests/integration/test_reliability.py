@@ -139,10 +139,10 @@ async def test_a_burst_past_the_limit_is_resource_exhausted(
     database_url: str, tmp_path: Path, judge_model: tuple[JudgeModel, FakeOpenAI]
 ) -> None:
     async def slow(request: Any, context: Any) -> Any:
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(1.0)
         return judge_pb2.ListJudgesResponse()
 
-    limit, burst = 4, 40
+    limit, burst = 2, 60
     async with judge_with(
         database_url, tmp_path, judge_model[1], slow, grpc_max_concurrent_rpcs=limit
     ) as ch:
@@ -157,8 +157,10 @@ async def test_a_burst_past_the_limit_is_resource_exhausted(
 
         codes = await asyncio.gather(*(one() for _ in range(burst)))
     counts = {c: codes.count(c) for c in set(codes)}
-    assert set(counts) == {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, counts
-    assert limit <= counts[grpc.StatusCode.OK] < burst
+    # Refused at once with a code clients retry; never CANCELLED before a handler saw it.
+    assert set(counts) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, counts
+    assert counts.get(grpc.StatusCode.RESOURCE_EXHAUSTED, 0) > 0, counts
+    assert counts.get(grpc.StatusCode.OK, 0) >= limit, counts
 
 
 async def _health(port: int) -> int:
