@@ -4,6 +4,7 @@ that give up, bursts past the limit, and the database going away and coming back
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -31,7 +32,13 @@ from harmeval_metrics.settings import MetricsSettings
 from tests.credentials import client_settings, secured
 from tests.fakes.fault_proxy import BLACK_HOLE, PASS, RESET, fault_proxy
 from tests.fakes.openai_server import FakeOpenAI
-from tests.integration.conftest import JudgeModel, generator_store, judge_settings, running
+from tests.integration.conftest import (
+    JudgeModel,
+    Stack,
+    generator_store,
+    judge_settings,
+    running,
+)
 
 LIST_JUDGES = "/harmeval.judge.v1.JudgeService/ListJudges"
 
@@ -317,3 +324,42 @@ async def test_a_backend_that_hangs_or_resets_is_unavailable_and_the_service_sta
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
         proxy.set_mode(PASS)
         assert (await outcome())[0] == grpc.StatusCode.OK
+
+
+async def test_the_requests_that_once_ended_in_unknown_are_refused_by_name(stack: Stack) -> None:
+    """Each of these once reached the database and came back UNKNOWN (issue 13)."""
+    c = stack.clients
+
+    def study(name: str, judges: list[str]) -> metrics_pb2.RegisterStudyRequest:
+        return metrics_pb2.RegisterStudyRequest(
+            name=name,
+            prompts=[common_pb2.Prompt(text="How?")],
+            models=[metrics_pb2.StudyModel(name="m", model="gemma3-270m")],
+            judges=judges,
+        )
+
+    def definition(name: str) -> judge_pb2.DefineJudgeRequest:
+        return judge_pb2.DefineJudgeRequest(
+            definition=json.dumps({"name": name, "family": "refusal-matcher"})
+        )
+
+    answers_of_nul = metrics_pb2.GetStudyAnswersRequest(study="\0")
+    cases: list[tuple[str, Any, str]] = [
+        ("a study's judge twice", c.metrics.RegisterStudy(study("s", ["j", "j"])), "listed more"),
+        ("a 1 MB study name", c.metrics.RegisterStudy(study("n" * 1_000_000, ["j"])), "at most"),
+        (
+            "a NUL study",
+            c.metrics.GetStudyAnswers(answers_of_nul),
+            "NUL",
+        ),
+        ("a 60 kB judge name", c.judge.DefineJudge(definition("j" * 60_000)), "at most"),
+        ("a NUL judge name", c.judge.DefineJudge(definition("a\0b")), "control character"),
+    ]
+    for what, call, says in cases:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, what
+        assert says in (err.value.details() or ""), (what, err.value.details())
+    # A refused definition is not offered.
+    listed = await c.judge.ListJudges(judge_pb2.ListJudgesRequest())
+    assert all(len(j.name) <= 200 and "\0" not in j.name for j in listed.judges)

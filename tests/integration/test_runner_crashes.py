@@ -13,9 +13,11 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import grpc
 import psycopg
@@ -29,6 +31,7 @@ from harmeval_client.study import Study, StudyModel
 from harmeval_client.workflow import study_definition
 from tests.conftest import free_ports
 from tests.credentials import OPERATOR_TOKEN, TOKENS_FILE, client_settings
+from tests.fakes.fault_proxy import PASS, RESET, fault_proxy
 from tests.fakes.openai_server import FakeOpenAI, fake_openai
 
 N_PROMPTS = 40
@@ -124,10 +127,12 @@ def fake() -> Iterator[FakeOpenAI]:
         yield f
 
 
-@pytest.fixture
-async def process_stack(
-    database_url: str, tmp_path: Path, fake: FakeOpenAI
+@asynccontextmanager
+async def processes(
+    database_url: str, tmp_path: Path, fake: FakeOpenAI, services_url: str | None = None
 ) -> AsyncIterator[ProcessStack]:
+    """The four services as processes on `services_url` (default: the database itself; a
+    fault proxy in front of it, for outages); rows are counted on `database_url`."""
     models_file = tmp_path / "models.yaml"
     models_file.write_text(
         "models:\n"
@@ -145,7 +150,7 @@ async def process_stack(
     base = {k: v for k, v in os.environ.items() if not k.startswith("HARMEVAL_")}
     common = {
         **base,
-        "HARMEVAL_DATABASE_URL": database_url,
+        "HARMEVAL_DATABASE_URL": services_url or database_url,
         "HARMEVAL_DATA_DIR": str(tmp_path),
         "HARMEVAL_LOG_LEVEL": "WARNING",
         "HARMEVAL_GRACE_SECONDS": "2",
@@ -193,6 +198,14 @@ async def process_stack(
     finally:
         for service in services.values():
             service.stop()
+
+
+@pytest.fixture
+async def process_stack(
+    database_url: str, tmp_path: Path, fake: FakeOpenAI
+) -> AsyncIterator[ProcessStack]:
+    async with processes(database_url, tmp_path, fake) as stack:
+        yield stack
 
 
 async def rpc_retrying(call: Callable[[], Any]) -> Any:
@@ -260,3 +273,51 @@ async def test_a_run_survives_kill_9_of_every_process(process_stack: ProcessStac
     # The backend saw each listwise prompt at least once and each answer request at least once:
     # nothing lost; exactly-once is what the row counts above show.
     assert stack.fake.calls >= answers + N_PROMPTS
+
+
+async def test_a_run_survives_a_database_outage_and_stores_each_row_once(
+    database_url: str, tmp_path: Path, fake: FakeOpenAI
+) -> None:
+    """Postgres goes away mid-run for every process at once (every connection reset, new
+    ones refused), then comes back: the run ends SUCCEEDED with each answer and verdict
+    stored exactly once."""
+    url = urlparse(database_url)
+    socket = f"{parse_qs(url.query)['host'][0]}/.s.PGSQL.5432"
+    async with fault_proxy(upstream_unix=socket) as proxy:
+        proxied = f"postgresql://postgres:@127.0.0.1:{proxy.port}{url.path}"
+        async with processes(database_url, tmp_path, fake, proxied) as stack:
+            prompts = [PromptRecord(f"p{i}", f"Request number {i}.", "x") for i in range(N_PROMPTS)]
+            study = Study(
+                "outage",
+                prompts,
+                [StudyModel(m, m, GenerationParams(max_tokens=16)) for m in MODELS],
+                JUDGES,
+            )
+            address = stack.services["runner"].address
+            async with raw_channel(address, client_settings()) as channel:
+                runner = runner_pb2_grpc.RunnerServiceStub(channel)
+                started = await runner.StartRun(
+                    runner_pb2.StartRunRequest(definition=study_definition(study))
+                )
+                await stack.wait_for("generator.generations", 8)
+                proxy.set_mode(RESET)
+                await asyncio.sleep(5)
+                proxy.set_mode(PASS)
+                back = time.monotonic()
+                deadline = back + 240
+                while True:
+                    reply = await rpc_retrying(
+                        lambda: runner.GetRun(runner_pb2.GetRunRequest(name=started.run.name))
+                    )
+                    if reply.run.done or time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.5)
+            print(f"database back -> run done in {time.monotonic() - back:.1f}s")
+            run = reply.run
+            assert run.state == runner_pb2.RUN_STATE_SUCCEEDED, (
+                run.error,
+                list(run.progress.last_errors),
+            )
+            answers = N_PROMPTS * len(MODELS)
+            assert stack.count("generator.generations") == answers
+            assert stack.count("judge.judgments") == answers * len(JUDGES)

@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from harmeval.validation import name_problems
 from harmeval_judge.backends import Backend, load_backends
 from harmeval_judge.families.llm import POINTWISE_PROTOCOLS
 from harmeval_judge.family import BuildContext, DefinitionError, LlmFields, families
@@ -106,6 +107,8 @@ class JudgeRegistry:
         name = d.get("name")
         if not isinstance(name, str) or not name.strip():
             raise DefinitionError("judge definition: 'name' must be a non-empty string")
+        if problems := name_problems([("judge definition: name", name)]):
+            raise DefinitionError(problems[0])
         where = f"judge {name!r}"
         for field in _ENDPOINT_FIELDS:
             if field in d:

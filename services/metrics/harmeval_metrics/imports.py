@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from harmeval.common.v1 import common_pb2
 from harmeval.metrics.v1 import metrics_pb2
-from harmeval.validation import MAX_LISTED, listed, nul_problems
+from harmeval.validation import MAX_LISTED, listed, name_problems, nul_problems
 from harmeval.verdicts import OK, UNSCORABLE
 from harmeval_metrics.records import Annotation, ImportAnswer, ImportLabel, PromptIn, StudyAnswer
 
@@ -44,6 +44,7 @@ class ValidatedImport:
 def study_problems(name: str, prompts: Sequence[common_pb2.Prompt]) -> list[str]:
     """What every new study needs: a name and non-empty prompts."""
     problems = [] if name.strip() else ["name: empty study name"]
+    problems += name_problems([("name", name)])
     problems += nul_problems(
         [("name", name)]
         + [

@@ -21,7 +21,7 @@ from harmeval.judge.v1.judge_pb2_grpc import JudgeServiceStub
 from harmeval.metrics.v1 import metrics_pb2, metrics_pb2_grpc
 from harmeval.params import GenerationParams
 from harmeval.server import Servicer, ServiceSpec, require_ready
-from harmeval.validation import listed, nul_problems
+from harmeval.validation import listed, name_problems, nul_problems
 from harmeval.verdicts import OK, UNSCORABLE
 from harmeval_metrics.harmmetric import harmmetric_score
 from harmeval_metrics.imports import (
@@ -159,6 +159,13 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
         names = [m.name for m in request.models]
         if len(set(names)) != len(names):
             problems.append("models: duplicate model names")
+        if len(set(request.judges)) != len(request.judges):
+            problems.append("judges: a judge is listed more than once")
+        problems += name_problems(
+            [(f"models[{i}].name", m.name) for i, m in enumerate(request.models)]
+            + [(f"models[{i}].model", m.model) for i, m in enumerate(request.models)]
+            + [(f"judges[{i}]", j) for i, j in enumerate(request.judges)]
+        )
         problems += nul_problems(
             [(f"models[{i}]", m.name + m.model) for i, m in enumerate(request.models)]
             + [(f"judges[{i}]", j) for i, j in enumerate(request.judges)]

@@ -194,6 +194,12 @@ def definition_problems(d: runner_pb2.StudyDefinition) -> list[str]:
     return problems
 
 
+# A worker stopped by an error (the database gone) starts again after this, doubling up to
+# the maximum while it keeps failing.
+WORKER_RESTART_MIN_S = 1.0
+WORKER_RESTART_MAX_S = 30.0
+
+
 class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
     def __init__(self, settings: RunnerSettings) -> None:
         self.settings = settings
@@ -205,6 +211,7 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
         self.judge: JudgeServiceStub | None = None
         self.metrics: MetricsServiceStub | None = None
         self.manager: QueueManager | None = None
+        self._worker_connections: list[psycopg.AsyncConnection[Any]] = []
         # Set on SIGTERM: WatchRun streams end (UNAVAILABLE, clients reconnect elsewhere).
         self.draining = asyncio.Event()
 
@@ -230,19 +237,12 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
             task = asyncio.create_task(loop)
             stack.push_async_callback(_cancelled, task)
 
-    async def _start_worker(self, stack: AsyncExitStack, worker: Worker) -> None:
+    def _manager(self, worker: Worker, conn: Any, listen: Any) -> QueueManager:
+        """A queue manager on the given connections, with the worker's entrypoints."""
         s = self.settings
-        # The queue manager's queries and its LISTEN each have a connection of their own,
-        # outside the pool.
-        assert self.pool is not None
-        conn = await psycopg.AsyncConnection.connect(str(self.pool.conninfo), autocommit=True)
-        stack.push_async_callback(conn.close)
-        listen = await psycopg.AsyncConnection.connect(str(self.pool.conninfo), autocommit=True)
-        stack.push_async_callback(listen.close)
         manager = QueueManager(
             queue.queries(conn, listen), channel=Channel(queue.QUEUE_SETTINGS.channel)
         )
-        self.manager = manager
 
         async def generate(job: Job, ctx: JobContext) -> None:
             # CancelRun cancels the scope: the job's calls in flight are cancelled.
@@ -271,34 +271,69 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
             manager.entrypoint(
                 name, concurrency_limit=limit, accepts_context=True, on_failure="hold"
             )(handler)
-        task = asyncio.create_task(
-            manager.run(
-                dequeue_timeout=timedelta(seconds=5),
-                batch_size=min(10, s.runner_worker_jobs // 2),
-                max_concurrent_tasks=s.runner_worker_jobs,
-                heartbeat_timeout=timedelta(seconds=s.runner_heartbeat_timeout_s),
-            )
-        )
+        return manager
+
+    async def _work(self, worker: Worker) -> None:
+        """The worker, started again when it stops on an error (the database went away: its
+        connections are dead): jobs it held lose their heartbeat and are picked up again, so
+        a run goes on once the database is back, without a restart of the process."""
+        s = self.settings
+        assert self.pool is not None
+        backoff = WORKER_RESTART_MIN_S
+        while not self.draining.is_set():
+            # The queue manager's queries and its LISTEN each have a connection of their
+            # own, outside the pool.
+            self._worker_connections = []
+            try:
+                for _ in range(2):
+                    self._worker_connections.append(
+                        await psycopg.AsyncConnection.connect(
+                            str(self.pool.conninfo), autocommit=True, connect_timeout=5
+                        )
+                    )
+                manager = self.manager = self._manager(worker, *self._worker_connections)
+                if self.draining.is_set():
+                    return
+                await manager.run(
+                    dequeue_timeout=timedelta(seconds=5),
+                    batch_size=min(10, s.runner_worker_jobs // 2),
+                    max_concurrent_tasks=s.runner_worker_jobs,
+                    heartbeat_timeout=timedelta(seconds=s.runner_heartbeat_timeout_s),
+                )
+                return  # shut down (drain)
+            except Exception as exc:
+                logger.error("runner worker stopped: %r; starting again in %.0fs", exc, backoff)
+            finally:
+                for conn in self._worker_connections:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+            await asyncio.sleep(backoff)
+            backoff = min(2 * backoff, WORKER_RESTART_MAX_S)
+
+    async def _start_worker(self, stack: AsyncExitStack, worker: Worker) -> None:
+        task = asyncio.create_task(self._work(worker))
 
         def worker_stopped(t: asyncio.Task[None]) -> None:
             if not t.cancelled() and t.exception() is not None:
-                logger.error("runner worker stopped: %r", t.exception())
+                logger.error("runner worker stopped for good: %r", t.exception())
                 self.healthy = False
 
         task.add_done_callback(worker_stopped)
 
         async def stop() -> None:
             # `drain` stopped the dequeuing; jobs in flight get the grace period to finish.
-            manager.shutdown.set()
+            self.draining.set()
+            if self.manager is not None:
+                self.manager.shutdown.set()
             done, _ = await asyncio.wait({task}, timeout=self.settings.grace_seconds)
             if not done:
-                # Cut short: close the queue's connection first, so the jobs cannot be marked
-                # done or deleted on the way out. They stay picked without heartbeats, and
-                # another replica picks them up again (as after a kill -9): nothing is lost.
+                # Cut short: close the queue's connections first, so the jobs cannot be
+                # marked done or deleted on the way out. They stay picked without heartbeats,
+                # and another replica picks them up again (as after a kill -9): nothing lost.
                 logger.warning("runner worker: jobs still running after the grace period")
-                with contextlib.suppress(Exception):
-                    await conn.close()
-                    await listen.close()
+                for conn in self._worker_connections:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
                 task.cancel()
             with contextlib.suppress(BaseException):
                 await task
