@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote
 
@@ -20,6 +20,7 @@ from prometheus_client import Counter
 
 from harmeval.access import ROLES, Rule, may_call
 from harmeval.clients import STUDY_METADATA
+from harmeval.interceptors import WrappingInterceptor
 from harmeval.settings import CommonSettings, SettingsError
 from harmeval.tokens import Principal, TokenError, TokenStore
 
@@ -78,14 +79,14 @@ def _study_of(request: Any, metadata: Any = ()) -> str:
     return ""
 
 
-class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+class AccessInterceptor(WrappingInterceptor):
     def __init__(self, service: str, rules: dict[str, Rule], settings: CommonSettings) -> None:
+        super().__init__()
         self.service = service
         self.rules = rules
         self.tokens = TokenStore(settings.tokens_path)
         self.cert_roles = parse_cert_roles(settings.auth_cert_roles)
         self._raw_reads = raw_text_reads(service)
-        self._wrapped: dict[str, tuple[Any, Any]] = {}
 
     def _caller(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal | str:
         """The authenticated caller, or why there is none."""
@@ -140,21 +141,10 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 )
         CALLER.set(caller)
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler: Any = await continuation(handler_call_details)
-        method: str = handler_call_details.method
-        if handler is None or method.startswith(OPEN_PREFIX):
-            return handler
-        cached = self._wrapped.get(method)
-        if cached is None or cached[0] is not handler:
-            cached = self._wrapped[method] = (handler, self._wrap(method, handler))
-        return cached[1]
+    def covers(self, method: str) -> bool:
+        return not method.startswith(OPEN_PREFIX)
 
-    def _wrap(self, method: str, handler: Any) -> Any:
+    def wrap(self, method: str, handler: Any) -> Any:
         """`handler` admitting only callers who may call `method` (built once per method)."""
         admit = self._admit
         kwargs = {

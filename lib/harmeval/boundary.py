@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 import psycopg
 import psycopg_pool
 from google.protobuf.message import DecodeError
+
+from harmeval.interceptors import WrappingInterceptor
 
 logger = logging.getLogger(__name__)
 
@@ -106,30 +108,19 @@ async def _check_decoded(request: Any, context: Any) -> None:
         )
 
 
-class BoundaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+class BoundaryInterceptor(WrappingInterceptor):
     def __init__(self, available: Callable[[], bool] = lambda: True) -> None:
         # False while the service's database does not answer: refuse at once, not after a
         # pool timeout.
+        super().__init__()
         self.available = available
-        self._wrapped: dict[str, tuple[Any, Any]] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler: Any = await continuation(handler_call_details)
-        method: str = handler_call_details.method
+    def covers(self, method: str) -> bool:
         # Health and reflection are gRPC's own, need no database, and must answer during an
         # outage (health is how the outage shows).
-        if handler is None or method.startswith("/grpc."):
-            return handler
-        cached = self._wrapped.get(method)
-        if cached is None or cached[0] is not handler:
-            cached = self._wrapped[method] = (handler, self._wrap(method, handler))
-        return cached[1]
+        return not method.startswith("/grpc.")
 
-    def _wrap(self, method: str, handler: Any) -> Any:
+    def wrap(self, method: str, handler: Any) -> Any:
         available = self.available
 
         async def admit(request: Any, context: Any) -> None:

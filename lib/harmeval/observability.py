@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from prometheus_client import Counter, Gauge, Histogram
+
+from harmeval.interceptors import WrappingInterceptor
 
 _UNCOUNTED_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 
@@ -75,8 +77,9 @@ def _status_name(context: Any, error: BaseException | None) -> str:
     return "UNKNOWN"
 
 
-class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+class MetricsInterceptor(WrappingInterceptor):
     def __init__(self, service: str) -> None:
+        super().__init__()
         self._metrics = rpc_metrics(service)
 
     def _record(self, method: str, code: str, started: float) -> None:
@@ -86,16 +89,10 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             self._metrics.errors.labels(method, code).inc()
         self._metrics.duration.labels(method).observe(time.perf_counter() - started)
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        # Handlers are typed for the sync API in grpc-stubs; in grpc.aio they are coroutines.
-        handler: Any = await continuation(handler_call_details)
-        full_method: str = handler_call_details.method
-        if handler is None or full_method.startswith(_UNCOUNTED_PREFIXES):
-            return handler
+    def covers(self, method: str) -> bool:
+        return not method.startswith(_UNCOUNTED_PREFIXES)
+
+    def wrap(self, full_method: str, handler: Any) -> Any:
         method = full_method.rsplit("/", 1)[-1]
         if handler.unary_unary is not None:
             inner = handler.unary_unary
