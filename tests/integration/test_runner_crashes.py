@@ -208,6 +208,19 @@ async def process_stack(
         yield stack
 
 
+async def finished(
+    runner: runner_pb2_grpc.RunnerServiceStub, name: str, timeout_s: float = 240
+) -> runner_pb2.Run:
+    """The run once it is done (or as it is after `timeout_s`), asked while the runner may
+    be down."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        reply = await rpc_retrying(lambda: runner.GetRun(runner_pb2.GetRunRequest(name=name)))
+        if reply.run.done or time.monotonic() > deadline:
+            return reply.run
+        await asyncio.sleep(0.5)
+
+
 async def rpc_retrying(call: Callable[[], Any]) -> Any:
     """An RPC retried while the runner is down (it restarts in a few seconds)."""
     for _ in range(300):
@@ -247,15 +260,7 @@ async def test_a_run_survives_kill_9_of_every_process(process_stack: ProcessStac
         await stack.restart("runner", graceful=True)
         assert stack.count("generator.generations") < N_PROMPTS * len(MODELS), "kills too late"
 
-        deadline = time.monotonic() + 240
-        while True:
-            reply = await rpc_retrying(
-                lambda: runner.GetRun(runner_pb2.GetRunRequest(name=started.run.name))
-            )
-            if reply.run.done or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.5)
-    run = reply.run
+        run = await finished(runner, started.run.name)
     assert run.state == runner_pb2.RUN_STATE_SUCCEEDED, (run.error, list(run.progress.last_errors))
     answers = N_PROMPTS * len(MODELS)
     assert stack.count("generator.generations") == answers
@@ -304,16 +309,8 @@ async def test_a_run_survives_a_database_outage_and_stores_each_row_once(
                 await asyncio.sleep(5)
                 proxy.set_mode(PASS)
                 back = time.monotonic()
-                deadline = back + 240
-                while True:
-                    reply = await rpc_retrying(
-                        lambda: runner.GetRun(runner_pb2.GetRunRequest(name=started.run.name))
-                    )
-                    if reply.run.done or time.monotonic() > deadline:
-                        break
-                    await asyncio.sleep(0.5)
+                run = await finished(runner, started.run.name)
             print(f"database back -> run done in {time.monotonic() - back:.1f}s")
-            run = reply.run
             assert run.state == runner_pb2.RUN_STATE_SUCCEEDED, (
                 run.error,
                 list(run.progress.last_errors),
