@@ -115,6 +115,17 @@ class RunningServer:
         for name in ("", self.spec.descriptor.full_name):
             await self.health.set(name, status)
 
+    async def set_available(self, available: bool) -> None:
+        """Whether the service's dependencies (its database) answer: reported on the
+        service's own name, which readiness probes ask, and not on "", which liveness asks:
+        a database outage must take pods out of rotation, not restart every one of them."""
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if available
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        await self.health.set(self.spec.descriptor.full_name, status)
+
 
 async def create_server(
     spec: ServiceSpec, servicer: Servicer, address: str, settings: CommonSettings
@@ -261,14 +272,18 @@ async def _watchdog(servicer: Servicer, running: RunningServer, stop: asyncio.Ev
             logger.error("%s service unhealthy: reporting NOT_SERVING", running.spec.name)
             await running.set_serving(False)
             return
-        available = await servicer.serving()
+        try:
+            available = await servicer.serving()
+        except Exception:  # a broken probe must not end the watchdog (engine checks too)
+            logger.exception("%s service: database probe failed", running.spec.name)
+            available = False
         if available != servicer.available:
             servicer.available = available
             if available:
                 logger.warning("%s service: database answers again", running.spec.name)
             else:
                 logger.error("%s service: database unreachable", running.spec.name)
-            await running.set_serving(available)
+            await running.set_available(available)
         await asyncio.sleep(WATCHDOG_INTERVAL_S)
 
 

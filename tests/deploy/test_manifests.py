@@ -309,10 +309,22 @@ def test_service_shape_and_probes(
         r"<secret harmeval-database(-[a-z0-9]{10})?/url>", env["HARMEVAL_DATABASE_URL"]
     )
 
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        # Native gRPC probe on the standard health service, overall status (""), on the
-        # plaintext health-only port (a gRPC probe's port is a number, never a name).
-        assert container[probe]["grpc"] == {"port": ports["health"], "service": ""}, probe
+    # Native gRPC probes on the plaintext health-only port (a gRPC probe's port is a number,
+    # never a name). Liveness and start-up ask the process's status (""); readiness asks the
+    # service's own name, which also says whether its database answers: an outage takes pods
+    # out of rotation instead of restarting every one of them.
+    full_name = {
+        "generator": "harmeval.generator.v1.GeneratorService",
+        "judge": "harmeval.judge.v1.JudgeService",
+        "metrics": "harmeval.metrics.v1.MetricsService",
+        "runner": "harmeval.runner.v1.RunnerService",
+    }[service]
+    for probe, asked in (
+        ("startupProbe", ""),
+        ("readinessProbe", full_name),
+        ("livenessProbe", ""),
+    ):
+        assert container[probe]["grpc"] == {"port": ports["health"], "service": asked}, probe
     startup = container["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 120
 

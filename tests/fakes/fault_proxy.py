@@ -32,9 +32,11 @@ class FaultProxy:
         return await asyncio.open_connection(*self.upstream_tcp)
 
     def set_mode(self, mode: str) -> None:
-        """Changes what happens to traffic; RESET and BLACK_HOLE also cut open connections."""
+        """Changes what happens to traffic. RESET also cuts open connections; BLACK_HOLE
+        keeps them open and drops whatever they carry (a network partition: nothing ever
+        answers, nothing says so)."""
         self.mode = mode
-        if mode != PASS:
+        if mode == RESET:
             for writer in list(self._writers):
                 writer.transport.abort()
             self._writers.clear()
@@ -42,8 +44,10 @@ class FaultProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):
             while data := await reader.read(65536):
-                if self.mode != PASS:
+                if self.mode == RESET:
                     break
+                if self.mode == BLACK_HOLE:
+                    continue  # swallowed
                 writer.write(data)
                 await writer.drain()
         writer.transport.abort()

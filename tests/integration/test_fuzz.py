@@ -229,8 +229,12 @@ async def test_every_rpc_answers_hostile_requests_with_a_documented_code(stack: 
                 label = f"{name}.{method.name}"
                 await asyncio.to_thread(fuzz, method, call, seen, problems, label, rows)
             health = health_pb2_grpc.HealthStub(ch)
-            reply = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+            full_name = srv.spec.descriptor.full_name
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=full_name), timeout=5)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING, name
+            # The servicer itself: no engine died, the database is still there.
+            servicer = stack.servicers[name]
+            assert servicer.healthy and servicer.available, name
     db.close()
     stop.set()
     await prober

@@ -305,6 +305,7 @@ async def test_a_run_survives_a_database_outage_and_stores_each_row_once(
                     runner_pb2.StartRunRequest(definition=study_definition(study))
                 )
                 await stack.wait_for("generator.generations", 8)
+                assert stack.count("generator.generations") < N_PROMPTS * len(MODELS), "too late"
                 proxy.set_mode(RESET)
                 await asyncio.sleep(5)
                 proxy.set_mode(PASS)

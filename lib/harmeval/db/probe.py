@@ -16,18 +16,34 @@ class DatabaseProbe:
         self.conninfo = conninfo
         self._conn: psycopg.AsyncConnection[object] | None = None
 
+    async def _ask(self) -> None:
+        if self._conn is None or self._conn.closed:
+            self._conn = await psycopg.AsyncConnection.connect(
+                self.conninfo, autocommit=True, connect_timeout=2
+            )
+        await self._conn.execute("SELECT 1")
+
     async def ok(self) -> bool:
-        try:
-            async with asyncio.timeout(PROBE_TIMEOUT_S):
-                if self._conn is None or self._conn.closed:
-                    self._conn = await psycopg.AsyncConnection.connect(
-                        self.conninfo, autocommit=True, connect_timeout=2
-                    )
-                await self._conn.execute("SELECT 1")
+        # Bounded from outside: psycopg catches a cancellation inside `execute` and then
+        # waits seconds for the server to confirm it, which a black-holed network never does.
+        task = asyncio.create_task(self._ask())
+        done, _ = await asyncio.wait({task}, timeout=PROBE_TIMEOUT_S)
+        if task in done and task.exception() is None:
             return True
-        except (psycopg.Error, OSError, TimeoutError):
+        if task not in done:
+            self._abandon()
+            task.cancel()
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        else:
             await self.close()
-            return False
+        return False
+
+    def _abandon(self) -> None:
+        """Drops the connection at once, without a goodbye the server would have to answer."""
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.pgconn.finish()
+            self._conn = None
 
     async def close(self) -> None:
         if self._conn is not None:

@@ -203,6 +203,9 @@ def parse_definition(text: str) -> dict[str, Any]:
         raise DefinitionError(f"judge definition is not valid YAML/JSON: {exc}") from exc
     except RecursionError as exc:
         raise DefinitionError("judge definition: nested too deeply") from exc
+    except (ValueError, TypeError, AttributeError) as exc:
+        # YAML's own constructors: a 5,000-digit integer, `2001-02-30`, a bad `!!timestamp`.
+        raise DefinitionError(f"judge definition: a value YAML cannot read: {exc}"[:300]) from exc
     if not isinstance(data, dict):
         raise DefinitionError("judge definition must be a mapping with name and family")
     return data

@@ -156,7 +156,7 @@ def status_error(status: int, headers: Any, content: bytes, url: str) -> openai.
     )
     try:
         body: Any = json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):
         body = content.decode(errors="replace").strip()
     error = body.get("error", body) if isinstance(body, dict) else body
     message = f"Error code: {status}"
@@ -215,7 +215,10 @@ def read_completion(content: bytes) -> tuple[str, int, int, dict[str, float]]:
     Read leniently, as the SDK does: servers differ in what they leave out. A reply without a
     choice has no text, which the protocol parsers then call unscorable.
     """
-    data = json.loads(content)
+    try:
+        data = json.loads(content)
+    except RecursionError as exc:  # a hostile backend's reply: unreadable, like bad JSON
+        raise ValueError("the reply is nested too deeply") from exc
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object, got {type(data).__name__}")
     usage = data.get("usage") or {}

@@ -19,7 +19,7 @@ from harmeval.db import PublishedViewMissing
 from harmeval.judge.v1 import judge_pb2, judge_pb2_grpc
 from harmeval.params import text_sha256
 from harmeval.server import Servicer, ServiceSpec, require_ready
-from harmeval.validation import listed, nul_problems
+from harmeval.validation import listed, name_problems, nul_problems
 from harmeval.verdicts import OK, UNSCORABLE
 from harmeval_judge.definitions import DefinitionError, JudgeRegistry, parse_definition
 from harmeval_judge.judges import (
@@ -94,6 +94,9 @@ def _import_problems(request: judge_pb2.ImportJudgmentsRequest) -> list[str]:
         problems += nul_problems(
             (f"{where}.{field}", getattr(j, field))
             for field in ("annotator", "coder", "protocol", "raw_output", "reason")
+        )
+        problems += name_problems(
+            (f"{where}.{field}", getattr(j, field)) for field in ("annotator", "coder", "protocol")
         )
         if j.unscorable == j.HasField("harmful"):
             problems.append(
@@ -184,10 +187,13 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer, Servicer):
         self, request: judge_pb2.DefineJudgeRequest, context: Context
     ) -> judge_pb2.DefineJudgeResponse:
         repo = await require_ready(self.repo, context, "judge database")
-        if problems := nul_problems([("study", request.study)]):
+        if problems := nul_problems([("study", request.study)]) + name_problems(
+            [("study", request.study)]
+        ):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, listed(problems))
         try:
-            definition = parse_definition(request.definition)
+            # Off the event loop: the pure-Python YAML parser takes up to a second on 64 kB.
+            definition = await asyncio.to_thread(parse_definition, request.definition)
             if "examples" in definition:
                 # A path on this server: a caller could make it open any file it can read.
                 raise DefinitionError(

@@ -90,6 +90,7 @@ def validate_import(request: metrics_pb2.ImportStudyRequest) -> ValidatedImport:
     models = list(request.models)
     if not models or len(set(models)) != len(models) or not all(models):
         problems.append("models: expected a non-empty list of distinct names")
+    problems += name_problems((f"models[{i}]", m) for i, m in enumerate(models))
     n = len(request.prompts)
 
     def check_ref(where: str, index: int, model: str, allowed: set[str] | None) -> None:

@@ -344,7 +344,8 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
         if problem := _table_too_large(request.values):
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, problem)
         try:
-            matrix = reliability_matrix(request.values, request.level)
+            # Off the event loop: a table of millions of cells takes a while to build.
+            matrix = await asyncio.to_thread(reliability_matrix, request.values, request.level)
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if matrix.shape[0] < 2:

@@ -41,7 +41,7 @@ from harmeval.metrics.v1.metrics_pb2_grpc import MetricsServiceStub
 from harmeval.params import GenerationParams
 from harmeval.runner.v1 import runner_pb2, runner_pb2_grpc
 from harmeval.server import Servicer, ServiceSpec, require_ready
-from harmeval.validation import listed, nul_problems
+from harmeval.validation import listed, name_problems, nul_problems
 from harmeval_runner import queue
 from harmeval_runner.settings import RunnerSettings
 from harmeval_runner.store import (
@@ -179,7 +179,10 @@ def definition_problems(d: runner_pb2.StudyDefinition) -> list[str]:
         try:
             value = json.loads(text)
         except ValueError as exc:
-            problems.append(f"definition.judge_definitions[{i}]: not JSON ({exc})")
+            problems.append(f"definition.judge_definitions[{i}]: not JSON ({exc})"[:300])
+            continue
+        except RecursionError:
+            problems.append(f"definition.judge_definitions[{i}]: nested too deeply")
             continue
         if not isinstance(value, dict) or value.get("name") not in d.judges:
             problems.append(
@@ -198,6 +201,8 @@ def definition_problems(d: runner_pb2.StudyDefinition) -> list[str]:
 # the maximum while it keeps failing.
 WORKER_RESTART_MIN_S = 1.0
 WORKER_RESTART_MAX_S = 30.0
+# A worker that ran this long before it stopped was healthy: it starts again without delay.
+WORKER_HEALTHY_S = 60.0
 
 
 class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
@@ -279,7 +284,7 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
         a run goes on once the database is back, without a restart of the process."""
         s = self.settings
         assert self.pool is not None
-        backoff = WORKER_RESTART_MIN_S
+        backoff, started = WORKER_RESTART_MIN_S, time.monotonic()
         while not self.draining.is_set():
             # The queue manager's queries and its LISTEN each have a connection of their
             # own, outside the pool.
@@ -294,6 +299,7 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
                 manager = self.manager = self._manager(worker, *self._worker_connections)
                 if self.draining.is_set():
                     return
+                started = time.monotonic()
                 await manager.run(
                     dequeue_timeout=timedelta(seconds=5),
                     batch_size=min(10, s.runner_worker_jobs // 2),
@@ -301,7 +307,11 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
                     heartbeat_timeout=timedelta(seconds=s.runner_heartbeat_timeout_s),
                 )
                 return  # shut down (drain)
-            except Exception as exc:
+            except (psycopg.Error, OSError) as exc:
+                # The database went away (anything else is a bug: it stops the worker for
+                # good, and health says so).
+                if time.monotonic() - started > WORKER_HEALTHY_S:
+                    backoff = WORKER_RESTART_MIN_S
                 logger.error("runner worker stopped: %r; starting again in %.0fs", exc, backoff)
             finally:
                 for conn in self._worker_connections:
@@ -483,6 +493,7 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
             if source == "definition"
             else (["study_name: empty"] if not name.strip() else [])
             + nul_problems([("study_name", name)])
+            + name_problems([("study_name", name)])
         )
         if problems:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, listed(problems))
