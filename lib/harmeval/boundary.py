@@ -30,6 +30,11 @@ logger = logging.getLogger(__name__)
 _UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
 
 
+# A transaction the database gave up on while others went on (serialisation failure,
+# deadlock): nothing was stored, and the same call again can succeed.
+_ABORTED_SQLSTATES = ("40001", "40P01")
+
+
 def database_unavailable(error: BaseException) -> bool:
     """Whether `error` says the database cannot be reached now (the caller should retry),
     rather than that a statement failed (e.g. a value too large for an index: a bug)."""
@@ -38,7 +43,8 @@ def database_unavailable(error: BaseException) -> bool:
     if not isinstance(error, psycopg.OperationalError):
         return False
     state = error.sqlstate
-    return state is None or state.startswith(_UNAVAILABLE_SQLSTATES)
+    # 57014: a statement cancelled by statement_timeout, i.e. the database too slow now.
+    return state is None or state.startswith(_UNAVAILABLE_SQLSTATES) or state == "57014"
 
 
 # Error details quote what the caller sent: never more than this (a 1 MB name echoed whole
@@ -88,6 +94,9 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
 
 async def _refuse(error: BaseException, method: str, context: Any) -> None:
     """Ends the RPC with the status `error` calls for."""
+    if isinstance(error, psycopg.Error) and error.sqlstate in _ABORTED_SQLSTATES:
+        logger.warning("%s: transaction aborted by the database: %s", method, error)
+        await context.abort(grpc.StatusCode.ABORTED, "the database aborted the transaction; retry")
     if database_unavailable(error):
         logger.warning("%s: database unavailable: %s", method, error)
         await context.abort(
