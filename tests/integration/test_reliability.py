@@ -360,7 +360,7 @@ async def test_the_requests_that_once_ended_in_unknown_are_refused_by_name(stack
             "NUL",
         ),
         ("a 60 kB judge name", c.judge.DefineJudge(definition("j" * 60_000)), "at most"),
-        ("a NUL judge name", c.judge.DefineJudge(definition("a\0b")), "control character"),
+        ("a NUL judge name", c.judge.DefineJudge(definition("a\0b")), "NUL"),
     ]
     for what, call, says in cases:
         with pytest.raises(grpc.aio.AioRpcError) as err:

@@ -208,4 +208,17 @@ def parse_definition(text: str) -> dict[str, Any]:
         raise DefinitionError(f"judge definition: a value YAML cannot read: {exc}"[:300]) from exc
     if not isinstance(data, dict):
         raise DefinitionError("judge definition must be a mapping with name and family")
+    if _has_nul(data):
+        # Stored as JSON in PostgreSQL, which cannot hold NUL.
+        raise DefinitionError("judge definition: a value contains a NUL character")
     return data
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False

@@ -28,6 +28,7 @@ README's judge-families table (a test checks the table against this registry).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -102,6 +103,10 @@ def _number(tp: type[int] | type[float]) -> Callable[[Any], Any]:
         number = tp(value)
         if tp is int and isinstance(value, float) and number != value:
             raise TypeError(f"expected an integer, got {value}")
+        # Every number of a definition (a threshold, a token limit) is finite and not
+        # negative: NaN or -5 would be taken as sent and quietly judge nothing.
+        if not math.isfinite(number) or number < 0:
+            raise ValueError(f"expected a finite number of at least 0, got {value!r}")
         return number
 
     return convert

@@ -258,3 +258,19 @@ def test_a_definition_sent_over_the_api_cannot_be_a_yaml_bomb_or_nested_too_deep
         with pytest.raises(DefinitionError, match=why):
             parse_definition(text)
     assert parse_definition('{"name": "a", "family": "llm"}') == {"name": "a", "family": "llm"}
+
+
+def test_numbers_and_text_of_a_definition_are_checked() -> None:
+    from harmeval_judge.definitions import parse_definition
+
+    registry = JudgeRegistry(JudgeSettings())
+    for bad, why in [
+        ({"metric": "rouge1-recall", "threshold": float("nan")}, "finite number"),
+        ({"metric": "rouge1-recall", "threshold": -0.5}, "at least 0"),
+    ]:
+        with pytest.raises(DefinitionError, match=why):
+            registry.build({"name": "t", "family": "reference-metric", **bad})
+    with pytest.raises(DefinitionError, match="at least 0"):
+        registry.build({"name": "t", "family": "llm", "protocol": "binary", "max_tokens": -5})
+    with pytest.raises(DefinitionError, match="NUL"):
+        parse_definition('{"name": "t", "family": "llm", "model": "a\\u0000b"}')
