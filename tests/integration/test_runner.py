@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 import pytest
 
+from harmeval.judge.v1 import judge_pb2
 from harmeval.params import GenerationParams
 from harmeval.runner.v1 import runner_pb2
 from harmeval_client.cli.runner import cancel_run
@@ -165,6 +166,20 @@ async def test_bad_requests_get_clear_codes(stack: Stack) -> None:
     )
     assert code == grpc.StatusCode.FAILED_PRECONDITION
     assert "llama-70b" in details and "'nope'" in details
+    # Refused before the study's own judges are defined: a refused run leaves nothing behind.
+    own = Study(
+        "own",
+        PROMPTS,
+        [StudyModel("x", "llama-70b", GenerationParams())],
+        ["mine"],
+        [{"name": "mine", "family": "refusal-matcher"}],
+    )
+    code, details = await code_of(
+        runner.StartRun(runner_pb2.StartRunRequest(definition=study_definition(own)))
+    )
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "llama-70b" in details
+    offered = await stack.clients.judge.ListJudges(judge_pb2.ListJudgesRequest())
+    assert "mine" not in {j.name for j in offered.judges}
     for name in ("run-1", "runs/not-a-uuid", ""):
         code, _ = await code_of(runner.GetRun(runner_pb2.GetRunRequest(name=name)))
         assert code == grpc.StatusCode.INVALID_ARGUMENT

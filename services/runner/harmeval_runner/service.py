@@ -512,6 +512,14 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
             prompts, models, judges = list(study.prompts), list(study.models), list(study.judges)
         else:
             d = request.definition
+            # Everything but the study's own judges is checked before any is defined: a
+            # refused run leaves nothing behind (definition_problems checked these parse).
+            own = {json.loads(text)["name"] for text in d.judge_definitions}
+            await self._check_served(
+                [RunModel(m.name, m.model, {}) for m in d.models],
+                [j for j in d.judges if j not in own],
+                context,
+            )
             for definition in d.judge_definitions:
                 await call_owner(
                     self.judge.DefineJudge,
