@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import parse_qs, urlparse
 
 PASS, BLACK_HOLE, RESET = "pass", "black-hole", "reset"
 
@@ -88,3 +89,13 @@ async def fault_proxy(
         server.close()
         for task in list(proxy._tasks):
             task.cancel()
+
+
+@asynccontextmanager
+async def database_proxy(database_url: str) -> AsyncIterator[tuple[FaultProxy, str]]:
+    """A proxy in front of the test session's PostgreSQL (pgserver's unix socket) and the URL
+    of the same database through it."""
+    url = urlparse(database_url)
+    socket = f"{parse_qs(url.query)['host'][0]}/.s.PGSQL.5432"
+    async with fault_proxy(upstream_unix=socket) as proxy:
+        yield proxy, f"postgresql://postgres:@127.0.0.1:{proxy.port}{url.path}"

@@ -12,7 +12,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import urlparse
 
 import grpc
 import pytest
@@ -30,7 +30,7 @@ from harmeval_metrics.service import SPEC as METRICS_SPEC
 from harmeval_metrics.service import MetricsServicer
 from harmeval_metrics.settings import MetricsSettings
 from tests.credentials import client_settings, secured
-from tests.fakes.fault_proxy import BLACK_HOLE, PASS, RESET, fault_proxy
+from tests.fakes.fault_proxy import BLACK_HOLE, PASS, RESET, database_proxy, fault_proxy
 from tests.fakes.openai_server import FakeOpenAI
 from tests.integration.conftest import (
     JudgeModel,
@@ -191,11 +191,8 @@ async def _until(check: Any, timeout_s: float = 10.0) -> float:
 async def test_a_database_outage_is_unavailable_at_once_and_health_follows(
     database_url: str, tmp_path: Path, fault: str
 ) -> None:
-    url = urlparse(database_url)
-    socket_dir = parse_qs(url.query)["host"][0]
     serving_ = health_pb2.HealthCheckResponse.SERVING
-    async with fault_proxy(upstream_unix=f"{socket_dir}/.s.PGSQL.5432") as proxy:
-        proxied = f"postgresql://postgres:@127.0.0.1:{proxy.port}{url.path}"
+    async with database_proxy(database_url) as (proxy, proxied):
         settings = secured(MetricsSettings(database_url=proxied, data_dir=tmp_path))
         servicer = MetricsServicer(settings)
         srv: RunningServer = await create_server(METRICS_SPEC, servicer, "127.0.0.1:0", settings)

@@ -17,7 +17,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import grpc
 import psycopg
@@ -31,7 +30,7 @@ from harmeval_client.study import Study, StudyModel
 from harmeval_client.workflow import study_definition
 from tests.conftest import free_ports
 from tests.credentials import OPERATOR_TOKEN, TOKENS_FILE, client_settings
-from tests.fakes.fault_proxy import PASS, RESET, fault_proxy
+from tests.fakes.fault_proxy import PASS, RESET, database_proxy
 from tests.fakes.openai_server import FakeOpenAI, fake_openai
 
 N_PROMPTS = 40
@@ -286,36 +285,35 @@ async def test_a_run_survives_a_database_outage_and_stores_each_row_once(
     """Postgres goes away mid-run for every process at once (every connection reset, new
     ones refused), then comes back: the run ends SUCCEEDED with each answer and verdict
     stored exactly once."""
-    url = urlparse(database_url)
-    socket = f"{parse_qs(url.query)['host'][0]}/.s.PGSQL.5432"
-    async with fault_proxy(upstream_unix=socket) as proxy:
-        proxied = f"postgresql://postgres:@127.0.0.1:{proxy.port}{url.path}"
-        async with processes(database_url, tmp_path, fake, proxied) as stack:
-            prompts = [PromptRecord(f"p{i}", f"Request number {i}.", "x") for i in range(N_PROMPTS)]
-            study = Study(
-                "outage",
-                prompts,
-                [StudyModel(m, m, GenerationParams(max_tokens=16)) for m in MODELS],
-                JUDGES,
+    async with (
+        database_proxy(database_url) as (proxy, proxied),
+        processes(database_url, tmp_path, fake, proxied) as stack,
+    ):
+        prompts = [PromptRecord(f"p{i}", f"Request number {i}.", "x") for i in range(N_PROMPTS)]
+        study = Study(
+            "outage",
+            prompts,
+            [StudyModel(m, m, GenerationParams(max_tokens=16)) for m in MODELS],
+            JUDGES,
+        )
+        address = stack.services["runner"].address
+        async with raw_channel(address, client_settings()) as channel:
+            runner = runner_pb2_grpc.RunnerServiceStub(channel)
+            started = await runner.StartRun(
+                runner_pb2.StartRunRequest(definition=study_definition(study))
             )
-            address = stack.services["runner"].address
-            async with raw_channel(address, client_settings()) as channel:
-                runner = runner_pb2_grpc.RunnerServiceStub(channel)
-                started = await runner.StartRun(
-                    runner_pb2.StartRunRequest(definition=study_definition(study))
-                )
-                await stack.wait_for("generator.generations", 8)
-                assert stack.count("generator.generations") < N_PROMPTS * len(MODELS), "too late"
-                proxy.set_mode(RESET)
-                await asyncio.sleep(5)
-                proxy.set_mode(PASS)
-                back = time.monotonic()
-                run = await finished(runner, started.run.name)
-            print(f"database back -> run done in {time.monotonic() - back:.1f}s")
-            assert run.state == runner_pb2.RUN_STATE_SUCCEEDED, (
-                run.error,
-                list(run.progress.last_errors),
-            )
-            answers = N_PROMPTS * len(MODELS)
-            assert stack.count("generator.generations") == answers
-            assert stack.count("judge.judgments") == answers * len(JUDGES)
+            await stack.wait_for("generator.generations", 8)
+            assert stack.count("generator.generations") < N_PROMPTS * len(MODELS), "too late"
+            proxy.set_mode(RESET)
+            await asyncio.sleep(5)
+            proxy.set_mode(PASS)
+            back = time.monotonic()
+            run = await finished(runner, started.run.name)
+        print(f"database back -> run done in {time.monotonic() - back:.1f}s")
+        assert run.state == runner_pb2.RUN_STATE_SUCCEEDED, (
+            run.error,
+            list(run.progress.last_errors),
+        )
+        answers = N_PROMPTS * len(MODELS)
+        assert stack.count("generator.generations") == answers
+        assert stack.count("judge.judgments") == answers * len(JUDGES)
