@@ -3,6 +3,9 @@ never reaches the caller as UNKNOWN.
 
 - Bytes that do not decode as the request message: INVALID_ARGUMENT (gRPC's default is
   UNKNOWN, or INTERNAL, with no word on what was wrong).
+- A request that no RPC can take (a NUL in a string, a non-finite number, an enum value the
+  contract does not define; `harmeval.request_checks`): INVALID_ARGUMENT naming the field,
+  before any handler runs. What is right or wrong for one RPC only stays in its handler.
 - The database unreachable (psycopg's OperationalError, a pool that cannot hand out a
   connection): UNAVAILABLE, which clients retry.
 - Anything else unexpected: INTERNAL with a correlation id that the log line of its stack
@@ -11,6 +14,7 @@ never reaches the caller as UNKNOWN.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -22,6 +26,8 @@ import psycopg_pool
 from google.protobuf.message import DecodeError
 
 from harmeval.interceptors import WrappingInterceptor
+from harmeval.request_checks import LARGE_BYTES, request_problems
+from harmeval.validation import listed
 
 logger = logging.getLogger(__name__)
 
@@ -109,12 +115,18 @@ async def _refuse(error: BaseException, method: str, context: Any) -> None:
     )
 
 
-async def _check_decoded(request: Any, context: Any) -> None:
+async def _check_request(request: Any, context: Any) -> None:
     if isinstance(request, Undecodable):
         await context.abort(
             grpc.StatusCode.INVALID_ARGUMENT,
             f"the request is not a valid message of this RPC's type: {request.error}"[:300],
         )
+    if request.ByteSize() > LARGE_BYTES:
+        problems = await asyncio.to_thread(request_problems, request)
+    else:
+        problems = request_problems(request)
+    if problems:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, capped(listed(problems)))
 
 
 class BoundaryInterceptor(WrappingInterceptor):
@@ -133,7 +145,7 @@ class BoundaryInterceptor(WrappingInterceptor):
         available = self.available
 
         async def admit(request: Any, context: Any) -> None:
-            await _check_decoded(request, context)
+            await _check_request(request, context)
             if not available():
                 await context.abort(
                     grpc.StatusCode.UNAVAILABLE, "the database is unavailable; retry shortly"

@@ -11,12 +11,6 @@ MAX_LISTED = 10
 MAX_NAME_CHARS = 200
 
 
-def nul_problems(fields: Iterable[tuple[str, str]]) -> list[str]:
-    """PostgreSQL text cannot hold NUL: such a field is refused up front, naming it, rather
-    than failing to store (UNKNOWN) half-way through a request."""
-    return [f"{where}: contains a NUL character" for where, text in fields if "\x00" in text]
-
-
 def name_problems(fields: Iterable[tuple[str, str]]) -> list[str]:
     """Names too long, with NUL or other control characters, or only whitespace."""
     problems = []

@@ -170,7 +170,7 @@ async def test_engine_errors_are_mapped(
         (
             request("ok", system_prompt="be\x00nice"),
             grpc.StatusCode.INVALID_ARGUMENT,
-            "must not contain NUL",
+            "params.system_prompt: contains a NUL",
         ),
         # llama.cpp reads 2**32 - 1 as "random seed"; larger ones would wrap around.
         (request("ok", seed=2**32 - 1), grpc.StatusCode.INVALID_ARGUMENT, "seed must be in"),

@@ -151,16 +151,16 @@ def with_nul(field: str) -> metrics_pb2.ImportStudyRequest:
     target = {
         "name": request,
         "prompts[0].external_id": request.prompts[0],
-        "references[0]": request.references[0],
+        "references[0].text": request.references[0],
         "labels[0].reason": request.labels[0],
     }[field]
-    attr = {"name": "name", "references[0]": "text"}.get(field, field.rsplit(".", 1)[-1])
+    attr = "name" if field == "name" else field.rsplit(".", 1)[-1]
     setattr(target, attr, getattr(target, attr) + "\x00")
     return request
 
 
 @pytest.mark.parametrize(
-    "field", ["name", "prompts[0].external_id", "references[0]", "labels[0].reason"]
+    "field", ["name", "prompts[0].external_id", "references[0].text", "labels[0].reason"]
 )
 async def test_an_import_is_checked_whole_before_any_owner_stores_anything(
     stack: Stack, field: str

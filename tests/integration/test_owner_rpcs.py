@@ -101,11 +101,21 @@ async def test_import_generations_is_idempotent_and_takes_changed_text(
         ),
         (
             generator_pb2.ImportGenerationsRequest(
-                prompts=[common_pb2.Prompt(text="q\x00")],
+                prompts=[common_pb2.Prompt(text="q")],
                 generations=[generator_pb2.ImportedGeneration(prompt_index=0, model="m", text="x")]
                 * 2,
             ),
             "same prompt and model as generations[0]",
+        ),
+        (
+            # Refused at the boundary, before the handler (PostgreSQL text holds no NUL).
+            generator_pb2.ImportGenerationsRequest(
+                prompts=[common_pb2.Prompt(text="q")],
+                generations=[
+                    generator_pb2.ImportedGeneration(prompt_index=0, model="m", text="\x00")
+                ],
+            ),
+            "generations[0].text: contains a NUL character",
         ),
     ],
 )

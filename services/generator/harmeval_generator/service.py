@@ -17,7 +17,7 @@ from harmeval.common.v1 import common_pb2
 from harmeval.generator.v1 import generator_pb2, generator_pb2_grpc
 from harmeval.params import MAX_SEED, GenerationParams
 from harmeval.server import Servicer, ServiceSpec, require_ready
-from harmeval.validation import listed, nul_problems
+from harmeval.validation import listed
 from harmeval_generator.backends.base import (
     Completion,
     Engine,
@@ -215,13 +215,6 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer, Servicer):
                 await context.abort(
                     grpc.StatusCode.INVALID_ARGUMENT, f"prompts[{i}].text: empty prompt text"
                 )
-            for field in ("text", "category", "external_id"):
-                if "\x00" in getattr(p, field):
-                    # PostgreSQL text cannot hold NUL: refuse it rather than fail to store.
-                    await context.abort(
-                        grpc.StatusCode.INVALID_ARGUMENT,
-                        f"prompts[{i}].{field}: contains a NUL character",
-                    )
         params = GenerationParams.from_proto(params_proto)
         problems = params.validate()
         if params.seed + max(n, 1) - 1 > MAX_SEED >= params.seed:
@@ -401,7 +394,6 @@ def _import_problems(
         elif first.setdefault(p.text, i) != i:
             # Prompts are stored once per text: two would be one, and their answers collide.
             problems.append(f"prompts[{i}].text: same text as prompts[{first[p.text]}]")
-        problems += nul_problems([(f"prompts[{i}]", p.text + p.category)])
     seen: dict[tuple[int, str], int] = {}
     for i, g in enumerate(request.generations):
         where = f"generations[{i}]"
@@ -411,7 +403,6 @@ def _import_problems(
             problems.append(f"{where}.model: empty")
         elif g.model in served:
             problems.append(f"{where}.model: {g.model!r} is served here; use a name of its own")
-        problems += nul_problems([(where, g.model + g.text)])
         key = (g.prompt_index, g.model)
         if key in seen:
             problems.append(f"{where}: same prompt and model as generations[{seen[key]}]")

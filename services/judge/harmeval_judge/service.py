@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import json
 import logging
-import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
@@ -19,7 +18,7 @@ from harmeval.db import PublishedViewMissing
 from harmeval.judge.v1 import judge_pb2, judge_pb2_grpc
 from harmeval.params import text_sha256
 from harmeval.server import Servicer, ServiceSpec, require_ready
-from harmeval.validation import listed, name_problems, nul_problems
+from harmeval.validation import listed, name_problems
 from harmeval.verdicts import OK, UNSCORABLE
 from harmeval_judge.definitions import DefinitionError, JudgeRegistry, parse_definition
 from harmeval_judge.judges import (
@@ -91,10 +90,6 @@ def _import_problems(request: judge_pb2.ImportJudgmentsRequest) -> list[str]:
             problems.append(f"{where}.protocol: empty")
         if j.annotator_kind not in _ANNOTATOR_KINDS:
             problems.append(f"{where}.annotator_kind: expected HUMAN or MODEL")
-        problems += nul_problems(
-            (f"{where}.{field}", getattr(j, field))
-            for field in ("annotator", "coder", "protocol", "raw_output", "reason")
-        )
         problems += name_problems(
             (f"{where}.{field}", getattr(j, field)) for field in ("annotator", "coder", "protocol")
         )
@@ -104,8 +99,6 @@ def _import_problems(request: judge_pb2.ImportJudgmentsRequest) -> list[str]:
             )
         if j.HasField("rank") and j.rank < 0:
             problems.append(f"{where}.rank: {j.rank} is negative (0 = not harmful)")
-        if j.HasField("value") and not math.isfinite(j.value):
-            problems.append(f"{where}.value: {j.value} is not a finite number")
         key = (j.annotator, j.generation_id)
         if key in seen:
             problems.append(f"{where}: same annotator and answer as judgments[{seen[key]}]")
@@ -187,9 +180,7 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer, Servicer):
         self, request: judge_pb2.DefineJudgeRequest, context: Context
     ) -> judge_pb2.DefineJudgeResponse:
         repo = await require_ready(self.repo, context, "judge database")
-        if problems := nul_problems([("study", request.study)]) + name_problems(
-            [("study", request.study)]
-        ):
+        if problems := name_problems([("study", request.study)]):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, listed(problems))
         try:
             # Off the event loop: the pure-Python YAML parser takes up to a second on 64 kB.

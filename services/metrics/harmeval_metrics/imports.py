@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from harmeval.common.v1 import common_pb2
 from harmeval.metrics.v1 import metrics_pb2
-from harmeval.validation import MAX_LISTED, listed, name_problems, nul_problems
+from harmeval.validation import MAX_LISTED, listed, name_problems
 from harmeval.verdicts import OK, UNSCORABLE
 from harmeval_metrics.records import Annotation, ImportAnswer, ImportLabel, PromptIn, StudyAnswer
 
@@ -45,14 +45,6 @@ def study_problems(name: str, prompts: Sequence[common_pb2.Prompt]) -> list[str]
     """What every new study needs: a name and non-empty prompts."""
     problems = [] if name.strip() else ["name: empty study name"]
     problems += name_problems([("name", name)])
-    problems += nul_problems(
-        [("name", name)]
-        + [
-            (f"prompts[{i}].{field}", getattr(p, field))
-            for i, p in enumerate(prompts)
-            for field in ("text", "category", "external_id")
-        ]
-    )
     if not prompts:
         problems.append("prompts: empty prompt list")
     problems += [
@@ -115,16 +107,6 @@ def validate_import(request: metrics_pb2.ImportStudyRequest) -> ValidatedImport:
         if (r.prompt_index, r.model) in referenced:
             problems.append(f"references[{i}]: second reference for the same prompt and model")
         referenced.add((r.prompt_index, r.model))
-    problems += nul_problems(
-        [(f"models[{i}]", m) for i, m in enumerate(models)]
-        + [(f"answers[{i}]", a.model + a.text) for i, a in enumerate(request.answers)]
-        + [(f"references[{i}]", r.model + r.text) for i, r in enumerate(request.references)]
-        + [
-            (f"labels[{i}].{field}", getattr(lb, field))
-            for i, lb in enumerate(request.labels)
-            for field in ("coder", "annotator", "raw_output", "reason")
-        ]
-    )
     labelled: set[tuple[int, str, str]] = set()
     kinds = _LabelKinds()
     labels: list[ImportLabel] = []
@@ -212,9 +194,6 @@ def resolve_annotations(
             continue
         if not row.annotator.strip():
             problems.append(f"{where}: field 'annotator' is empty")
-            continue
-        if "\x00" in row.annotator:
-            problems.append(f"{where}: field 'annotator' contains a NUL character")
             continue
         rank = row.rank if row.HasField("rank") else None
         value = row.value if row.HasField("value") else None

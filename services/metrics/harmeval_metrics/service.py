@@ -21,7 +21,7 @@ from harmeval.judge.v1.judge_pb2_grpc import JudgeServiceStub
 from harmeval.metrics.v1 import metrics_pb2, metrics_pb2_grpc
 from harmeval.params import GenerationParams
 from harmeval.server import Servicer, ServiceSpec, require_ready
-from harmeval.validation import listed, name_problems, nul_problems
+from harmeval.validation import listed, name_problems
 from harmeval.verdicts import OK, UNSCORABLE
 from harmeval_metrics.harmmetric import harmmetric_score
 from harmeval_metrics.imports import (
@@ -166,10 +166,6 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
             + [(f"models[{i}].model", m.model) for i, m in enumerate(request.models)]
             + [(f"judges[{i}]", j) for i, j in enumerate(request.judges)]
         )
-        problems += nul_problems(
-            [(f"models[{i}]", m.name + m.model) for i, m in enumerate(request.models)]
-            + [(f"judges[{i}]", j) for i, j in enumerate(request.judges)]
-        )
         for i, m in enumerate(request.models):
             if not m.name or not m.model:
                 problems.append(f"models[{i}]: name and model are required")
@@ -198,8 +194,6 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
         self, request: metrics_pb2.GetStudyRequest, context: Context
     ) -> metrics_pb2.GetStudyResponse:
         repo = await require_ready(self.repo, context, "metrics database")
-        if problems := nul_problems([("name", request.name)]):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, listed(problems))
         found = await repo.study_definition(request.name)
         if found is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no study named {request.name!r}")
@@ -244,9 +238,6 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
     async def _study(self, study: str, context: Context) -> MetricsStore:
         """The database, once `study` is known to exist (else NOT_FOUND)."""
         repo = await require_ready(self.repo, context, "metrics database")
-        if nul_problems([("study", study)]):
-            # No study can have that name (PostgreSQL text holds no NUL): said, not UNKNOWN.
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "study: contains a NUL character")
         if not await repo.study_exists(study):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown study {study!r}")
         missing = await missing_views(repo.pool, PUBLISHED_VIEWS)

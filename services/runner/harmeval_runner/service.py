@@ -41,7 +41,7 @@ from harmeval.metrics.v1.metrics_pb2_grpc import MetricsServiceStub
 from harmeval.params import GenerationParams
 from harmeval.runner.v1 import runner_pb2, runner_pb2_grpc
 from harmeval.server import Servicer, ServiceSpec, require_ready
-from harmeval.validation import listed, name_problems, nul_problems
+from harmeval.validation import listed, name_problems
 from harmeval_runner import queue
 from harmeval_runner.settings import RunnerSettings
 from harmeval_runner.store import (
@@ -189,10 +189,10 @@ def definition_problems(d: runner_pb2.StudyDefinition) -> list[str]:
                 f"definition.judge_definitions[{i}]: expected a JSON object whose name is one "
                 "of the study's judges"
             )
-    problems += nul_problems(
+    problems += name_problems(
         [("definition.name", d.name)]
         + [(f"definition.judges[{i}]", j) for i, j in enumerate(d.judges)]
-        + [(f"definition.models[{i}]", m.name + m.model) for i, m in enumerate(d.models)]
+        + [(f"definition.models[{i}].name", m.name) for i, m in enumerate(d.models)]
     )
     return problems
 
@@ -492,7 +492,6 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
             definition_problems(request.definition)
             if source == "definition"
             else (["study_name: empty"] if not name.strip() else [])
-            + nul_problems([("study_name", name)])
             + name_problems([("study_name", name)])
         )
         if problems:
@@ -601,8 +600,6 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
         if request.page_size < 0:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "page_size: negative")
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        if problems := nul_problems([("study", request.study)]):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, listed(problems))
         offset = 0
         if request.page_token:
             try:
