@@ -11,11 +11,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 from harmeval.common.v1 import common_pb2
 from harmeval.judge.v1 import judge_pb2
 from harmeval.metrics.v1 import metrics_pb2
+from harmeval_client.cli.terminal import progress
 from harmeval_client.clients import Clients
 from harmeval_client.importers import (
     MODELS,
@@ -166,7 +167,8 @@ class BenchmarkError(RuntimeError):
 async def run_harmmetric(
     judge: str, study: str, clients: Clients, show_progress: bool = True
 ) -> dict[str, Any]:
-    """Scores every benchmark response with a pointwise judge, then fetches the score."""
+    """Scores every benchmark response with a pointwise judge, then fetches the score (a bar
+    on standard error while it judges, when that is a terminal)."""
     judges = await clients.judge.ListJudges(judge_pb2.ListJudgesRequest())
     info = {j.name: j for j in judges.judges}.get(judge)
     if info is None:
@@ -179,14 +181,14 @@ async def run_harmmetric(
         )
     answers = await clients.metrics.GetStudyAnswers(metrics_pb2.GetStudyAnswersRequest(study=study))
     limit = asyncio.Semaphore(JUDGE_CONCURRENCY)
-    with Progress(
+    with progress(
         TextColumn("judge"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        disable=not show_progress,
-    ) as progress:
-        task = progress.add_task("judge", total=len(answers.prompts))
+        show=show_progress,
+    ) as bar:
+        task = bar.add_task("judge", total=len(answers.prompts))
 
         async def one(p: metrics_pb2.StudyPrompt) -> None:
             async with limit:
@@ -201,7 +203,7 @@ async def run_harmmetric(
                         references=p.references,
                     )
                 )
-            progress.advance(task)
+            bar.advance(task)
 
         await asyncio.gather(*(one(p) for p in answers.prompts))
     score = await clients.metrics.GetHarmMetricScore(

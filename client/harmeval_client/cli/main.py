@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 from rich.console import Console
@@ -75,7 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("runs", help="list study runs: state and progress")
     report = sub.add_parser("report", help="agreement and model ranking of a study")
     report.add_argument("study")
-    report.add_argument("--json", action="store_true", help="machine-readable output")
+    report.add_argument(
+        "--json", action="store_true", help="machine-readable output (only JSON on stdout)"
+    )
+    report.add_argument(
+        "--wide",
+        action="store_true",
+        help="every column, names on one line, however wide the terminal (default: tables "
+        "fit the terminal's width, or COLUMNS)",
+    )
     report.add_argument("--html", type=Path, metavar="PATH", help="also write an HTML report")
     report.add_argument(
         "--bootstrap",
@@ -115,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--level", required=True, choices=["nominal", "ordinal", "interval", "ratio"]
     )
     agree.add_argument("--bootstrap", type=int, default=0)
-    agree.add_argument("--json", action="store_true")
+    agree.add_argument("--json", action="store_true", help="machine-readable output")
 
     bench = sub.add_parser("benchmark", help="score a judge on a benchmark")
     bench.add_argument("benchmark", choices=["harmmetric"])
@@ -125,10 +135,31 @@ def build_parser() -> argparse.ArgumentParser:
         default="harmmetric-eval-v2",
         help="the imported benchmark study (default: harmmetric-eval-v2)",
     )
-    bench.add_argument("--json", action="store_true")
-    bench.add_argument("--no-progress", action="store_true")
+    bench.add_argument("--json", action="store_true", help="machine-readable output")
+    bench.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (it is drawn on stderr only when that is a terminal)",
+    )
     tokens.add_parser(sub)
     return parser
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def print_json(value: Any) -> None:
+    """`value` as the only thing on standard output, strict JSON: an undefined number (NaN,
+    e.g. a benchmark score over no scorable prompt) is null, which jq and every JSON parser
+    read, where `NaN` is not JSON."""
+    sys.stdout.write(json.dumps(_finite(value), indent=2, allow_nan=False) + "\n")
 
 
 def client_settings(args: argparse.Namespace) -> ClientSettings:
@@ -193,9 +224,9 @@ async def _run(args: argparse.Namespace, settings: ClientSettings, console: Cons
         async with connect(settings) as clients:
             report = await fetch_report(args.study, clients, args.bootstrap, breakdown)
         if args.json:
-            print(json.dumps(report, indent=2))
+            print_json(report)
         else:
-            print_report(report, console)
+            print_report(report, console, wide=args.wide)
         if args.html:
             args.html.write_text(render_html(report), encoding="utf-8")
             Console(stderr=True).print(f"HTML report written to {args.html}")
@@ -207,7 +238,7 @@ async def _run(args: argparse.Namespace, settings: ClientSettings, console: Cons
         async with connect(settings) as clients:
             result = await agreement_for_file(args.path, args.level, args.bootstrap, clients)
         if args.json:
-            print(json.dumps(result, indent=2))
+            print_json(result)
         else:
             ci = (
                 f" (95% CI {result['ci_low']:.3f} to {result['ci_high']:.3f})"
@@ -226,7 +257,7 @@ async def _run(args: argparse.Namespace, settings: ClientSettings, console: Cons
                 args.judge, args.study, clients, show_progress=not args.no_progress
             )
         if args.json:
-            print(json.dumps(score, indent=2))
+            print_json(score)
         else:
             table = Table(title=f"HarmMetric Eval: {args.judge} on {args.study}")
             table.add_column("score")

@@ -7,9 +7,10 @@ from typing import Any
 
 from google.protobuf.message import Message
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
 from harmeval.metrics.v1 import metrics_pb2
+from harmeval_client.cli.terminal import Column, print_table
 from harmeval_client.clients import Clients
 
 
@@ -174,109 +175,169 @@ def coverage_cells(c: dict[str, Any]) -> list[str]:
     ]
 
 
-def print_report(report: dict[str, Any], console: Console) -> None:
+def print_report(report: dict[str, Any], console: Console, wide: bool = False) -> None:
+    """The report's tables, fitted to `console.width` (optional columns left out, names
+    wrapped, never cut); `wide`: every column, names on one line."""
     console.print(
-        f"[bold]Study {report['study']}[/bold]: {report['n_units']} units (prompt × small model)"
+        f"[bold]Study {escape(report['study'])}[/bold]: {report['n_units']} units "
+        "(prompt × small model)"
         + (f", {report['bootstrap']} bootstrap resamples (95% CIs)" if report["bootstrap"] else "")
     )
     kinds = {c["coder"]: c["kind"] for c in report["coverage"]}
     consensus = report["consensus_coder"]
-    cov = Table(title="Coders")
-    for col in COVERAGE_COLUMNS:
-        cov.add_column(col, justify="left" if col in ("coder", "kind") else "right")
-    for c in report["coverage"]:
-        cov.add_row(*coverage_cells(c))
-    console.print(cov)
+    print_table(
+        console,
+        "Coders",
+        [
+            Column(
+                col,
+                "left" if col in ("coder", "kind") else "right",
+                name=col == "coder",
+                optional=int(col == "annotators"),
+            )
+            for col in COVERAGE_COLUMNS
+        ],
+        [coverage_cells(c) for c in report["coverage"]],
+        wide=wide,
+    )
 
-    agree = Table(
-        title="Agreement per coder pair (Krippendorff's alpha; 1 = perfect, 0 = chance)",
+    whole = ordered_pairs(report)
+    groups = [pair_kind(p, kinds, consensus) for p in whole]
+    print_table(
+        console,
+        "Agreement per coder pair (Krippendorff's alpha; 1 = perfect, 0 = chance)",
+        [
+            Column("coder A", name=True),
+            Column("coder B", name=True),
+            Column("compared"),
+            Column("alpha [95% CI]", "right"),
+            Column("kappa", "right", optional=1),
+            Column("tau", "right", optional=2),
+            Column("units", "right"),
+        ],
+        [
+            [
+                p["coder_a"],
+                p["coder_b"],
+                f"{'harm' if p['scale'] == 'harmful' else 'rank'} {p['level']}",
+                with_ci(p["alpha"], p["ci_low"], p["ci_high"]),
+                fmt(p["cohen_kappa"], 2),
+                fmt(p["kendall_tau_b"], 2),
+                str(p["n_units"]),
+            ]
+            for p in whole
+        ],
+        wide=wide,
         caption="harm = harmful yes/no; rank = listwise ranks (0 = N/A). kappa: Cohen's "
         "(weights: none / linear / quadratic by level); tau: Kendall's tau-b within prompts.",
+        section_ends={
+            i for i in range(len(whole)) if i + 1 == len(whole) or groups[i + 1] != groups[i]
+        },
     )
-    for col in ("coder A", "coder B", "compared", "alpha [95% CI]", "kappa", "tau", "units"):
-        agree.add_column(
-            col,
-            justify="left" if col in ("coder A", "coder B", "compared") else "right",
-            no_wrap=col == "alpha [95% CI]",
-        )
-    whole = ordered_pairs(report)
-    for i, p in enumerate(whole):
-        kind = pair_kind(p, kinds, consensus)
-        last = i + 1 == len(whole) or pair_kind(whole[i + 1], kinds, consensus) != kind
-        agree.add_row(
-            p["coder_a"],
-            p["coder_b"],
-            f"{'harm' if p['scale'] == 'harmful' else 'rank'} {p['level']}",
-            with_ci(p["alpha"], p["ci_low"], p["ci_high"]),
-            fmt(p["cohen_kappa"], 2),
-            fmt(p["kendall_tau_b"], 2),
-            str(p["n_units"]),
-            end_section=last,
-        )
-    console.print(agree)
     console.print("Rows are grouped: human–human (the ceiling), judges vs humans, judge vs judge.")
     subsets = [r for r in report["agreement"] if r["subset"] and r["scale"] == "harmful"]
     if subsets:
-        sub = Table(title="Agreement by subset (harmful yes/no, nominal alpha)")
-        for col in ("subset", "coder A", "coder B", "alpha", "units"):
-            sub.add_column(col, justify="right" if col in ("alpha", "units") else "left")
-        for p in subsets:
-            sub.add_row(
-                p["subset"],
-                p["coder_a"],
-                p["coder_b"],
-                with_ci(p["alpha"], p["ci_low"], p["ci_high"]),
-                str(p["n_units"]),
-            )
-        console.print(sub)
+        print_table(
+            console,
+            "Agreement by subset (harmful yes/no, nominal alpha)",
+            [
+                Column("subset", name=True),
+                Column("coder A", name=True),
+                Column("coder B", name=True),
+                Column("alpha", "right"),
+                Column("units", "right"),
+            ],
+            [
+                [
+                    p["subset"],
+                    p["coder_a"],
+                    p["coder_b"],
+                    with_ci(p["alpha"], p["ci_low"], p["ci_high"]),
+                    str(p["n_units"]),
+                ]
+                for p in subsets
+            ],
+            wide=wide,
+        )
     if report["fleiss_kappa"] is not None:
         console.print(
             f"Fleiss' kappa of all coders (harmful y/n): {report['fleiss_kappa']:.3f} "
             f"over {report['fleiss_units']} units every coder labelled"
         )
 
-    rank = Table(title="Harmfulness of the small models per coder (most harmful first)")
-    for col in ("coder", "small model", "harm rate", "corrected", "mean rank", "BT strength", "n"):
-        rank.add_column(col, justify="left" if col in ("coder", "small model") else "right")
+    ranking = []
     previous = None
     for r in report["ranking"]:
-        coder = r["coder"] if r["coder"] != previous else ""
-        previous = r["coder"]
-        rank.add_row(
-            coder,
-            r["model"],
-            with_ci(r["harm_rate"], r["harm_rate_ci_low"], r["harm_rate_ci_high"], 2),
-            with_ci(r["corrected_harm_rate"], r["corrected_ci_low"], r["corrected_ci_high"], 2),
-            fmt(r["mean_rank"], 2),
-            with_ci(r["strength"], r["strength_ci_low"], r["strength_ci_high"], 2),
-            str(r["n_scored"]),
+        ranking.append(
+            [
+                r["coder"] if r["coder"] != previous else "",
+                r["model"],
+                with_ci(r["harm_rate"], r["harm_rate_ci_low"], r["harm_rate_ci_high"], 2),
+                with_ci(r["corrected_harm_rate"], r["corrected_ci_low"], r["corrected_ci_high"], 2),
+                fmt(r["mean_rank"], 2),
+                with_ci(r["strength"], r["strength_ci_low"], r["strength_ci_high"], 2),
+                str(r["n_scored"]),
+            ]
         )
-    console.print(rank)
+        previous = r["coder"]
+    print_table(
+        console,
+        "Harmfulness of the small models per coder (most harmful first)",
+        [
+            Column("coder", name=True),
+            Column("small model", name=True),
+            Column("harm rate", "right"),
+            Column("corrected", "right"),
+            Column("mean rank", "right", optional=2),
+            Column("BT strength", "right", optional=1),
+            Column("n", "right"),
+        ],
+        ranking,
+        wide=wide,
+    )
     if report["pathologies"]:
-        path = Table(title="Answer pathologies per small model (answers stored unaltered)")
-        for col in ("small model", "flag", "answers", "share"):
-            path.add_column(col, justify="left" if col in ("small model", "flag") else "right")
-        for p in report["pathologies"]:
-            path.add_row(
-                p["model"], p["flag"], f"{p['n_flagged']}/{p['n_answers']}", f"{p['rate']:.0%}"
-            )
-        console.print(path)
+        print_table(
+            console,
+            "Answer pathologies per small model (answers stored unaltered)",
+            [
+                Column("small model", name=True),
+                Column("flag", name=True),
+                Column("answers", "right"),
+                Column("share", "right"),
+            ],
+            [
+                [p["model"], p["flag"], f"{p['n_flagged']}/{p['n_answers']}", f"{p['rate']:.0%}"]
+                for p in report["pathologies"]
+            ],
+            wide=wide,
+        )
     if report["rank_stability"]:
-        stab = Table(title="Rank stability: Kendall's tau-b between two coders' model strengths")
-        for col in ("coder A", "coder B", "tau"):
-            stab.add_column(col, justify="right" if col == "tau" else "left")
-        for s in report["rank_stability"]:
-            stab.add_row(s["coder_a"], s["coder_b"], fmt(s["kendall_tau"], 2))
-        console.print(stab)
+        print_table(
+            console,
+            "Rank stability: Kendall's tau-b between two coders' model strengths",
+            [Column("coder A", name=True), Column("coder B", name=True), Column("tau", "right")],
+            [
+                [s["coder_a"], s["coder_b"], fmt(s["kendall_tau"], 2)]
+                for s in report["rank_stability"]
+            ],
+            wide=wide,
+        )
     if report["disagreements"]:
-        dis = Table(title="Where judges and humans disagree most")
-        for col in ("prompt", "model", "answer", "humans − judges"):
-            dis.add_column(col, overflow="fold", max_width=40 if col != "model" else 16)
-        for d in report["disagreements"][:5]:
-            dis.add_row(
-                d["prompt"][:120], d["model"], d["answer"][:160], f"{d['human_minus_judge']:+.2f}"
-            )
-        console.print(dis)
+        print_table(
+            console,
+            "Where judges and humans disagree most",
+            [
+                Column("prompt", max_width=40),
+                Column("model", name=True),
+                Column("answer", max_width=40),
+                Column("humans − judges", "right"),
+            ],
+            [
+                [d["prompt"][:120], d["model"], d["answer"][:160], f"{d['human_minus_judge']:+.2f}"]
+                for d in report["disagreements"][:5]
+            ],
+            wide=wide,
+        )
     console.print(
         "Unscorable verdicts are missing data, never counted as not harmful. "
         "Corrected = harm rate adjusted for the coder's sensitivity and specificity "

@@ -5,13 +5,10 @@ The run lives in the service: the bars follow WatchRun, and Ctrl-C only stops wa
 
 from __future__ import annotations
 
-import sys
-
 from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
-    Progress,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
@@ -19,6 +16,7 @@ from rich.progress import (
 from rich.table import Table
 
 from harmeval.runner.v1 import runner_pb2
+from harmeval_client.cli import terminal
 from harmeval_client.clients import Clients
 from harmeval_client.study import Study
 from harmeval_client.workflow import RunSummary, StudyRunError, run_study
@@ -35,15 +33,15 @@ def state_name(state: int) -> str:
 async def run_with_progress(
     study: Study, clients: Clients, show_progress: bool = True, rejudge_unscorable: bool = False
 ) -> RunSummary:
-    """`run_study` with a bar per stage and model or judge on standard error."""
-    with Progress(
+    """`run_study` with a bar per stage and model or judge on standard error, when that is a
+    terminal."""
+    with terminal.progress(
         TextColumn("{task.description:<28}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[note]}"),
         TimeElapsedColumn(),
-        console=Console(file=sys.stderr),
-        disable=not show_progress,
+        show=show_progress,
     ) as progress:
         bars: dict[tuple[int, str], TaskID] = {}
 
