@@ -84,10 +84,11 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-## bench: generator overhead, alpha bootstrap, seed-study import, reference metrics, judge throughput, auth overhead, study throughput, runner scale-out
+## bench: generator overhead, alpha bootstrap, few-label estimates, seed-study import, reference metrics, judge throughput, auth overhead, study throughput, runner scale-out
 bench: install
 	$(BIN)/python bench/generator_overhead.py
 	$(BIN)/python bench/alpha_bootstrap.py
+	$(BIN)/python bench/few_labels.py
 	$(BIN)/python bench/import_llm_harm.py
 	$(BIN)/python bench/reference_metrics.py
 	$(BIN)/python bench/judge_throughput.py
