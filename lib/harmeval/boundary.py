@@ -85,15 +85,28 @@ class Undecodable:
         self.error = error
 
 
+class _Large:
+    """A request too large to decode on the event loop: decoded in a thread at admission."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+def _decode(deserializer: Callable[[bytes], Any], data: bytes) -> Any:
+    try:
+        return deserializer(data)
+    except (DecodeError, ValueError, RecursionError) as exc:
+        return Undecodable(exc)
+
+
 def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
     if deserializer is None:
         return None
 
     def deserialize(data: bytes) -> Any:
-        try:
-            return deserializer(data)
-        except (DecodeError, ValueError, RecursionError) as exc:
-            return Undecodable(exc)
+        if len(data) > LARGE_BYTES:
+            return _Large(data)
+        return _decode(deserializer, data)
 
     return deserialize
 
@@ -115,7 +128,11 @@ async def _refuse(error: BaseException, method: str, context: Any) -> None:
     )
 
 
-async def _check_request(request: Any, context: Any) -> None:
+async def _admitted(request: Any, deserializer: Callable[[bytes], Any], context: Any) -> Any:
+    """The request, decoded and checked (or the RPC ends INVALID_ARGUMENT). Large ones are
+    decoded and walked off the event loop: health must answer meanwhile."""
+    if isinstance(request, _Large):
+        request = await asyncio.to_thread(_decode, deserializer, request.data)
     if isinstance(request, Undecodable):
         await context.abort(
             grpc.StatusCode.INVALID_ARGUMENT,
@@ -127,6 +144,7 @@ async def _check_request(request: Any, context: Any) -> None:
         problems = request_problems(request)
     if problems:
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, capped(listed(problems)))
+    return request
 
 
 class BoundaryInterceptor(WrappingInterceptor):
@@ -143,13 +161,15 @@ class BoundaryInterceptor(WrappingInterceptor):
 
     def wrap(self, method: str, handler: Any) -> Any:
         available = self.available
+        deserializer = handler.request_deserializer
 
-        async def admit(request: Any, context: Any) -> None:
-            await _check_request(request, context)
+        async def admit(request: Any, context: Any) -> Any:
+            request = await _admitted(request, deserializer, context)
             if not available():
                 await context.abort(
                     grpc.StatusCode.UNAVAILABLE, "the database is unavailable; retry shortly"
                 )
+            return request
 
         kwargs = {
             "request_deserializer": _tolerant(handler.request_deserializer),
@@ -159,7 +179,7 @@ class BoundaryInterceptor(WrappingInterceptor):
             unary_unary = handler.unary_unary
 
             async def uu(request: Any, context: Any) -> Any:
-                await admit(request, context)
+                request = await admit(request, context)
                 try:
                     return await unary_unary(request, _CappedContext(context))
                 except grpc.aio.AbortError:
@@ -172,7 +192,7 @@ class BoundaryInterceptor(WrappingInterceptor):
             unary_stream = handler.unary_stream
 
             async def us(request: Any, context: Any) -> AsyncIterator[Any]:
-                await admit(request, context)
+                request = await admit(request, context)
                 try:
                     async for item in unary_stream(request, _CappedContext(context)):
                         yield item

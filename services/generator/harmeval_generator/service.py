@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -42,6 +43,9 @@ from harmeval_generator.store import (
 )
 
 logger = logging.getLogger(__name__)
+
+# Answers and prompts longer than this (together) are checked for pathologies in a thread.
+_DETECT_INLINE_CHARS = 20_000
 
 # What an engine may raise for one request, mapped to a status by `_abort_for_engine_error`.
 ENGINE_ERRORS = (
@@ -243,13 +247,17 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer, Servicer):
         assert repo is not None
         TOKENS.labels(engine.name, "prompt").inc(completion.prompt_tokens)
         TOKENS.labels(engine.name, "completion").inc(completion.completion_tokens)
-        found = detect(
+        check = functools.partial(
+            detect,
             job.text,
             completion.text,
             finish_reason=completion.finish_reason,
             max_tokens=job.params.max_tokens,
             completion_tokens=completion.completion_tokens,
         )
+        # Off the event loop when long: a 1 MB prompt takes ~0.2 s to search for its echo.
+        long = len(job.text) + len(completion.text) > _DETECT_INLINE_CHARS
+        found = await asyncio.to_thread(check) if long else check()
         return await repo.insert_generation(
             NewGeneration(
                 prompt_id=job.prompt_id,
