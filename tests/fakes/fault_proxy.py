@@ -1,5 +1,7 @@
 """A TCP proxy in front of a service's dependency (Postgres, an LLM backend) that a test can
-break: pass traffic, black-hole it (connections hang), or reset every connection.
+break: pass traffic, black-hole it (connections hang), reset every connection, or cut each
+answer after its first bytes (an HTTP body or an SSE stream truncated mid-way); any mode can
+add latency to every chunk.
 
 Upstream is a TCP address or a unix socket (pgserver's PostgreSQL listens on one).
 """
@@ -12,7 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import parse_qs, urlparse
 
-PASS, BLACK_HOLE, RESET = "pass", "black-hole", "reset"
+PASS, BLACK_HOLE, RESET, CUT_MID_BODY = "pass", "black-hole", "reset", "cut-mid-body"
 
 
 class FaultProxy:
@@ -21,6 +23,10 @@ class FaultProxy:
     ):
         self.upstream_unix, self.upstream_tcp = upstream_unix, upstream_tcp
         self.mode = PASS
+        # CUT_MID_BODY: bytes of each answer (upstream to client) passed before the cut.
+        self.cut_after_bytes = 0
+        # Added before every chunk is passed on, both ways.
+        self.latency_s = 0.0
         self.port = 0
         self.connections = 0
         self._writers: set[asyncio.StreamWriter] = set()
@@ -42,15 +48,27 @@ class FaultProxy:
                 writer.transport.abort()
             self._writers.clear()
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, answer: bool = False
+    ) -> None:
+        """Copies one direction of a connection; `answer`: upstream to client."""
+        passed = 0
         with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):
             while data := await reader.read(65536):
                 if self.mode == RESET:
                     break
                 if self.mode == BLACK_HOLE:
                     continue  # swallowed
+                if self.latency_s:
+                    await asyncio.sleep(self.latency_s)
+                cut = answer and self.mode == CUT_MID_BODY
+                if cut:
+                    data = data[: max(0, self.cut_after_bytes - passed)]
                 writer.write(data)
                 await writer.drain()
+                passed += len(data)
+                if cut and passed >= self.cut_after_bytes:
+                    break  # the rest of the answer never comes: the connection is cut
         writer.transport.abort()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -69,7 +87,7 @@ class FaultProxy:
         self._writers.update((writer, up_writer))
         for task in (
             asyncio.create_task(self._pipe(reader, up_writer)),
-            asyncio.create_task(self._pipe(up_reader, writer)),
+            asyncio.create_task(self._pipe(up_reader, writer, answer=True)),
         ):
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

@@ -21,17 +21,27 @@ from prometheus_client import REGISTRY
 
 from harmeval.clients import raw_channel
 from harmeval.common.v1 import common_pb2
+from harmeval.generator.v1 import generator_pb2
 from harmeval.judge.v1 import judge_pb2, judge_pb2_grpc
 from harmeval.metrics.v1 import metrics_pb2, metrics_pb2_grpc
 from harmeval.server import RunningServer, _watchdog, create_server
+from harmeval_generator.settings import GeneratorSettings
 from harmeval_judge.service import SPEC as JUDGE_SPEC
 from harmeval_judge.service import JudgeServicer
 from harmeval_metrics.service import SPEC as METRICS_SPEC
 from harmeval_metrics.service import MetricsServicer
 from harmeval_metrics.settings import MetricsSettings
 from tests.credentials import client_settings, secured
-from tests.fakes.fault_proxy import BLACK_HOLE, PASS, RESET, database_proxy, fault_proxy
+from tests.fakes.fault_proxy import (
+    BLACK_HOLE,
+    CUT_MID_BODY,
+    PASS,
+    RESET,
+    database_proxy,
+    fault_proxy,
+)
 from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.tgi_server import fake_tgi
 from tests.integration.conftest import (
     JudgeModel,
     Stack,
@@ -39,6 +49,7 @@ from tests.integration.conftest import (
     judge_settings,
     running,
 )
+from tests.integration.generator_fixtures import generator_with
 
 LIST_JUDGES = "/harmeval.judge.v1.JudgeService/ListJudges"
 METRICS = "harmeval.metrics.v1.MetricsService"
@@ -318,16 +329,77 @@ async def test_a_backend_that_hangs_or_resets_is_unavailable_and_the_service_sta
             return grpc.StatusCode.OK, time.monotonic() - started
 
         assert (await outcome())[0] == grpc.StatusCode.OK
-        for mode in (BLACK_HOLE, RESET):
+        # Slow, but within the per-attempt timeout: answered.
+        proxy.latency_s = 0.2
+        code, took = await outcome()
+        assert code == grpc.StatusCode.OK and took >= 0.4  # a request and an answer, each late
+        # Slower than the per-attempt timeout (1 s) on every try: UNAVAILABLE by the deadline.
+        proxy.latency_s = 1.5
+        code, took = await outcome()
+        assert code == grpc.StatusCode.UNAVAILABLE and took < 10
+        proxy.latency_s = 0.0
+        # The answer cut after its headers and part of its JSON body; then cut before any byte.
+        proxy.cut_after_bytes = 200
+        for mode, cut in ((BLACK_HOLE, 0), (RESET, 0), (CUT_MID_BODY, 200), (CUT_MID_BODY, 0)):
+            proxy.cut_after_bytes = cut
             proxy.set_mode(mode)
             code, took = await outcome()
-            assert code == grpc.StatusCode.UNAVAILABLE, mode
+            assert code == grpc.StatusCode.UNAVAILABLE, (mode, cut)
             assert took < 10, mode  # within the request's deadline, not a stall
             health = health_pb2_grpc.HealthStub(ch)
             reply = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
         proxy.set_mode(PASS)
         assert (await outcome())[0] == grpc.StatusCode.OK
+
+
+async def test_a_stream_cut_mid_way_is_unavailable_stores_nothing_and_is_retried_whole(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The generator's backend (TGI's SSE stream, the contract fake) cut after a few tokens:
+    the caller gets the tokens so far and then UNAVAILABLE, no half answer is stored, and the
+    same request once the backend is back gets the whole answer, stored once."""
+    tokens = [f" word{i}" for i in range(40)]
+    with fake_tgi(lambda inputs, parameters: (tokens, "eos_token"), token_delay_s=0.01) as tgi:
+        upstream = urlparse(tgi.base_url)
+        assert upstream.hostname is not None and upstream.port is not None
+        async with fault_proxy(upstream_tcp=(upstream.hostname, upstream.port)) as proxy:
+            models_file = tmp_path / "models.yaml"
+            models_file.write_text(
+                f"models:\n  - {{name: tgi-model, backend: tgi, "
+                f"base_url: 'http://127.0.0.1:{proxy.port}'}}\n"
+            )
+            settings = GeneratorSettings(
+                database_url=database_url, data_dir=tmp_path, generator_models_file=models_file
+            )
+            async with generator_with(settings) as gen:
+                request = generator_pb2.GenerateStreamRequest(
+                    model="tgi-model",
+                    prompt=common_pb2.Prompt(text="Tell me about rivers."),
+                    params=common_pb2.GenerationParams(max_tokens=64),
+                )
+                proxy.cut_after_bytes = 1500  # headers and a few SSE events
+                proxy.set_mode(CUT_MID_BODY)
+                texts: list[str] = []
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    async for message in gen.client.GenerateStream(request, timeout=30):
+                        texts.append(message.text)
+                assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+                assert 0 < len("".join(texts).split()) < len(tokens), texts
+                assert await gen.count_rows("generations") == 0
+                one = generator_pb2.GenerateRequest(
+                    model="tgi-model", prompts=[request.prompt], params=request.params
+                )
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await gen.client.Generate(one, timeout=30)
+                assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+                assert await gen.count_rows("generations") == 0
+                proxy.set_mode(PASS)
+                streamed = [m async for m in gen.client.GenerateStream(request, timeout=30)]
+                assert "".join(m.text for m in streamed).split() == [t.strip() for t in tokens]
+                again = await gen.client.Generate(one, timeout=30)
+                assert again.generations[0].cached
+                assert await gen.count_rows("generations") == 1
 
 
 async def test_the_requests_that_once_ended_in_unknown_are_refused_by_name(stack: Stack) -> None:
