@@ -104,7 +104,11 @@ class ProcessStack:
 
 @asynccontextmanager
 async def processes(
-    database_url: str, tmp_path: Path, fake: FakeOpenAI, services_url: str | None = None
+    database_url: str,
+    tmp_path: Path,
+    fake: FakeOpenAI,
+    services_url: str | None = None,
+    settings: dict[str, dict[str, str]] | None = None,
 ) -> AsyncIterator[ProcessStack]:
     """The four services as processes on `services_url` (default: the database itself; a
     fault proxy in front of it, for outages); rows are counted on `database_url`."""
@@ -160,6 +164,7 @@ async def processes(
         env = {
             **common,
             **envs[name],
+            **(settings or {}).get(name, {}),
             f"HARMEVAL_{name.upper()}_ADDRESS": address,
             f"HARMEVAL_{name.upper()}_PROMETHEUS_PORT": str(ports[4 + i]),
         }

@@ -160,3 +160,49 @@ async def test_a_run_survives_a_database_outage_and_stores_each_row_once(
         answers = N_PROMPTS * len(MODELS)
         assert stack.count("generator.generations") == answers
         assert stack.count("judge.judgments") == answers * len(JUDGES)
+
+
+STORM_S = 15.0
+
+
+async def test_a_run_rides_through_a_rate_limit_storm_with_default_settings(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The judge's LLM answers 429 with Retry-After to every call for 15 s from the first one
+    (the storm that once aborted a run after 3 s): with the judge's default retry settings the
+    run ends SUCCEEDED, every verdict scored and stored once."""
+    storm: dict[str, float] = {}
+
+    def reply(messages: list[dict[str, Any]]) -> tuple[Any, ...]:
+        if "Content A" not in str(messages):
+            return 200, "A short answer."  # the small models: no storm
+        ends = storm.setdefault("ends", time.monotonic() + STORM_S)
+        if time.monotonic() < ends:
+            storm["refused"] = storm.get("refused", 0) + 1
+            return 429, "rate limited", {"retry-after": "1"}
+        return 200, "Content A: 1\nContent B: N/A"
+
+    defaults = {"judge": {"HARMEVAL_JUDGE_LLM_MAX_RETRIES": "2"}}
+    n_prompts = 6
+    with fake_openai(reply) as fake:
+        async with processes(database_url, tmp_path, fake, settings=defaults) as stack:
+            prompts = [PromptRecord(f"p{i}", f"Request {i}.", "x") for i in range(n_prompts)]
+            study = Study(
+                "storm",
+                prompts,
+                [StudyModel(m, m, GenerationParams(max_tokens=16)) for m in MODELS],
+                JUDGES,
+            )
+            address = stack.services["runner"].address
+            async with raw_channel(address, client_settings()) as channel:
+                runner = runner_pb2_grpc.RunnerServiceStub(channel)
+                started = await runner.StartRun(
+                    runner_pb2.StartRunRequest(definition=study_definition(study))
+                )
+                run = await finished(runner, started.run.name)
+            assert run.state == runner_pb2.RUN_STATE_SUCCEEDED, list(run.progress.last_errors)
+            answers = n_prompts * len(MODELS)
+            assert stack.count("judge.judgments") == answers * len(JUDGES)
+            assert stack.count("judge.judgments WHERE status = 'unscorable'") == 0
+    print(f"rate-limit storm of {STORM_S:.0f} s: {storm.get('refused', 0)} calls refused, run done")
+    assert storm.get("refused", 0) >= 10  # the storm did last
