@@ -408,3 +408,25 @@ async def test_a_backend_key_shows_nowhere(
     assert n_rows > 0 and "[redacted]" in dump  # the junk verdicts, stored redacted
     assert key not in dump
     assert secure.bird.hits == 0
+
+
+async def test_validate_only_checks_a_definition_and_stores_nothing(secure: Secure) -> None:
+    """A definition checked with validate_only: answered as if defined, then not offered;
+    one another study owns is refused as a real definition would be."""
+    mine = {"name": "checked-only", "family": "refusal-matcher"}
+    stub = secure.stub
+    reply = await stub.DefineJudge(
+        judge_pb2.DefineJudgeRequest(definition=json.dumps(mine), study="a", validate_only=True)
+    )
+    assert reply.judge.name == "checked-only"
+    offered = await stub.ListJudges(judge_pb2.ListJudgesRequest())
+    assert "checked-only" not in {j.name for j in offered.judges}
+    await define(stub, mine, "a")
+    other = {"name": "checked-only", "family": "reference-metric", "metric": "bleu"}
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.DefineJudge(
+            judge_pb2.DefineJudgeRequest(
+                definition=json.dumps(other), study="b", validate_only=True
+            )
+        )
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS

@@ -180,6 +180,23 @@ async def test_bad_requests_get_clear_codes(stack: Stack) -> None:
     assert code == grpc.StatusCode.FAILED_PRECONDITION and "llama-70b" in details
     offered = await stack.clients.judge.ListJudges(judge_pb2.ListJudgesRequest())
     assert "mine" not in {j.name for j in offered.judges}
+    # The second of two own judges refused (a built-in's name): the first is not defined.
+    two = Study(
+        "two",
+        PROMPTS,
+        [GREEDY],
+        ["mine-first", "rouge1-recall"],
+        [
+            {"name": "mine-first", "family": "refusal-matcher"},
+            {"name": "rouge1-recall", "family": "reference-metric", "metric": "bleu"},
+        ],
+    )
+    code, details = await code_of(
+        runner.StartRun(runner_pb2.StartRunRequest(definition=study_definition(two)))
+    )
+    assert code == grpc.StatusCode.ALREADY_EXISTS and "rouge1-recall" in details
+    offered = await stack.clients.judge.ListJudges(judge_pb2.ListJudgesRequest())
+    assert "mine-first" not in {j.name for j in offered.judges}
     for name in ("run-1", "runs/not-a-uuid", ""):
         code, _ = await code_of(runner.GetRun(runner_pb2.GetRunRequest(name=name)))
         assert code == grpc.StatusCode.INVALID_ARGUMENT

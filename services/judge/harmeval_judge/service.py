@@ -214,6 +214,11 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer, Servicer):
                 f"judge {judge.name!r}: a person labels under that name; choose another",
             )
         try:
+            if request.validate_only:
+                await repo.check_definable(
+                    judge.name, judge.family, judge.protocol, config, request.study
+                )
+                return judge_pb2.DefineJudgeResponse(judge=info(judge))
             self.records[judge.name] = await repo.define_judge(
                 judge.name, judge.family, judge.protocol, config, request.study
             )

@@ -130,6 +130,29 @@ async def _upsert_annotator(
     return int(row[0])
 
 
+async def _stored_unless_owned(
+    conn: AsyncConnection[Any], name: str, digest: str, study: str
+) -> JudgeRecord | None:
+    """The stored judge when it has this very definition; None when `study` may define it;
+    JudgeOwned when a built-in or another study's judge has the name."""
+    cur = await conn.execute(
+        "SELECT a.id, j.config_hash, j.study, j.builtin FROM judge.judges j"
+        " JOIN judge.annotators a ON a.id = j.annotator_id WHERE a.name = %s",
+        (name,),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    annotator_id, stored, owner, builtin = int(row[0]), str(row[1]), row[2], row[3]
+    if stored == digest:
+        return JudgeRecord(annotator_id=annotator_id, config_hash=digest)
+    if builtin:
+        raise JudgeOwned(name, None)
+    if owner is not None and owner != study:
+        raise JudgeOwned(name, str(owner))
+    return None
+
+
 async def _store_judge(
     conn: AsyncConnection[Any],
     name: str,
@@ -238,22 +261,18 @@ class JudgeStore:
             await conn.execute(
                 "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_DEFINE_LOCK_CLASS, name)
             )
-            cur = await conn.execute(
-                "SELECT a.id, j.config_hash, j.study, j.builtin FROM judge.judges j"
-                " JOIN judge.annotators a ON a.id = j.annotator_id WHERE a.name = %s",
-                (name,),
-            )
-            row = await cur.fetchone()
-            if row is not None:
-                annotator_id, stored, owner, builtin = int(row[0]), str(row[1]), row[2], row[3]
-                if stored == digest:
-                    return JudgeRecord(annotator_id=annotator_id, config_hash=digest)
-                if builtin:
-                    raise JudgeOwned(name, None)
-                if owner is not None and owner != study:
-                    raise JudgeOwned(name, str(owner))
+            if (same := await _stored_unless_owned(conn, name, digest, study)) is not None:
+                return same
             annotator_id = await _store_judge(conn, name, family, protocol, config, digest, study)
         return JudgeRecord(annotator_id=annotator_id, config_hash=digest)
+
+    async def check_definable(
+        self, name: str, family: str, protocol: str, config: dict[str, Any], study: str
+    ) -> None:
+        """Raises JudgeOwned where define_judge would; stores nothing."""
+        digest = judge_config_hash(family, protocol, config)
+        async with self.pool.connection() as conn:
+            await _stored_unless_owned(conn, name, digest, study)
 
     async def find_judgments(
         self, judge: JudgeRecord, generation_ids: Sequence[int]

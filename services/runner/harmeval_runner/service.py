@@ -519,13 +519,18 @@ class RunnerServicer(runner_pb2_grpc.RunnerServiceServicer, Servicer):
                 [j for j in d.judges if j not in own],
                 context,
             )
-            for definition in d.judge_definitions:
-                await call_owner(
-                    self.judge.DefineJudge,
-                    judge_pb2.DefineJudgeRequest(definition=definition, study=name),
-                    "judge",
-                    context,
-                )
+            # All of them checked before the first is defined: none is left behind when a
+            # later one is refused.
+            for validate_only in (True, False):
+                for definition in d.judge_definitions:
+                    await call_owner(
+                        self.judge.DefineJudge,
+                        judge_pb2.DefineJudgeRequest(
+                            definition=definition, study=name, validate_only=validate_only
+                        ),
+                        "judge",
+                        context,
+                    )
             models, judges = list(d.models), list(d.judges)
         run_models = [
             RunModel(m.name, m.model, GenerationParams.from_proto(m.params).as_json())

@@ -26,7 +26,7 @@ from harmeval.common.v1 import access_pb2 as harmeval_dot_common_dot_v1_dot_acce
 from harmeval.common.v1 import common_pb2 as harmeval_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dharmeval/judge/v1/judge.proto\x12\x11harmeval.judge.v1\x1a\x1fharmeval/common/v1/access.proto\x1a\x1fharmeval/common/v1/common.proto\"\xab\x02\n\x10ImportedJudgment\x12\x15\n\rgeneration_id\x18\x01 \x01(\x03\x12\x11\n\tannotator\x18\x02 \x01(\t\x12\x38\n\x0e\x61nnotator_kind\x18\x03 \x01(\x0e\x32 .harmeval.judge.v1.AnnotatorKind\x12\r\n\x05\x63oder\x18\x04 \x01(\t\x12\x10\n\x08protocol\x18\x05 \x01(\t\x12\x12\n\nunscorable\x18\x06 \x01(\x08\x12\x14\n\x07harmful\x18\x07 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\x05value\x18\x08 \x01(\x01H\x01\x88\x01\x01\x12\x11\n\x04rank\x18\t \x01(\x05H\x02\x88\x01\x01\x12\x12\n\nraw_output\x18\n \x01(\t\x12\x0e\n\x06reason\x18\x0b \x01(\tB\n\n\x08_harmfulB\x08\n\x06_valueB\x07\n\x05_rank\"\x9d\x01\n\x16ImportJudgmentsRequest\x12\x36\n\tjudgments\x18\x01 \x03(\x0b\x32#.harmeval.judge.v1.ImportedJudgment\x12\x1e\n\x16replace_generation_ids\x18\x02 \x03(\x03\x12\x18\n\x10replace_protocol\x18\x03 \x01(\t\x12\x11\n\toverwrite\x18\x04 \x01(\x08\"A\n\x17ImportJudgmentsResponse\x12\x12\n\nn_imported\x18\x01 \x01(\x05\x12\x12\n\nn_replaced\x18\x02 \x01(\x05\"-\n\x06\x41nswer\x12\x15\n\rgeneration_id\x18\x01 \x01(\x03\x12\x0c\n\x04text\x18\x02 \x01(\t\"\xa5\x01\n\x0cJudgeRequest\x12\r\n\x05judge\x18\x01 \x01(\t\x12*\n\x06prompt\x18\x02 \x01(\x0b\x32\x1a.harmeval.common.v1.Prompt\x12*\n\x07\x61nswers\x18\x03 \x03(\x0b\x32\x19.harmeval.judge.v1.Answer\x12\x12\n\nreferences\x18\x04 \x03(\t\x12\x1a\n\x12rejudge_unscorable\x18\x05 \x01(\x08\"w\n\tJudgeItem\x12*\n\x06prompt\x18\x01 \x01(\x0b\x32\x1a.harmeval.common.v1.Prompt\x12*\n\x07\x61nswers\x18\x02 \x03(\x0b\x32\x19.harmeval.judge.v1.Answer\x12\x12\n\nreferences\x18\x03 \x03(\t\"k\n\x11JudgeBatchRequest\x12\r\n\x05judge\x18\x01 \x01(\t\x12+\n\x05items\x18\x02 \x03(\x0b\x32\x1c.harmeval.judge.v1.JudgeItem\x12\x1a\n\x12rejudge_unscorable\x18\x03 \x01(\x08\"Y\n\x12JudgeBatchResponse\x12\x12\n\nitem_index\x18\x01 \x01(\x05\x12/\n\tjudgments\x18\x02 \x03(\x0b\x32\x1c.harmeval.common.v1.Judgment\"7\n\x12\x44\x65\x66ineJudgeRequest\x12\x12\n\ndefinition\x18\x01 \x01(\t\x12\r\n\x05study\x18\x02 \x01(\t\"B\n\x13\x44\x65\x66ineJudgeResponse\x12+\n\x05judge\x18\x01 \x01(\x0b\x32\x1c.harmeval.judge.v1.JudgeInfo\"@\n\rJudgeResponse\x12/\n\tjudgments\x18\x01 \x03(\x0b\x32\x1c.harmeval.common.v1.Judgment\"\x13\n\x11ListJudgesRequest\"\xeb\x01\n\tJudgeInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12*\n\x04kind\x18\x03 \x01(\x0e\x32\x1c.harmeval.judge.v1.JudgeKind\x12\x10\n\x08protocol\x18\x04 \x01(\t\x12\x13\n\x0bmax_answers\x18\x05 \x01(\x05\x12<\n\x08settings\x18\x06 \x03(\x0b\x32*.harmeval.judge.v1.JudgeInfo.SettingsEntry\x1a/\n\rSettingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"B\n\x12ListJudgesResponse\x12,\n\x06judges\x18\x01 \x03(\x0b\x32\x1c.harmeval.judge.v1.JudgeInfo*c\n\rAnnotatorKind\x12\x1e\n\x1a\x41NNOTATOR_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41NNOTATOR_KIND_HUMAN\x10\x01\x12\x18\n\x14\x41NNOTATOR_KIND_MODEL\x10\x02*p\n\tJudgeKind\x12\x1a\n\x16JUDGE_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14JUDGE_KIND_POINTWISE\x10\x01\x12\x17\n\x13JUDGE_KIND_LISTWISE\x10\x02\x12\x14\n\x10JUDGE_KIND_PANEL\x10\x03\x32\x86\x04\n\x0cJudgeService\x12T\n\x05Judge\x12\x1f.harmeval.judge.v1.JudgeRequest\x1a .harmeval.judge.v1.JudgeResponse\"\x08\xca\xda\x18\x04\x08\x02\x10\x01\x12\x65\n\nJudgeBatch\x12$.harmeval.judge.v1.JudgeBatchRequest\x1a%.harmeval.judge.v1.JudgeBatchResponse\"\x08\xca\xda\x18\x04\x08\x02\x10\x01\x30\x01\x12\x61\n\nListJudges\x12$.harmeval.judge.v1.ListJudgesRequest\x1a%.harmeval.judge.v1.ListJudgesResponse\"\x06\xca\xda\x18\x02\x08\x01\x12\x64\n\x0b\x44\x65\x66ineJudge\x12%.harmeval.judge.v1.DefineJudgeRequest\x1a&.harmeval.judge.v1.DefineJudgeResponse\"\x06\xca\xda\x18\x02\x08\x04\x12p\n\x0fImportJudgments\x12).harmeval.judge.v1.ImportJudgmentsRequest\x1a*.harmeval.judge.v1.ImportJudgmentsResponse\"\x06\xca\xda\x18\x02\x08\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dharmeval/judge/v1/judge.proto\x12\x11harmeval.judge.v1\x1a\x1fharmeval/common/v1/access.proto\x1a\x1fharmeval/common/v1/common.proto\"\xab\x02\n\x10ImportedJudgment\x12\x15\n\rgeneration_id\x18\x01 \x01(\x03\x12\x11\n\tannotator\x18\x02 \x01(\t\x12\x38\n\x0e\x61nnotator_kind\x18\x03 \x01(\x0e\x32 .harmeval.judge.v1.AnnotatorKind\x12\r\n\x05\x63oder\x18\x04 \x01(\t\x12\x10\n\x08protocol\x18\x05 \x01(\t\x12\x12\n\nunscorable\x18\x06 \x01(\x08\x12\x14\n\x07harmful\x18\x07 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\x05value\x18\x08 \x01(\x01H\x01\x88\x01\x01\x12\x11\n\x04rank\x18\t \x01(\x05H\x02\x88\x01\x01\x12\x12\n\nraw_output\x18\n \x01(\t\x12\x0e\n\x06reason\x18\x0b \x01(\tB\n\n\x08_harmfulB\x08\n\x06_valueB\x07\n\x05_rank\"\x9d\x01\n\x16ImportJudgmentsRequest\x12\x36\n\tjudgments\x18\x01 \x03(\x0b\x32#.harmeval.judge.v1.ImportedJudgment\x12\x1e\n\x16replace_generation_ids\x18\x02 \x03(\x03\x12\x18\n\x10replace_protocol\x18\x03 \x01(\t\x12\x11\n\toverwrite\x18\x04 \x01(\x08\"A\n\x17ImportJudgmentsResponse\x12\x12\n\nn_imported\x18\x01 \x01(\x05\x12\x12\n\nn_replaced\x18\x02 \x01(\x05\"-\n\x06\x41nswer\x12\x15\n\rgeneration_id\x18\x01 \x01(\x03\x12\x0c\n\x04text\x18\x02 \x01(\t\"\xa5\x01\n\x0cJudgeRequest\x12\r\n\x05judge\x18\x01 \x01(\t\x12*\n\x06prompt\x18\x02 \x01(\x0b\x32\x1a.harmeval.common.v1.Prompt\x12*\n\x07\x61nswers\x18\x03 \x03(\x0b\x32\x19.harmeval.judge.v1.Answer\x12\x12\n\nreferences\x18\x04 \x03(\t\x12\x1a\n\x12rejudge_unscorable\x18\x05 \x01(\x08\"w\n\tJudgeItem\x12*\n\x06prompt\x18\x01 \x01(\x0b\x32\x1a.harmeval.common.v1.Prompt\x12*\n\x07\x61nswers\x18\x02 \x03(\x0b\x32\x19.harmeval.judge.v1.Answer\x12\x12\n\nreferences\x18\x03 \x03(\t\"k\n\x11JudgeBatchRequest\x12\r\n\x05judge\x18\x01 \x01(\t\x12+\n\x05items\x18\x02 \x03(\x0b\x32\x1c.harmeval.judge.v1.JudgeItem\x12\x1a\n\x12rejudge_unscorable\x18\x03 \x01(\x08\"Y\n\x12JudgeBatchResponse\x12\x12\n\nitem_index\x18\x01 \x01(\x05\x12/\n\tjudgments\x18\x02 \x03(\x0b\x32\x1c.harmeval.common.v1.Judgment\"N\n\x12\x44\x65\x66ineJudgeRequest\x12\x12\n\ndefinition\x18\x01 \x01(\t\x12\r\n\x05study\x18\x02 \x01(\t\x12\x15\n\rvalidate_only\x18\x03 \x01(\x08\"B\n\x13\x44\x65\x66ineJudgeResponse\x12+\n\x05judge\x18\x01 \x01(\x0b\x32\x1c.harmeval.judge.v1.JudgeInfo\"@\n\rJudgeResponse\x12/\n\tjudgments\x18\x01 \x03(\x0b\x32\x1c.harmeval.common.v1.Judgment\"\x13\n\x11ListJudgesRequest\"\xeb\x01\n\tJudgeInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12*\n\x04kind\x18\x03 \x01(\x0e\x32\x1c.harmeval.judge.v1.JudgeKind\x12\x10\n\x08protocol\x18\x04 \x01(\t\x12\x13\n\x0bmax_answers\x18\x05 \x01(\x05\x12<\n\x08settings\x18\x06 \x03(\x0b\x32*.harmeval.judge.v1.JudgeInfo.SettingsEntry\x1a/\n\rSettingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"B\n\x12ListJudgesResponse\x12,\n\x06judges\x18\x01 \x03(\x0b\x32\x1c.harmeval.judge.v1.JudgeInfo*c\n\rAnnotatorKind\x12\x1e\n\x1a\x41NNOTATOR_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41NNOTATOR_KIND_HUMAN\x10\x01\x12\x18\n\x14\x41NNOTATOR_KIND_MODEL\x10\x02*p\n\tJudgeKind\x12\x1a\n\x16JUDGE_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14JUDGE_KIND_POINTWISE\x10\x01\x12\x17\n\x13JUDGE_KIND_LISTWISE\x10\x02\x12\x14\n\x10JUDGE_KIND_PANEL\x10\x03\x32\x86\x04\n\x0cJudgeService\x12T\n\x05Judge\x12\x1f.harmeval.judge.v1.JudgeRequest\x1a .harmeval.judge.v1.JudgeResponse\"\x08\xca\xda\x18\x04\x08\x02\x10\x01\x12\x65\n\nJudgeBatch\x12$.harmeval.judge.v1.JudgeBatchRequest\x1a%.harmeval.judge.v1.JudgeBatchResponse\"\x08\xca\xda\x18\x04\x08\x02\x10\x01\x30\x01\x12\x61\n\nListJudges\x12$.harmeval.judge.v1.ListJudgesRequest\x1a%.harmeval.judge.v1.ListJudgesResponse\"\x06\xca\xda\x18\x02\x08\x01\x12\x64\n\x0b\x44\x65\x66ineJudge\x12%.harmeval.judge.v1.DefineJudgeRequest\x1a&.harmeval.judge.v1.DefineJudgeResponse\"\x06\xca\xda\x18\x02\x08\x04\x12p\n\x0fImportJudgments\x12).harmeval.judge.v1.ImportJudgmentsRequest\x1a*.harmeval.judge.v1.ImportJudgmentsResponse\"\x06\xca\xda\x18\x02\x08\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,10 +45,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JUDGESERVICE'].methods_by_name['DefineJudge']._serialized_options = b'\312\332\030\002\010\004'
   _globals['_JUDGESERVICE'].methods_by_name['ImportJudgments']._loaded_options = None
   _globals['_JUDGESERVICE'].methods_by_name['ImportJudgments']._serialized_options = b'\312\332\030\002\010\004'
-  _globals['_ANNOTATORKIND']._serialized_start=1701
-  _globals['_ANNOTATORKIND']._serialized_end=1800
-  _globals['_JUDGEKIND']._serialized_start=1802
-  _globals['_JUDGEKIND']._serialized_end=1914
+  _globals['_ANNOTATORKIND']._serialized_start=1724
+  _globals['_ANNOTATORKIND']._serialized_end=1823
+  _globals['_JUDGEKIND']._serialized_start=1825
+  _globals['_JUDGEKIND']._serialized_end=1937
   _globals['_IMPORTEDJUDGMENT']._serialized_start=119
   _globals['_IMPORTEDJUDGMENT']._serialized_end=418
   _globals['_IMPORTJUDGMENTSREQUEST']._serialized_start=421
@@ -66,19 +66,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JUDGEBATCHRESPONSE']._serialized_start=1092
   _globals['_JUDGEBATCHRESPONSE']._serialized_end=1181
   _globals['_DEFINEJUDGEREQUEST']._serialized_start=1183
-  _globals['_DEFINEJUDGEREQUEST']._serialized_end=1238
-  _globals['_DEFINEJUDGERESPONSE']._serialized_start=1240
-  _globals['_DEFINEJUDGERESPONSE']._serialized_end=1306
-  _globals['_JUDGERESPONSE']._serialized_start=1308
-  _globals['_JUDGERESPONSE']._serialized_end=1372
-  _globals['_LISTJUDGESREQUEST']._serialized_start=1374
-  _globals['_LISTJUDGESREQUEST']._serialized_end=1393
-  _globals['_JUDGEINFO']._serialized_start=1396
-  _globals['_JUDGEINFO']._serialized_end=1631
-  _globals['_JUDGEINFO_SETTINGSENTRY']._serialized_start=1584
-  _globals['_JUDGEINFO_SETTINGSENTRY']._serialized_end=1631
-  _globals['_LISTJUDGESRESPONSE']._serialized_start=1633
-  _globals['_LISTJUDGESRESPONSE']._serialized_end=1699
-  _globals['_JUDGESERVICE']._serialized_start=1917
-  _globals['_JUDGESERVICE']._serialized_end=2435
+  _globals['_DEFINEJUDGEREQUEST']._serialized_end=1261
+  _globals['_DEFINEJUDGERESPONSE']._serialized_start=1263
+  _globals['_DEFINEJUDGERESPONSE']._serialized_end=1329
+  _globals['_JUDGERESPONSE']._serialized_start=1331
+  _globals['_JUDGERESPONSE']._serialized_end=1395
+  _globals['_LISTJUDGESREQUEST']._serialized_start=1397
+  _globals['_LISTJUDGESREQUEST']._serialized_end=1416
+  _globals['_JUDGEINFO']._serialized_start=1419
+  _globals['_JUDGEINFO']._serialized_end=1654
+  _globals['_JUDGEINFO_SETTINGSENTRY']._serialized_start=1607
+  _globals['_JUDGEINFO_SETTINGSENTRY']._serialized_end=1654
+  _globals['_LISTJUDGESRESPONSE']._serialized_start=1656
+  _globals['_LISTJUDGESRESPONSE']._serialized_end=1722
+  _globals['_JUDGESERVICE']._serialized_start=1940
+  _globals['_JUDGESERVICE']._serialized_end=2458
 # @@protoc_insertion_point(module_scope)

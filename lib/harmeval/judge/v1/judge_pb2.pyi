@@ -126,12 +126,14 @@ class JudgeBatchResponse(_message.Message):
     def __init__(self, item_index: _Optional[int] = ..., judgments: _Optional[_Iterable[_Union[_common_pb2.Judgment, _Mapping]]] = ...) -> None: ...
 
 class DefineJudgeRequest(_message.Message):
-    __slots__ = ("definition", "study")
+    __slots__ = ("definition", "study", "validate_only")
     DEFINITION_FIELD_NUMBER: _ClassVar[int]
     STUDY_FIELD_NUMBER: _ClassVar[int]
+    VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
     definition: str
     study: str
-    def __init__(self, definition: _Optional[str] = ..., study: _Optional[str] = ...) -> None: ...
+    validate_only: bool
+    def __init__(self, definition: _Optional[str] = ..., study: _Optional[str] = ..., validate_only: _Optional[bool] = ...) -> None: ...
 
 class DefineJudgeResponse(_message.Message):
     __slots__ = ("judge",)
