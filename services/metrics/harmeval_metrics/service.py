@@ -23,6 +23,7 @@ from harmeval.params import GenerationParams
 from harmeval.server import Servicer, ServiceSpec, require_ready
 from harmeval.validation import listed, name_problems
 from harmeval.verdicts import OK, UNSCORABLE
+from harmeval_metrics import labelling_plan
 from harmeval_metrics.harmmetric import harmmetric_score
 from harmeval_metrics.imports import (
     ImportRejected,
@@ -536,6 +537,56 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
                 metrics_pb2.StudyAnswer(generation_id=a.generation_id, model=a.model, text=a.text)
             )
         return metrics_pb2.GetStudyAnswersResponse(prompts=list(prompts.values()))
+
+    async def PlanLabelling(
+        self, request: metrics_pb2.PlanLabellingRequest, context: Context
+    ) -> metrics_pb2.PlanLabellingResponse:
+        designs = {
+            metrics_pb2.LABELLING_DESIGN_UNIFORM: labelling_plan.UNIFORM,
+            metrics_pb2.LABELLING_DESIGN_ACTIVE: labelling_plan.ACTIVE,
+        }
+        design = designs.get(request.design)
+        if design is None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "design: UNIFORM or ACTIVE")
+        if not 0.0 <= request.uniform_share <= 1.0:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"uniform_share: {request.uniform_share} is not in [0, 1]",
+            )
+        repo = await self._study(request.study, context)
+        answers = await repo.study_answers(request.study)
+        labels = await repo.study_labels(request.study)
+        prompts, disagreement, judges = await asyncio.to_thread(
+            labelling_plan.prompt_disagreement, answers, labels
+        )
+        if not 1 <= request.budget <= len(prompts):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"budget: {request.budget}; expected 1 to {len(prompts)} (the study's prompts "
+                "with answers)",
+            )
+        planned = labelling_plan.plan(
+            prompts,
+            disagreement,
+            budget=request.budget,
+            design=design,
+            uniform_share=request.uniform_share or labelling_plan.DEFAULT_UNIFORM_SHARE,
+            seed=request.seed,
+        )
+        return metrics_pb2.PlanLabellingResponse(
+            prompts=[
+                metrics_pb2.PlannedPrompt(
+                    prompt_id=p.prompt_id,
+                    external_id=p.external_id,
+                    position=p.position,
+                    inclusion_probability=p.inclusion_probability,
+                    selected=p.selected,
+                    judge_disagreement=p.judge_disagreement,
+                )
+                for p in planned
+            ],
+            judges=judges if design == labelling_plan.ACTIVE else [],
+        )
 
     async def GetDisagreements(
         self, request: metrics_pb2.GetDisagreementsRequest, context: Context

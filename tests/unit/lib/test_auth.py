@@ -75,6 +75,7 @@ EXPECTED_ROLES = {
         "GetStudyAnswers": ("analyst", True),
         "GetDisagreements": ("analyst", True),
         "GetHarmMetricScore": ("viewer", False),
+        "PlanLabelling": ("operator", False),
     },
     "RunnerService": {
         "StartRun": ("operator", False),

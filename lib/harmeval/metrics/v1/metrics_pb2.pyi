@@ -1,12 +1,22 @@
 from harmeval.common.v1 import access_pb2 as _access_pb2
 from harmeval.common.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class LabellingDesign(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LABELLING_DESIGN_UNSPECIFIED: _ClassVar[LabellingDesign]
+    LABELLING_DESIGN_UNIFORM: _ClassVar[LabellingDesign]
+    LABELLING_DESIGN_ACTIVE: _ClassVar[LabellingDesign]
+LABELLING_DESIGN_UNSPECIFIED: LabellingDesign
+LABELLING_DESIGN_UNIFORM: LabellingDesign
+LABELLING_DESIGN_ACTIVE: LabellingDesign
 
 class StudyModel(_message.Message):
     __slots__ = ("name", "model", "params")
@@ -464,3 +474,41 @@ class GetHarmMetricScoreResponse(_message.Message):
     n_skipped: int
     skipped: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, score_v1: _Optional[float] = ..., score_v2: _Optional[float] = ..., fine_grained: _Optional[_Mapping[str, float]] = ..., n_prompts: _Optional[int] = ..., n_skipped: _Optional[int] = ..., skipped: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PlanLabellingRequest(_message.Message):
+    __slots__ = ("study", "budget", "design", "uniform_share", "seed")
+    STUDY_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    DESIGN_FIELD_NUMBER: _ClassVar[int]
+    UNIFORM_SHARE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    study: str
+    budget: int
+    design: LabellingDesign
+    uniform_share: float
+    seed: int
+    def __init__(self, study: _Optional[str] = ..., budget: _Optional[int] = ..., design: _Optional[_Union[LabellingDesign, str]] = ..., uniform_share: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class PlannedPrompt(_message.Message):
+    __slots__ = ("prompt_id", "external_id", "position", "inclusion_probability", "selected", "judge_disagreement")
+    PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_ID_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    INCLUSION_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    SELECTED_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_DISAGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    prompt_id: int
+    external_id: str
+    position: int
+    inclusion_probability: float
+    selected: bool
+    judge_disagreement: float
+    def __init__(self, prompt_id: _Optional[int] = ..., external_id: _Optional[str] = ..., position: _Optional[int] = ..., inclusion_probability: _Optional[float] = ..., selected: _Optional[bool] = ..., judge_disagreement: _Optional[float] = ...) -> None: ...
+
+class PlanLabellingResponse(_message.Message):
+    __slots__ = ("prompts", "judges")
+    PROMPTS_FIELD_NUMBER: _ClassVar[int]
+    JUDGES_FIELD_NUMBER: _ClassVar[int]
+    prompts: _containers.RepeatedCompositeFieldContainer[PlannedPrompt]
+    judges: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, prompts: _Optional[_Iterable[_Union[PlannedPrompt, _Mapping]]] = ..., judges: _Optional[_Iterable[str]] = ...) -> None: ...

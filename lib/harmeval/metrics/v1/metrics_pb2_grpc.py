@@ -85,6 +85,11 @@ class MetricsServiceStub:
                 request_serializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetHarmMetricScoreRequest.SerializeToString,
                 response_deserializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetHarmMetricScoreResponse.FromString,
                 _registered_method=True)
+        self.PlanLabelling = channel.unary_unary(
+                '/harmeval.metrics.v1.MetricsService/PlanLabelling',
+                request_serializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.PlanLabellingRequest.SerializeToString,
+                response_deserializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.PlanLabellingResponse.FromString,
+                _registered_method=True)
 
 
 class MetricsServiceServicer:
@@ -162,6 +167,15 @@ class MetricsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PlanLabelling(self, request, context):
+        """Which of a study's prompts people should label, with the probability each had of being
+        chosen (stored with its labels, so estimates from them stay unbiased): uniform, or
+        active (Zrnic & Candes 2024: more likely where the study's judges disagree).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MetricsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -214,6 +228,11 @@ def add_MetricsServiceServicer_to_server(servicer, server):
                     servicer.GetHarmMetricScore,
                     request_deserializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetHarmMetricScoreRequest.FromString,
                     response_serializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetHarmMetricScoreResponse.SerializeToString,
+            ),
+            'PlanLabelling': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlanLabelling,
+                    request_deserializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.PlanLabellingRequest.FromString,
+                    response_serializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.PlanLabellingResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -487,6 +506,33 @@ class MetricsService:
             '/harmeval.metrics.v1.MetricsService/GetHarmMetricScore',
             harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetHarmMetricScoreRequest.SerializeToString,
             harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetHarmMetricScoreResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlanLabelling(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/harmeval.metrics.v1.MetricsService/PlanLabelling',
+            harmeval_dot_metrics_dot_v1_dot_metrics__pb2.PlanLabellingRequest.SerializeToString,
+            harmeval_dot_metrics_dot_v1_dot_metrics__pb2.PlanLabellingResponse.FromString,
             options,
             channel_credentials,
             insecure,
