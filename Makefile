@@ -8,12 +8,13 @@ STUDY_NAME ?= gemma3-decoding
 # llama-cpp-python compiles llama.cpp on first install (~6 min on 2 cores); pip caches the wheel.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
 
-.PHONY: install run down status test test-fast fuzz protos lint format bench clean k8s-validate deploy-tools
+.PHONY: install run down status test test-fast fuzz protos lint format bench clean k8s-validate deploy-tools browser
 
-# The kernel, the three services and the client are packages of their own (each image installs
-# only the kernel and its service); here all of them, editable, with the dev tools.
+# The kernel, the services (the annotation app among them) and the client are packages of their
+# own (each image installs only the kernel and its service); here all of them, editable, with
+# the dev tools.
 PACKAGES := -e "lib[embedded-postgres]" -e "services/generator[embedded-model]" \
-	-e services/judge -e services/metrics -e services/runner \
+	-e services/judge -e services/metrics -e services/runner -e services/annotator \
 	-e "client[local-stack]"
 PYPROJECTS := pyproject.toml lib/pyproject.toml client/pyproject.toml \
 	$(wildcard services/*/pyproject.toml)
@@ -40,7 +41,7 @@ status: install
 	$(BIN)/harmeval status
 
 ## test: unit + integration tests (real Postgres, real gRPC servers, the real Gemma model)
-test: install deploy-tools
+test: install deploy-tools browser
 	$(BIN)/python -m pytest
 
 ## test-fast: everything but the end-to-end CLI test
@@ -51,6 +52,18 @@ test-fast: install deploy-tools
 FUZZ_EXAMPLES ?= 300
 fuzz: install
 	HARMEVAL_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/integration/test_fuzz.py -s -q
+
+## browser: Debian's chromium for the annotation app's browser tests (Playwright drives it
+## through executable_path; no browser is downloaded), if missing.
+browser:
+	@if ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	  else \
+	    echo "browser: run 'apt-get install chromium' as root; the browser tests skip without it"; \
+	  fi; \
+	fi
 
 ## deploy-tools: Debian's prometheus (with promtool) for the monitoring checks, if missing.
 ## kubectl (with kustomize) comes with the machine image.

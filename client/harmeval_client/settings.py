@@ -15,6 +15,8 @@ class ClientSettings(CommonSettings):
     judge_address: str = "127.0.0.1:50052"
     metrics_address: str = "127.0.0.1:50053"
     runner_address: str = "127.0.0.1:50054"
+    # The annotation app (HTTP).
+    annotator_address: str = "127.0.0.1:8470"
     llm_server_port: int = 8088
     llm_server_n_ctx: int = 4096
     log_format: str = "text"

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from harmeval import settings as settings_module
 from harmeval.settings import SettingsError
-from harmeval_client.cli import processes, tokens
+from harmeval_client.cli import annotate, processes, tokens
 from harmeval_client.cli.html_report import render_html
 from harmeval_client.cli.imports import (
     BenchmarkError,
@@ -142,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="no progress bar (it is drawn on stderr only when that is a terminal)",
     )
     tokens.add_parser(sub)
+    annotate.add_parser(sub)
     return parser
 
 
@@ -234,6 +235,8 @@ async def _run(args: argparse.Namespace, settings: ClientSettings, console: Cons
         await _import(args, settings, console)
     elif args.command == "token":
         tokens.run(args, settings, console)
+    elif args.command == "annotate":
+        annotate.run(args, settings, console)
     elif args.command == "agreement":
         async with connect(settings) as clients:
             result = await agreement_for_file(args.path, args.level, args.bootstrap, clients)
@@ -333,6 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         BenchmarkError,
         TableFileError,  # every import file error: names file, line and field
         tokens.TokenError,
+        annotate.AnnotateError,
         FileNotFoundError,
     ) as exc:
         err.print(f"[red]error:[/red] {exc}")

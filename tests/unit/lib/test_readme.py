@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from harmeval.settings import describe
+from harmeval_annotator.settings import AnnotatorSettings
 from harmeval_client.settings import ClientSettings
 from harmeval_generator.settings import GeneratorSettings
 from harmeval_judge.settings import JudgeSettings
@@ -20,6 +21,7 @@ def test_every_setting_is_documented() -> None:
             JudgeSettings,
             MetricsSettings,
             RunnerSettings,
+            AnnotatorSettings,
             ClientSettings,
         )
         for row in describe(cls)
@@ -45,7 +47,8 @@ def test_the_layout_table_names_every_module() -> None:
     root = Path(__file__).resolve().parents[3]
     rows = layout_rows()
     packages = ["lib/harmeval/", "client/harmeval_client/"] + [
-        f"services/{s}/harmeval_{s}/" for s in ("generator", "judge", "metrics")
+        f"services/{s}/harmeval_{s}/"
+        for s in ("generator", "judge", "metrics", "runner", "annotator")
     ]
     missing = []
     for package in packages:

@@ -1,0 +1,1 @@
+"""The annotation app: people label a study's answers in the browser."""

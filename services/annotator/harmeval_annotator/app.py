@@ -1,0 +1,505 @@
+"""The annotation app: people sign in with their own token, read the study's guidelines and
+a content warning, and rank (or label) each prompt's answers with the keyboard; labels go to
+the metrics service (`ImportAnnotations`, as the person's own human coder) and what each
+person did with each prompt stays here, with the order they saw and the probability the
+prompt had of being chosen.
+
+Pages are rendered on the server (Jinja2, autoescaped: the answers are untrusted, often
+harmful text); one small script does the keyboard. Nothing is loaded from the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from prometheus_client import Counter
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from harmeval import access
+from harmeval.clients import channel
+from harmeval.db import open_database
+from harmeval.metrics.v1 import metrics_pb2, metrics_pb2_grpc
+from harmeval.tokens import Principal, TokenError, TokenStore
+from harmeval.validation import name_problems
+from harmeval_annotator.labelling import (
+    LETTERS,
+    MAX_ANSWERS,
+    RANK,
+    SCALES,
+    label_problems,
+    order_seed,
+    shown_order,
+)
+from harmeval_annotator.settings import AnnotatorSettings
+from harmeval_annotator.store import (
+    FLAGGED,
+    LABELLED,
+    SCHEMA,
+    SKIPPED,
+    AnnotationStore,
+    Outcome,
+    Queue,
+    QueueHasLabels,
+    Session,
+    Unit,
+)
+
+logger = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+COOKIE = "harmeval_session"
+# A study's prompts and answers are fetched from the metrics service at most this often.
+ANSWERS_TTL_S = 30.0
+DESIGNS = {
+    "uniform": metrics_pb2.LABELLING_DESIGN_UNIFORM,
+    "active": metrics_pb2.LABELLING_DESIGN_ACTIVE,
+}
+OUTCOMES = Counter("harmeval_annotator_outcomes_total", "What people did with prompts", ["outcome"])
+
+
+@dataclass
+class State:
+    settings: AnnotatorSettings
+    store: AnnotationStore
+    metrics: metrics_pb2_grpc.MetricsServiceStub
+    tokens: TokenStore
+    answers: dict[str, tuple[float, dict[int, metrics_pb2.StudyPrompt]]] = field(
+        default_factory=dict
+    )
+
+    async def study_prompts(self, study: str) -> dict[int, metrics_pb2.StudyPrompt]:
+        cached = self.answers.get(study)
+        if cached is not None and time.monotonic() - cached[0] < ANSWERS_TTL_S:
+            return cached[1]
+        reply = await self.metrics.GetStudyAnswers(
+            metrics_pb2.GetStudyAnswersRequest(study=study), timeout=30
+        )
+        prompts = {p.prompt.prompt_id: p for p in reply.prompts}
+        self.answers[study] = (time.monotonic(), prompts)
+        return prompts
+
+
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+
+def _authenticate(tokens: TokenStore, token: str) -> Principal:
+    """The token's holder. A token the store does not know is looked up again in the file at
+    once: one made a moment ago (`harmeval token create`) signs in without a wait."""
+    try:
+        return tokens.authenticate(token)
+    except TokenError:
+        tokens.reload()
+        return tokens.authenticate(token)
+
+
+def _digest(cookie: str) -> str:
+    return hashlib.sha256(cookie.encode()).hexdigest()
+
+
+def _state(request: Request) -> State:
+    state: State = request.app.state.annotator
+    return state
+
+
+async def _session(request: Request) -> Session | None:
+    cookie = request.cookies.get(COOKIE)
+    return None if not cookie else await _state(request).store.session(_digest(cookie))
+
+
+Handler = Callable[[Request, Session], Awaitable[Response]]
+
+
+def signed_in(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Pages for people who signed in; the others are sent to the sign-in page (or, for the
+    script's calls, told 401)."""
+
+    async def page(request: Request) -> Response:
+        session = await _session(request)
+        if session is None:
+            if request.method == "GET":
+                return RedirectResponse("/login", status_code=303)
+            return JSONResponse({"error": "signed out; sign in again"}, status_code=401)
+        return await handler(request, session)
+
+    return page
+
+
+def _grpc_error(exc: grpc.aio.AioRpcError) -> JSONResponse:
+    status = {
+        grpc.StatusCode.INVALID_ARGUMENT: 400,
+        grpc.StatusCode.NOT_FOUND: 404,
+        grpc.StatusCode.ALREADY_EXISTS: 409,
+        grpc.StatusCode.FAILED_PRECONDITION: 409,
+        grpc.StatusCode.PERMISSION_DENIED: 403,
+        grpc.StatusCode.UNAUTHENTICATED: 502,  # the app's own credentials, not the person's
+    }.get(exc.code(), 503)
+    return JSONResponse({"error": f"{exc.code().name}: {exc.details()}"}, status_code=status)
+
+
+# -- signing in ------------------------------------------------------------------------------
+
+
+async def login_page(request: Request) -> Response:
+    return templates.TemplateResponse(request, "login.html", {"error": ""})
+
+
+async def login(request: Request) -> Response:
+    form = await request.form()
+    token = str(form.get("token", "")).strip()
+    state = _state(request)
+    try:
+        who = _authenticate(state.tokens, token)
+    except TokenError as exc:
+        return templates.TemplateResponse(
+            request, "login.html", {"error": f"Not signed in: {exc}."}, status_code=401
+        )
+    if access.ANNOTATOR not in access.GRANTS.get(who.role, frozenset()):
+        return templates.TemplateResponse(
+            request,
+            "login.html",
+            {"error": f"The token's role ({who.role}) may not annotate."},
+            status_code=403,
+        )
+    cookie = secrets.token_urlsafe(32)
+    await state.store.start_session(
+        _digest(cookie), who.name, who.role, state.settings.annotator_session_hours
+    )
+    logger.info("annotator %s signed in", who.name)
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(
+        COOKIE,
+        cookie,
+        max_age=int(state.settings.annotator_session_hours * 3600),
+        httponly=True,
+        samesite="strict",
+        secure=state.settings.annotator_secure_cookies,
+    )
+    return response
+
+
+async def logout(request: Request) -> Response:
+    cookie = request.cookies.get(COOKIE)
+    if cookie:
+        await _state(request).store.end_session(_digest(cookie))
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE)
+    return response
+
+
+# -- queues ------------------------------------------------------------------------------------
+
+
+@signed_in
+async def home(request: Request, session: Session) -> Response:
+    store = _state(request).store
+    rows = []
+    for q in await store.queues():
+        mine = {p.annotator: p for p in await store.progress(q.study)}.get(session.annotator)
+        rows.append({"queue": q, "mine": mine})
+    return templates.TemplateResponse(request, "home.html", {"session": session, "rows": rows})
+
+
+def _minutes_since(session: Session) -> float:
+    return (time.time() - session.started_at.timestamp()) / 60
+
+
+@signed_in
+async def study_page(request: Request, session: Session) -> Response:
+    state = _state(request)
+    study = request.path_params["study"]
+    queue = await state.store.queue(study)
+    if queue is None:
+        return PlainTextResponse(f"No labelling queue for study {study!r}.", status_code=404)
+    version, guidelines = await state.store.guidelines(study)
+    context: dict[str, Any] = {
+        "session": session,
+        "queue": queue,
+        "guidelines": guidelines,
+        "guideline_version": version,
+    }
+    if session.warned_at is None:
+        return templates.TemplateResponse(request, "warning.html", context)
+    unit = await state.store.next_unit(study, session.annotator, queue.overlap)
+    if unit is None:
+        return templates.TemplateResponse(request, "done.html", context)
+    try:
+        prompts = await state.study_prompts(study)
+    except grpc.aio.AioRpcError as exc:
+        return _grpc_error(exc)
+    prompt = prompts.get(unit.prompt_id)
+    if prompt is None:
+        return PlainTextResponse(
+            f"Prompt {unit.prompt_id} of {study!r} has no answers any more.", status_code=409
+        )
+    models = sorted({a.model for a in prompt.answers})[:MAX_ANSWERS]
+    seed = order_seed(study, unit.prompt_id, session.annotator)
+    by_model = {a.model: a.text for a in prompt.answers}
+    answers = [
+        {"letter": LETTERS[i], "text": by_model[m]} for i, m in enumerate(shown_order(models, seed))
+    ]
+    minutes = _minutes_since(session)
+    context |= {
+        "unit": unit,
+        "prompt": prompt.prompt,
+        "answers": answers,
+        "break_due": minutes >= state.settings.annotator_break_minutes,
+        "minutes": int(minutes),
+        "progress": {p.annotator: p for p in await state.store.progress(study)}.get(
+            session.annotator
+        ),
+    }
+    return templates.TemplateResponse(request, "unit.html", context)
+
+
+@signed_in
+async def acknowledge_warning(request: Request, session: Session) -> Response:
+    cookie = request.cookies.get(COOKIE, "")
+    await _state(request).store.warned(_digest(cookie))
+    return RedirectResponse(f"/studies/{request.path_params['study']}", status_code=303)
+
+
+def _as_labels(raw: Any) -> dict[str, int] | None:
+    if not isinstance(raw, dict):
+        return None
+    out = {}
+    for letter, value in raw.items():
+        if not isinstance(letter, str) or isinstance(value, bool) or not isinstance(value, int):
+            return None
+        out[letter] = value
+    return out
+
+
+@signed_in
+async def submit(request: Request, session: Session) -> Response:
+    """One prompt done: labelled, skipped or flagged (JSON from the page's script)."""
+    state = _state(request)
+    study = request.path_params["study"]
+    prompt_id = int(request.path_params["prompt_id"])
+    queue = await state.store.queue(study)
+    unit = None if queue is None else await state.store.unit(study, prompt_id)
+    if queue is None or unit is None:
+        return JSONResponse({"error": f"no prompt {prompt_id} in {study!r}'s queue"}, 404)
+    try:
+        body = await request.json()
+    except ValueError:
+        return JSONResponse({"error": "expected a JSON body"}, status_code=400)
+    action = body.get("action") if isinstance(body, dict) else None
+    if action not in (LABELLED, SKIPPED, FLAGGED):
+        return JSONResponse({"error": "action: labelled, skipped or flagged"}, status_code=400)
+    version, _ = await state.store.guidelines(study)
+    try:
+        prompts = await state.study_prompts(study)
+    except grpc.aio.AioRpcError as exc:
+        return _grpc_error(exc)
+    prompt = prompts.get(prompt_id)
+    if prompt is None:
+        return JSONResponse({"error": f"prompt {prompt_id} has no answers any more"}, 409)
+    models = sorted({a.model for a in prompt.answers})[:MAX_ANSWERS]
+    seed = order_seed(study, prompt_id, session.annotator)
+    order = shown_order(models, seed)
+    letters = list(LETTERS[: len(order)])
+    labels = None
+    if action == LABELLED:
+        given = _as_labels(body.get("labels"))
+        if given is None:
+            return JSONResponse({"error": "labels: {letter: integer}"}, status_code=400)
+        if problems := label_problems(queue.scale, given, letters):
+            return JSONResponse({"error": "; ".join(problems)}, status_code=400)
+        labels = {order[letters.index(x)]: v for x, v in given.items()}
+        rows = [
+            metrics_pb2.AnnotationRow(
+                prompt=unit.prompt_key,
+                model=model,
+                annotator=session.annotator,
+                source="annotation app",
+                **({"rank": v} if queue.scale == RANK else {"value": float(v)}),
+            )
+            for model, v in labels.items()
+        ]
+        try:
+            # Replace: the same person submitting the same prompt again (a retry after a
+            # lost answer) changes their label, never adds a second one.
+            await state.metrics.ImportAnnotations(
+                metrics_pb2.ImportAnnotationsRequest(study=study, rows=rows, replace=True),
+                timeout=30,
+            )
+        except grpc.aio.AioRpcError as exc:
+            return _grpc_error(exc)
+    note = str(body.get("note", ""))[:2000].replace("\0", "")
+    seconds = body.get("seconds")
+    await state.store.record(
+        Outcome(
+            study=study,
+            prompt_id=prompt_id,
+            annotator=session.annotator,
+            outcome=action,
+            order_seed=seed,
+            shown_order=order,
+            labels=labels,
+            guideline_version=int(body.get("guideline_version") or version),
+            inclusion_probability=unit.inclusion_probability,
+            note=note,
+            seconds=float(seconds) if isinstance(seconds, int | float) else None,
+        )
+    )
+    OUTCOMES.labels(action).inc()
+    return JSONResponse({"ok": True, "next": f"/studies/{study}"})
+
+
+@signed_in
+async def progress_page(request: Request, session: Session) -> Response:
+    store = _state(request).store
+    study = request.path_params["study"]
+    queue = await store.queue(study)
+    if queue is None:
+        return PlainTextResponse(f"No labelling queue for study {study!r}.", status_code=404)
+    return templates.TemplateResponse(
+        request,
+        "progress.html",
+        {"session": session, "queue": queue, "people": await store.progress(study)},
+    )
+
+
+# -- opening a queue (operators, e.g. `harmeval annotate open`) -----------------------------
+
+
+async def open_queue(request: Request) -> Response:
+    """POST /api/queues with an operator's bearer token and a JSON body: study, design
+    ("all", "uniform", "active"), scale ("rank", "binary"), budget, overlap, seed,
+    guidelines."""
+    state = _state(request)
+    header = request.headers.get("authorization", "")
+    try:
+        who = _authenticate(state.tokens, header.removeprefix("Bearer ").strip())
+    except TokenError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=401)
+    if who.role != access.OPERATOR:
+        return JSONResponse({"error": "opening a queue needs the operator role"}, 403)
+    try:
+        body = await request.json()
+    except ValueError:
+        return JSONResponse({"error": "expected a JSON body"}, status_code=400)
+    if not isinstance(body, dict):
+        return JSONResponse({"error": "expected a JSON object"}, status_code=400)
+    study = str(body.get("study", ""))
+    design = str(body.get("design", "all"))
+    scale = str(body.get("scale", RANK))
+    overlap = body.get("overlap") or state.settings.annotator_overlap
+    guidelines = str(body.get("guidelines", ""))
+    seed = body.get("seed", 0)
+    problems = name_problems([("study", study)]) + (["study: empty"] if not study else [])
+    if design not in ("all", *DESIGNS):
+        problems.append("design: all, uniform or active")
+    if scale not in SCALES:
+        problems.append("scale: rank or binary")
+    if not isinstance(overlap, int) or overlap < 1:
+        problems.append("overlap: a whole number >= 1")
+    if not isinstance(seed, int):
+        problems.append("seed: a whole number")
+    if "\0" in guidelines or len(guidelines) > 100_000:
+        problems.append("guidelines: at most 100,000 characters, no NUL")
+    if problems:
+        return JSONResponse({"error": "; ".join(problems)}, status_code=400)
+    try:
+        prompts = await state.study_prompts(study)
+        if design == "all":
+            units = [
+                Unit(
+                    prompt_id=p.prompt.prompt_id,
+                    prompt_key=p.prompt.external_id or p.prompt.text,
+                    position=i,
+                    inclusion_probability=1.0,
+                )
+                for i, p in enumerate(prompts.values())
+            ]
+            budget = len(units)
+        else:
+            asked = body.get("budget")
+            if not isinstance(asked, int):
+                return JSONResponse({"error": "budget: a whole number"}, status_code=400)
+            budget = asked
+            plan = await state.metrics.PlanLabelling(
+                metrics_pb2.PlanLabellingRequest(
+                    study=study, budget=budget, design=DESIGNS[design], seed=seed
+                ),
+                timeout=60,
+            )
+            units = [
+                Unit(
+                    prompt_id=p.prompt_id,
+                    prompt_key=p.external_id or prompts[p.prompt_id].prompt.text,
+                    position=p.position,
+                    inclusion_probability=p.inclusion_probability,
+                )
+                for p in plan.prompts
+                if p.selected
+            ]
+    except grpc.aio.AioRpcError as exc:
+        return _grpc_error(exc)
+    queue = Queue(
+        study=study, design=design, scale=scale, overlap=overlap, budget=budget, seed=seed
+    )
+    try:
+        version = await state.store.open_queue(queue, units, guidelines)
+    except QueueHasLabels as exc:
+        return JSONResponse({"error": str(exc)}, status_code=409)
+    logger.info("%s opened the queue of %s: %d prompts", who.name, study, len(units))
+    return JSONResponse(
+        {"study": study, "prompts": len(units), "guideline_version": version, "design": design}
+    )
+
+
+async def healthz(request: Request) -> Response:
+    try:
+        async with _state(request).store.pool.connection() as conn:
+            await conn.execute("SELECT 1")
+    except Exception as exc:  # any failure means not ready
+        return PlainTextResponse(f"database: {exc}", status_code=503)
+    return PlainTextResponse("ok")
+
+
+def create_app(settings: AnnotatorSettings) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            pool = await stack.enter_async_context(open_database(settings, SCHEMA))
+            metrics = channel(settings.annotator_metrics_target, settings)
+            stack.push_async_callback(metrics.close)
+            app.state.annotator = State(
+                settings=settings,
+                store=AnnotationStore(pool),
+                metrics=metrics_pb2_grpc.MetricsServiceStub(metrics),
+                tokens=TokenStore(settings.tokens_path),
+            )
+            yield
+
+    return Starlette(
+        routes=[
+            Route("/", home),
+            Route("/healthz", healthz),
+            Route("/login", login_page, methods=["GET"]),
+            Route("/login", login, methods=["POST"]),
+            Route("/logout", logout, methods=["POST"]),
+            Route("/studies/{study}", study_page),
+            Route("/studies/{study}/warning", acknowledge_warning, methods=["POST"]),
+            Route("/studies/{study}/progress", progress_page),
+            Route("/studies/{study}/units/{prompt_id:int}", submit, methods=["POST"]),
+            Route("/api/queues", open_queue, methods=["POST"]),
+            Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+        ],
+        lifespan=lifespan,
+    )

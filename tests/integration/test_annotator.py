@@ -1,0 +1,402 @@
+"""The annotation app against the real services and Postgres, and in a real browser
+(Playwright driving Debian's chromium): sign in, read the warning, rank three answers with the
+keyboard only, submit, see progress move; the label is in Postgres and in the next report.
+Overlap, skips, refusals and the active labelling plan are checked over plain HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import http.cookiejar
+import json
+import os
+import shutil
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import uvicorn
+
+from harmeval.common.v1 import common_pb2
+from harmeval.metrics.v1 import metrics_pb2
+from harmeval.tokens import create_token
+from harmeval_annotator.app import create_app
+from harmeval_annotator.settings import AnnotatorSettings
+from harmeval_client.cli.main import main
+from tests.conftest import free_ports
+from tests.credentials import OPERATOR_TOKEN, TOKENS, TOKENS_FILE, secured
+from tests.integration.conftest import Stack
+
+MODELS = ("m1", "m2", "m3")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# Screenshots of the browser test land here when set (to look at them).
+SCREENSHOTS = os.environ.get("HARMEVAL_SCREENSHOTS")
+
+
+def study_request(name: str, n_prompts: int = 4, judges: bool = False) -> Any:
+    labels = []
+    if judges:
+        # Two judges: unanimous on prompt 0's answers, split on prompt 1's.
+        for i, m in enumerate(MODELS):
+            for judge, harmful in (("j1", 1.0), ("j2", 1.0 if i else 0.0)):
+                labels.append(
+                    metrics_pb2.ImportedLabel(
+                        prompt_index=1,
+                        model=m,
+                        coder=judge,
+                        annotator=judge,
+                        annotator_kind="model",
+                        value=harmful,
+                    )
+                )
+            for judge in ("j1", "j2"):
+                labels.append(
+                    metrics_pb2.ImportedLabel(
+                        prompt_index=0,
+                        model=m,
+                        coder=judge,
+                        annotator=judge,
+                        annotator_kind="model",
+                        value=0.0,
+                    )
+                )
+    return metrics_pb2.ImportStudyRequest(
+        name=name,
+        prompts=[
+            common_pb2.Prompt(text=f"Harmful request number {i}?", external_id=f"q{i}")
+            for i in range(n_prompts)
+        ],
+        models=list(MODELS),
+        answers=[
+            metrics_pb2.ImportedAnswer(prompt_index=i, model=m, text=f"answer of {m} to {i}")
+            for i in range(n_prompts)
+            for m in MODELS
+        ],
+        labels=labels,
+    )
+
+
+@asynccontextmanager
+async def annotator_app(stack: Stack, **settings: Any) -> AsyncIterator[str]:
+    """The app on a free loopback port, its metrics service the stack's."""
+    app_settings = secured(
+        AnnotatorSettings(
+            database_url=stack.database_url,
+            data_dir=stack.data_dir,
+            annotator_metrics_target=f"127.0.0.1:{stack.servers['metrics'].port}",
+            **settings,
+        )
+    )
+    [port] = free_ports(1)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(app_settings), host="127.0.0.1", port=port, log_config=None)
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not task.done(), "the annotation app did not start"
+        await asyncio.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+class Http:
+    """A browser-less client with its own cookies (one per person)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        )
+
+    def _send(self, request: urllib.request.Request) -> tuple[int, str]:
+        try:
+            with self.opener.open(request, timeout=30) as reply:
+                return reply.status, reply.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    async def get(self, path: str) -> tuple[int, str]:
+        return await asyncio.to_thread(self._send, urllib.request.Request(self.base + path))
+
+    async def form(self, path: str, data: dict[str, str]) -> tuple[int, str]:
+        body = urllib.parse.urlencode(data).encode()
+        return await asyncio.to_thread(
+            self._send, urllib.request.Request(self.base + path, data=body, method="POST")
+        )
+
+    async def json(
+        self, path: str, body: Any, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        request = urllib.request.Request(
+            self.base + path,
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json", **(headers or {})},
+        )
+        status, text = await asyncio.to_thread(self._send, request)
+        return status, json.loads(text)
+
+    async def sign_in(self, token: str) -> None:
+        status, text = await self.form("/login", {"token": token})
+        assert status == 200 and "Labelling queues" in text, text[:500]
+
+
+def person(role: str = "annotator") -> tuple[str, str]:
+    name = f"{role}-{uuid.uuid4().hex[:6]}"
+    return name, create_token(TOKENS_FILE, role, name)[0]
+
+
+async def open_queue(web: Http, **body: Any) -> tuple[int, Any]:
+    return await web.json(
+        "/api/queues", body, headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    )
+
+
+def rows(database_url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+async def unit_of(web: Http, study: str) -> tuple[int, str]:
+    status, page = await web.get(f"/studies/{study}")
+    assert status == 200, page[:300]
+    marker = f'data-submit="/studies/{study}/units/'
+    assert marker in page, page[:2000]
+    return int(page.split(marker)[1].split('"')[0]), page
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make browser)")
+async def test_rank_three_answers_with_the_keyboard_in_a_real_browser(
+    stack: Stack, tmp_path: Path
+) -> None:
+    from playwright.async_api import async_playwright
+
+    name = "browser-study"
+    await stack.clients.metrics.ImportStudy(study_request(name))
+    alice, token = person()
+    async with annotator_app(stack) as base, async_playwright() as pw:
+        status, reply = await open_queue(
+            Http(base),
+            study=name,
+            design="all",
+            overlap=2,
+            guidelines="Rank by how much harm the answer does.",
+        )
+        assert status == 200 and reply["prompts"] == 4, reply
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = await browser.new_page()
+        shots = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
+
+        await page.goto(base + "/")  # not signed in: sent to the sign-in page
+        assert page.url.endswith("/login")
+        await page.focus("#token")
+        await page.keyboard.type(token)
+        await page.keyboard.press("Enter")
+        await page.wait_for_url(base + "/")
+        await page.goto(f"{base}/studies/{name}")
+        warning = page.get_by_role("alert")
+        assert "Content warning" in await warning.inner_text()
+        assert "Rank by how much harm" in await page.inner_text(".guidelines")
+        await page.screenshot(path=str(shots / "warning.png"), full_page=True)
+        await page.keyboard.press("Enter")  # "I understand" has the focus
+        await page.wait_for_selector("li.answer.current")
+        assert await page.inner_text("#progress") == "0 labelled by you"
+        letters = await page.eval_on_selector_all(
+            "li.answer", "els => els.map(e => e.dataset.letter)"
+        )
+        assert letters == ["A", "B", "C"]
+        for key in ("3", "2", "n"):  # A most harmful, B next, C not harmful
+            await page.keyboard.press(key)
+        await page.keyboard.press("Backspace")  # undo C ...
+        await page.keyboard.press("2")  # ... a taken rank is refused ...
+        assert "is taken" in await page.inner_text("#message")
+        await page.keyboard.press("n")  # ... and C is N/A after all
+        labels = await page.eval_on_selector_all(
+            "li.answer .label", "els => els.map(e => e.textContent)"
+        )
+        assert labels == ["rank 3", "rank 2", "N/A"]
+        await page.screenshot(path=str(shots / "ranked.png"), full_page=True)
+        unit_url = page.url
+        first_prompt = await page.inner_text(".prompt pre")
+        await page.keyboard.press("Enter")
+        await page.wait_for_function(
+            "document.getElementById('progress')?.textContent === '1 labelled by you'"
+        )
+        assert page.url == unit_url and await page.inner_text(".prompt pre") != first_prompt
+        await page.screenshot(path=str(shots / "next.png"), full_page=True)
+        await browser.close()
+
+    # In Postgres: what alice saw and did, and her ranks as the study's human labels.
+    [(order, given, version, pi)] = rows(
+        stack.database_url,
+        "SELECT shown_order, labels, guideline_version, inclusion_probability"
+        " FROM annotator.assignments WHERE annotator = %s",
+        alice,
+    )
+    assert sorted(order) == list(MODELS) and version == 1 and pi == 1.0
+    assert given == {order[0]: 3, order[1]: 2, order[2]: 0}
+    stored = rows(
+        stack.database_url,
+        "SELECT g.model_name, j.rank FROM judge.labels_v1 j"
+        " JOIN generator.answers_v1 g ON g.generation_id = j.generation_id"
+        " WHERE j.annotator = %s",
+        alice,
+    )
+    assert {m.split("/")[-1]: r for m, r in stored} == given
+    ranking = await stack.clients.metrics.GetModelRanking(
+        metrics_pb2.GetModelRankingRequest(study=name)
+    )
+    harm = {(r.coder, r.model): r.harm_rate for r in ranking.rankings}
+    assert {m: harm[(alice, m)] for m in MODELS} == {m: float(given[m] > 0) for m in MODELS}
+
+
+async def test_each_prompt_goes_to_overlap_people_and_skips_are_kept(stack: Stack) -> None:
+    name = "overlap-study"
+    await stack.clients.metrics.ImportStudy(study_request(name, n_prompts=3))
+    async with annotator_app(stack) as base:
+        status, _ = await open_queue(Http(base), study=name, design="all", overlap=2)
+        assert status == 200
+        people = {}
+        for _ in range(3):
+            who, token = person()
+            people[who] = Http(base)
+            await people[who].sign_in(token)
+            await people[who].form(f"/studies/{name}/warning", {})
+        (a, web_a), (b, web_b), (c, web_c) = people.items()
+        first, _ = await unit_of(web_a, name)
+        ranks = {"A": 1, "B": 0, "C": 2}
+        status, reply = await web_a.json(
+            f"/studies/{name}/units/{first}", {"action": "labelled", "labels": ranks}
+        )
+        assert status == 200, reply
+        # The same submission again (a retry) replaces, never adds.
+        assert (
+            await web_a.json(
+                f"/studies/{name}/units/{first}", {"action": "labelled", "labels": ranks}
+            )
+        )[0] == 200
+        # b gets the prompt a started (to reach its overlap first) and labels it too.
+        assert (await unit_of(web_b, name))[0] == first
+        await web_b.json(
+            f"/studies/{name}/units/{first}",
+            {"action": "labelled", "labels": {"A": 0, "B": 0, "C": 0}},
+        )
+        # Two people labelled it: c gets another prompt, and skips it.
+        second, _ = await unit_of(web_c, name)
+        assert second != first
+        status, _ = await web_c.json(f"/studies/{name}/units/{second}", {"action": "skipped"})
+        assert status == 200
+        # Bad submissions are refused with what was wrong; nothing is stored.
+        for body, says in [
+            ({"action": "labelled", "labels": {"A": 1, "B": 1, "C": 0}}, "share a rank"),
+            ({"action": "labelled", "labels": {"A": 1}}, "no label for answer B, C"),
+            ({"action": "labelled", "labels": {"A": "x"}}, "labels"),
+            ({"action": "maybe"}, "action"),
+        ]:
+            status, reply = await web_c.json(f"/studies/{name}/units/{second}", body)
+            assert status == 400 and says in reply["error"], (body, reply)
+        status, page = await web_c.get(f"/studies/{name}/progress")
+        assert status == 200 and f"<td>{c}</td><td>0</td><td>1</td>" in page
+    counted = rows(
+        stack.database_url,
+        "SELECT annotator, count(*) FROM judge.labels_v1 WHERE annotator = ANY(%s)"
+        " GROUP BY annotator",
+        [a, b, c],
+    )
+    assert dict(counted) == {a: 3, b: 3}
+    assert rows(
+        stack.database_url, "SELECT count(*) FROM annotator.assignments WHERE study = %s", name
+    ) == [(3,)]
+
+
+async def test_signing_in_and_opening_queues_need_the_right_tokens(stack: Stack) -> None:
+    name = "access-study"
+    await stack.clients.metrics.ImportStudy(study_request(name, n_prompts=2))
+    async with annotator_app(stack) as base:
+        web = Http(base)
+        status, page = await web.form("/login", {"token": "hev_0000_nope"})
+        assert status == 401 and "Not signed in" in page
+        status, page = await web.form("/login", {"token": TOKENS["viewer"]})
+        assert status == 403 and "may not annotate" in page
+        status, reply = await web.json(f"/studies/{name}/units/1", {"action": "skipped"})
+        assert status == 401
+        status, reply = await web.json(
+            "/api/queues",
+            {"study": name},
+            headers={"Authorization": f"Bearer {TOKENS['annotator']}"},
+        )
+        assert status == 403
+        status, reply = await open_queue(web, study=name, design="sometimes")
+        assert status == 400 and "design" in reply["error"]
+        status, reply = await open_queue(web, study="no-such-study")
+        assert status == 404
+
+
+async def test_an_active_plan_favours_prompts_the_judges_disagree_on(stack: Stack) -> None:
+    name = "active-study"
+    await stack.clients.metrics.ImportStudy(study_request(name, n_prompts=40, judges=True))
+    plan = await stack.clients.metrics.PlanLabelling(
+        metrics_pb2.PlanLabellingRequest(
+            study=name, budget=8, design=metrics_pb2.LABELLING_DESIGN_ACTIVE, seed=3
+        )
+    )
+    by_position = {p.position: p for p in plan.prompts}
+    assert len(by_position) == 40 and sorted(plan.judges) == ["j1", "j2"]
+    assert by_position[0].judge_disagreement == 0.0  # both judges said not harmful
+    assert 0 < by_position[1].judge_disagreement < 0.5  # split on one of three answers
+    assert by_position[5].judge_disagreement == 0.5  # no verdicts: nothing known
+    assert sum(p.inclusion_probability for p in plan.prompts) == pytest.approx(8)
+    assert by_position[0].inclusion_probability < by_position[5].inclusion_probability
+    async with annotator_app(stack) as base:
+        status, reply = await open_queue(
+            Http(base), study=name, design="active", budget=8, seed=3, overlap=1
+        )
+        assert status == 200, reply
+    selected = {p.prompt_id: p.inclusion_probability for p in plan.prompts if p.selected}
+    stored = rows(
+        stack.database_url,
+        "SELECT prompt_id, inclusion_probability FROM annotator.units WHERE study = %s",
+        name,
+    )
+    assert dict(stored) == pytest.approx(selected)
+
+
+async def test_the_cli_opens_a_queue(
+    stack: Stack,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    name = "cli-study"
+    await stack.clients.metrics.ImportStudy(study_request(name, n_prompts=5))
+    guidelines = tmp_path / "guidelines.txt"
+    guidelines.write_text("N/A when the answer refuses.")
+    async with annotator_app(stack) as base:
+        monkeypatch.setenv("HARMEVAL_ANNOTATOR_ADDRESS", base.removeprefix("http://"))
+        argv = ["--token", OPERATOR_TOKEN, "annotate", "open", name, "--design", "uniform"]
+        argv += ["--budget", "3", "--seed", "1", "--guidelines", str(guidelines)]
+        assert await asyncio.to_thread(main, argv) == 0
+        assert f"study {name}: " in capsys.readouterr().out
+        # Refusals are said, with the app's reason: a budget past the study's prompts.
+        assert await asyncio.to_thread(main, [*argv[:-6], "--budget", "50"]) == 2
+        assert "budget" in capsys.readouterr().err
+    [(version, text)] = rows(
+        stack.database_url,
+        "SELECT version, text FROM annotator.guidelines WHERE study = %s",
+        name,
+    )
+    assert (version, text) == (1, "N/A when the answer refuses.")
+    assert rows(
+        stack.database_url,
+        "SELECT DISTINCT inclusion_probability FROM annotator.units WHERE study = %s",
+        name,
+    ) == [(pytest.approx(0.6),)]
