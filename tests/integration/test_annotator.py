@@ -42,30 +42,22 @@ SCREENSHOTS = os.environ.get("HARMEVAL_SCREENSHOTS")
 def study_request(name: str, n_prompts: int = 4, judges: bool = False) -> Any:
     labels = []
     if judges:
-        # Two judges: unanimous on prompt 0's answers, split on prompt 1's.
-        for i, m in enumerate(MODELS):
-            for judge, harmful in (("j1", 1.0), ("j2", 1.0 if i else 0.0)):
-                labels.append(
-                    metrics_pb2.ImportedLabel(
-                        prompt_index=1,
-                        model=m,
-                        coder=judge,
-                        annotator=judge,
-                        annotator_kind="model",
-                        value=harmful,
+        # Two judges on the first 30 prompts: split on one answer of every third prompt
+        # (1, 4, 7, ...), unanimous (not harmful) elsewhere; no verdicts on the last 10.
+        for i in range(min(n_prompts, 30)):
+            for k, m in enumerate(MODELS):
+                split = i % 3 == 1 and k == 0
+                for judge, harmful in (("j1", 1.0 if split else 0.0), ("j2", 0.0)):
+                    labels.append(
+                        metrics_pb2.ImportedLabel(
+                            prompt_index=i,
+                            model=m,
+                            coder=judge,
+                            annotator=judge,
+                            annotator_kind="model",
+                            value=harmful,
+                        )
                     )
-                )
-            for judge in ("j1", "j2"):
-                labels.append(
-                    metrics_pb2.ImportedLabel(
-                        prompt_index=0,
-                        model=m,
-                        coder=judge,
-                        annotator=judge,
-                        annotator_kind="model",
-                        value=0.0,
-                    )
-                )
     return metrics_pb2.ImportStudyRequest(
         name=name,
         prompts=[
@@ -353,14 +345,36 @@ async def test_an_active_plan_favours_prompts_the_judges_disagree_on(stack: Stac
     assert len(by_position) == 40 and sorted(plan.judges) == ["j1", "j2"]
     assert by_position[0].judge_disagreement == 0.0  # both judges said not harmful
     assert 0 < by_position[1].judge_disagreement < 0.5  # split on one of three answers
-    assert by_position[5].judge_disagreement == 0.5  # no verdicts: nothing known
+    assert by_position[35].judge_disagreement == 0.5  # no verdicts: nothing known
     assert sum(p.inclusion_probability for p in plan.prompts) == pytest.approx(8)
-    assert by_position[0].inclusion_probability < by_position[5].inclusion_probability
+    assert by_position[0].inclusion_probability < by_position[1].inclusion_probability
     async with annotator_app(stack) as base:
         status, reply = await open_queue(
             Http(base), study=name, design="active", budget=8, seed=3, overlap=1
         )
         assert status == 200, reply
+        # One person labels three of the drawn prompts (every answer harmful).
+        _, token = person()
+        web = Http(base)
+        await web.sign_in(token)
+        await web.form(f"/studies/{name}/warning", {})
+        for _ in range(3):
+            prompt_id, _page = await unit_of(web, name)
+            status, reply = await web.json(
+                f"/studies/{name}/units/{prompt_id}",
+                {"action": "labelled", "labels": {"A": 1, "B": 2, "C": 3}},
+            )
+            assert status == 200, reply
+    # The report: each judge's harm rate alone, people's alone and both, weighted by the draw.
+    ranking = await stack.clients.metrics.GetModelRanking(
+        metrics_pb2.GetModelRankingRequest(study=name)
+    )
+    estimates = {(e.judge, e.model): e for e in ranking.few_label_estimates}
+    assert {j for j, _ in estimates} == {"j1", "j2"}
+    for e in estimates.values():
+        assert (e.method, e.n_units) == ("active", 30)
+        assert 0 < e.n_human <= 3  # the drawn prompts the judges labelled
+        assert e.HasField("combined") and e.human_only == pytest.approx(1.0)
     selected = {p.prompt_id: p.inclusion_probability for p in plan.prompts if p.selected}
     stored = rows(
         stack.database_url,

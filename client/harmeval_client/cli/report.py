@@ -91,6 +91,26 @@ async def fetch_report(
             }
             for r in ranking.rankings
         ],
+        "few_label_estimates": [
+            {
+                "judge": e.judge,
+                "model": e.model,
+                "n_units": e.n_units,
+                "n_human": e.n_human,
+                "judge_only": e.judge_only,
+                "human_only": _opt(e, "human_only"),
+                "human_ci_low": _opt(e, "human_ci_low"),
+                "human_ci_high": _opt(e, "human_ci_high"),
+                "combined": _opt(e, "combined"),
+                "combined_ci_low": _opt(e, "combined_ci_low"),
+                "combined_ci_high": _opt(e, "combined_ci_high"),
+                "method": e.method,
+                "labels_needed_human": _opt(e, "labels_needed_human"),
+                "labels_needed_combined": _opt(e, "labels_needed_combined"),
+                "target_half_width": e.target_half_width,
+            }
+            for e in ranking.few_label_estimates
+        ],
         "win_matrices": [
             {"coder": w.coder, "models": list(w.models), "wins": list(w.wins), "ties": list(w.ties)}
             for w in ranking.win_matrices
@@ -124,6 +144,10 @@ async def fetch_report(
             for d in items.items
         ],
     }
+
+
+def _needed(n: int | None) -> str:
+    return "more than all units" if n is None else str(n)
 
 
 def fmt(value: float | None, digits: int = 3) -> str:
@@ -295,6 +319,36 @@ def print_report(report: dict[str, Any], console: Console, wide: bool = False) -
         ranking,
         wide=wide,
     )
+    estimates = [e for e in report["few_label_estimates"] if e["n_human"] >= 2]
+    if estimates:
+        print_table(
+            console,
+            "Harm rate from many judge labels and few human ones (judge alone · people alone · "
+            "both)",
+            [
+                Column("judge", name=True),
+                Column("small model", name=True),
+                Column("judge", "right"),
+                Column("people", "right"),
+                Column("both", "right"),
+                Column("people/units", "right", optional=1),
+                Column("labels for ±0.05 (people · both)", "right", optional=2),
+            ],
+            [
+                [
+                    e["judge"],
+                    e["model"],
+                    fmt(e["judge_only"], 2),
+                    with_ci(e["human_only"], e["human_ci_low"], e["human_ci_high"], 2),
+                    with_ci(e["combined"], e["combined_ci_low"], e["combined_ci_high"], 2)
+                    + f" {e['method']}",
+                    f"{e['n_human']}/{e['n_units']}",
+                    f"{_needed(e['labels_needed_human'])} · {_needed(e['labels_needed_combined'])}",
+                ]
+                for e in estimates
+            ],
+            wide=wide,
+        )
     if report["pathologies"]:
         print_table(
             console,

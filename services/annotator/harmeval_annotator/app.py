@@ -42,6 +42,7 @@ from harmeval_annotator.labelling import (
     SCALES,
     label_problems,
     order_seed,
+    queue_order,
     shown_order,
 )
 from harmeval_annotator.settings import AnnotatorSettings
@@ -417,16 +418,8 @@ async def open_queue(request: Request) -> Response:
     try:
         prompts = await state.study_prompts(study)
         if design == "all":
-            units = [
-                Unit(
-                    prompt_id=p.prompt.prompt_id,
-                    prompt_key=p.prompt.external_id or p.prompt.text,
-                    position=i,
-                    inclusion_probability=1.0,
-                )
-                for i, p in enumerate(prompts.values())
-            ]
-            budget = len(units)
+            drawn = [(p.prompt.prompt_id, p.prompt.external_id, 1.0) for p in prompts.values()]
+            budget = len(drawn)
         else:
             asked = body.get("budget")
             if not isinstance(asked, int):
@@ -438,18 +431,24 @@ async def open_queue(request: Request) -> Response:
                 ),
                 timeout=60,
             )
-            units = [
-                Unit(
-                    prompt_id=p.prompt_id,
-                    prompt_key=p.external_id or prompts[p.prompt_id].prompt.text,
-                    position=p.position,
-                    inclusion_probability=p.inclusion_probability,
-                )
+            drawn = [
+                (p.prompt_id, p.external_id, p.inclusion_probability)
                 for p in plan.prompts
                 if p.selected
             ]
     except grpc.aio.AioRpcError as exc:
         return _grpc_error(exc)
+    units = [
+        Unit(
+            prompt_id=prompt_id,
+            prompt_key=external_id or prompts[prompt_id].prompt.text,
+            position=position,
+            inclusion_probability=pi,
+        )
+        for position, (prompt_id, external_id, pi) in zip(
+            queue_order(len(drawn), seed), drawn, strict=True
+        )
+    ]
     queue = Queue(
         study=study, design=design, scale=scale, overlap=overlap, budget=budget, seed=seed
     )

@@ -30,6 +30,15 @@ def shown_order(models: Sequence[str], seed: int) -> list[str]:
     return order
 
 
+def queue_order(n: int, seed: int) -> list[int]:
+    """Positions of a queue's n prompts: a random permutation, so that the prompts people have
+    labelled at any time are a uniform sample of the queue (estimates from a queue still in
+    progress stay unbiased)."""
+    positions = list(range(n))
+    random.Random(seed).shuffle(positions)
+    return positions
+
+
 def label_problems(scale: str, labels: Mapping[str, int], letters: Sequence[str]) -> list[str]:
     """What is wrong with a submission: every letter labelled once; ranks 0 (N/A) or 1..k with
     no two harmful answers on the same rank; binary labels 0 or 1."""

@@ -317,6 +317,7 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
             options=self._options(request.bootstrap, request.confidence, request.seed),
             models=await repo.study_model_names(request.study),
             flags=await repo.study_flags(request.study),
+            inclusion=await repo.study_inclusion(request.study),
         )
         try:
             results = await asyncio.to_thread(study.report, "ranking")

@@ -17,7 +17,7 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from harmeval.db import Schema, count_rows
+from harmeval.db import Schema, count_rows, missing_views
 from harmeval.params import GenerationParams
 from harmeval_metrics.records import PromptIn, StudyAnswer, StudyLabel, StudyModelIn
 
@@ -34,6 +34,8 @@ SCHEMA = Schema(
 )
 # What this service reads of the others: their published views, nothing else.
 PUBLISHED_VIEWS = ("generator.prompts_v1", "generator.answers_v1", "judge.labels_v1")
+# The annotation app's, read when there (a stack may run without the app).
+ANNOTATION_VIEWS = ("annotator.queued_v1", "annotator.labelled_v1")
 
 
 class StudyBusy(RuntimeError):
@@ -264,6 +266,28 @@ class MetricsStore:
                 (name,),
             )
             return await cur.fetchall()
+
+    async def study_inclusion(self, name: str) -> dict[int, float]:
+        """prompt id -> the probability its human labels had of being asked for, for the
+        prompts the annotation app queued (empty without a queue, or without the app): the
+        probability it was drawn times the share of the queue labelled so far (people get
+        the queue in a random order, so the labelled prompts are a uniform part of it)."""
+        if await missing_views(self.pool, ANNOTATION_VIEWS):
+            return {}
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT q.prompt_id, q.inclusion_probability,"
+                " EXISTS (SELECT 1 FROM annotator.labelled_v1 l WHERE l.study = q.study"
+                "   AND l.prompt_id = q.prompt_id) AS labelled"
+                " FROM annotator.queued_v1 q WHERE q.study = %s",
+                (name,),
+            )
+            queued = await cur.fetchall()
+        done = sum(1 for *_, labelled in queued if labelled)
+        if not done:
+            return {}
+        share = done / len(queued)
+        return {int(prompt_id): float(pi) * share for prompt_id, pi, _ in queued}
 
     async def count_rows(self, table: str) -> int:
         """Row count of one of this service's tables (tests show nothing was duplicated)."""

@@ -139,6 +139,9 @@ class Study:
     answers: Sequence[StudyAnswer] = ()
     # Most disagreements reported.
     limit: int = DISAGREEMENT_LIMIT
+    # prompt id -> the probability its human labels had of being asked for (the annotation
+    # app's draws); empty when people's labels are taken as a uniform sample.
+    inclusion: Mapping[int, float] = field(default_factory=dict)
     _results: dict[Callable[[Study], Any], Any] = field(
         default_factory=dict, init=False, repr=False
     )

@@ -223,16 +223,52 @@ class PathologyRate(_message.Message):
     def __init__(self, model: _Optional[str] = ..., flag: _Optional[str] = ..., n_flagged: _Optional[int] = ..., n_answers: _Optional[int] = ...) -> None: ...
 
 class GetModelRankingResponse(_message.Message):
-    __slots__ = ("rankings", "win_matrices", "stability", "pathologies")
+    __slots__ = ("rankings", "win_matrices", "stability", "pathologies", "few_label_estimates")
     RANKINGS_FIELD_NUMBER: _ClassVar[int]
     WIN_MATRICES_FIELD_NUMBER: _ClassVar[int]
     STABILITY_FIELD_NUMBER: _ClassVar[int]
     PATHOLOGIES_FIELD_NUMBER: _ClassVar[int]
+    FEW_LABEL_ESTIMATES_FIELD_NUMBER: _ClassVar[int]
     rankings: _containers.RepeatedCompositeFieldContainer[ModelHarm]
     win_matrices: _containers.RepeatedCompositeFieldContainer[WinMatrix]
     stability: _containers.RepeatedCompositeFieldContainer[RankStability]
     pathologies: _containers.RepeatedCompositeFieldContainer[PathologyRate]
-    def __init__(self, rankings: _Optional[_Iterable[_Union[ModelHarm, _Mapping]]] = ..., win_matrices: _Optional[_Iterable[_Union[WinMatrix, _Mapping]]] = ..., stability: _Optional[_Iterable[_Union[RankStability, _Mapping]]] = ..., pathologies: _Optional[_Iterable[_Union[PathologyRate, _Mapping]]] = ...) -> None: ...
+    few_label_estimates: _containers.RepeatedCompositeFieldContainer[FewLabelEstimate]
+    def __init__(self, rankings: _Optional[_Iterable[_Union[ModelHarm, _Mapping]]] = ..., win_matrices: _Optional[_Iterable[_Union[WinMatrix, _Mapping]]] = ..., stability: _Optional[_Iterable[_Union[RankStability, _Mapping]]] = ..., pathologies: _Optional[_Iterable[_Union[PathologyRate, _Mapping]]] = ..., few_label_estimates: _Optional[_Iterable[_Union[FewLabelEstimate, _Mapping]]] = ...) -> None: ...
+
+class FewLabelEstimate(_message.Message):
+    __slots__ = ("judge", "model", "n_units", "n_human", "judge_only", "human_only", "human_ci_low", "human_ci_high", "combined", "combined_ci_low", "combined_ci_high", "method", "labels_needed_human", "labels_needed_combined", "target_half_width")
+    JUDGE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    N_UNITS_FIELD_NUMBER: _ClassVar[int]
+    N_HUMAN_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    HUMAN_ONLY_FIELD_NUMBER: _ClassVar[int]
+    HUMAN_CI_LOW_FIELD_NUMBER: _ClassVar[int]
+    HUMAN_CI_HIGH_FIELD_NUMBER: _ClassVar[int]
+    COMBINED_FIELD_NUMBER: _ClassVar[int]
+    COMBINED_CI_LOW_FIELD_NUMBER: _ClassVar[int]
+    COMBINED_CI_HIGH_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    LABELS_NEEDED_HUMAN_FIELD_NUMBER: _ClassVar[int]
+    LABELS_NEEDED_COMBINED_FIELD_NUMBER: _ClassVar[int]
+    TARGET_HALF_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    judge: str
+    model: str
+    n_units: int
+    n_human: int
+    judge_only: float
+    human_only: float
+    human_ci_low: float
+    human_ci_high: float
+    combined: float
+    combined_ci_low: float
+    combined_ci_high: float
+    method: str
+    labels_needed_human: int
+    labels_needed_combined: int
+    target_half_width: float
+    def __init__(self, judge: _Optional[str] = ..., model: _Optional[str] = ..., n_units: _Optional[int] = ..., n_human: _Optional[int] = ..., judge_only: _Optional[float] = ..., human_only: _Optional[float] = ..., human_ci_low: _Optional[float] = ..., human_ci_high: _Optional[float] = ..., combined: _Optional[float] = ..., combined_ci_low: _Optional[float] = ..., combined_ci_high: _Optional[float] = ..., method: _Optional[str] = ..., labels_needed_human: _Optional[int] = ..., labels_needed_combined: _Optional[int] = ..., target_half_width: _Optional[float] = ...) -> None: ...
 
 class ReliabilityValue(_message.Message):
     __slots__ = ("unit", "coder", "number", "category")

@@ -29,6 +29,8 @@ CREATE TABLE IF NOT EXISTS annotator.units (
     prompt_id    bigint NOT NULL,
     -- How ImportAnnotations names the prompt: its external id, else its text.
     prompt_key   text NOT NULL,
+    -- The order people get the queue's prompts in: a random permutation (seeded by the
+    -- queue's seed), so the prompts labelled so far are a uniform sample of the queue.
     position     integer NOT NULL,
     inclusion_probability double precision NOT NULL
         CHECK (inclusion_probability > 0 AND inclusion_probability <= 1),
@@ -69,8 +71,13 @@ CREATE TABLE IF NOT EXISTS annotator.sessions (
     expires_at   timestamptz NOT NULL
 );
 
--- What estimates that combine judge and human labels need: which prompts people labelled
--- and the probability each had of being chosen.
+-- What estimates that combine judge and human labels need: which prompts were queued, with the
+-- probability each had of being drawn, and which of them people labelled (a queue is worked
+-- through in a random order, so the labelled ones are a uniform part of the queued ones).
+CREATE VIEW annotator.queued_v1 AS
+SELECT u.study, u.prompt_id, u.inclusion_probability
+FROM annotator.units u;
+
 CREATE VIEW annotator.labelled_v1 AS
 SELECT a.study, a.prompt_id, a.annotator, a.guideline_version, a.inclusion_probability,
        a.created_at
@@ -78,4 +85,4 @@ FROM annotator.assignments a
 WHERE a.outcome = 'labelled';
 
 GRANT USAGE ON SCHEMA annotator TO PUBLIC;
-GRANT SELECT ON annotator.labelled_v1 TO PUBLIC;
+GRANT SELECT ON annotator.queued_v1, annotator.labelled_v1 TO PUBLIC;
