@@ -36,6 +36,14 @@ def script(messages: list[dict[str, Any]]) -> tuple[int, str]:
     return 200, "Content A: 1\nContent B: N/A"
 
 
+def small_study(name: str, n_prompts: int = N_PROMPTS) -> Study:
+    """The study these tests run: n prompts, the two small models, both judges."""
+    prompts = [PromptRecord(f"p{i}", f"Request number {i}.", "x") for i in range(n_prompts)]
+    return Study(
+        name, prompts, [StudyModel(m, m, GenerationParams(max_tokens=16)) for m in MODELS], JUDGES
+    )
+
+
 @pytest.fixture
 def fake() -> Iterator[FakeOpenAI]:
     with fake_openai(script) as f:
@@ -77,13 +85,7 @@ async def rpc_retrying(call: Callable[[], Any]) -> Any:
 
 async def test_a_run_survives_kill_9_of_every_process(process_stack: ProcessStack) -> None:
     stack = process_stack
-    prompts = [PromptRecord(f"p{i}", f"Harmful request number {i}.", "x") for i in range(N_PROMPTS)]
-    study = Study(
-        "crashes",
-        prompts,
-        [StudyModel(m, m, GenerationParams(max_tokens=16)) for m in MODELS],
-        JUDGES,
-    )
+    study = small_study("crashes")
     async with raw_channel(stack.services["runner"].address, client_settings()) as channel:
         runner = runner_pb2_grpc.RunnerServiceStub(channel)
         started = await runner.StartRun(
@@ -132,13 +134,7 @@ async def test_a_run_survives_a_database_outage_and_stores_each_row_once(
         database_proxy(database_url) as (proxy, proxied),
         processes(database_url, tmp_path, fake, proxied) as stack,
     ):
-        prompts = [PromptRecord(f"p{i}", f"Request number {i}.", "x") for i in range(N_PROMPTS)]
-        study = Study(
-            "outage",
-            prompts,
-            [StudyModel(m, m, GenerationParams(max_tokens=16)) for m in MODELS],
-            JUDGES,
-        )
+        study = small_study("outage")
         address = stack.services["runner"].address
         async with raw_channel(address, client_settings()) as channel:
             runner = runner_pb2_grpc.RunnerServiceStub(channel)
@@ -186,13 +182,7 @@ async def test_a_run_rides_through_a_rate_limit_storm_with_default_settings(
     n_prompts = 6
     with fake_openai(reply) as fake:
         async with processes(database_url, tmp_path, fake, settings=defaults) as stack:
-            prompts = [PromptRecord(f"p{i}", f"Request {i}.", "x") for i in range(n_prompts)]
-            study = Study(
-                "storm",
-                prompts,
-                [StudyModel(m, m, GenerationParams(max_tokens=16)) for m in MODELS],
-                JUDGES,
-            )
+            study = small_study("storm", n_prompts)
             address = stack.services["runner"].address
             async with raw_channel(address, client_settings()) as channel:
                 runner = runner_pb2_grpc.RunnerServiceStub(channel)
