@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import grpc
 import psycopg
 import pytest
 import uvicorn
@@ -341,6 +342,25 @@ async def test_an_active_plan_favours_prompts_the_judges_disagree_on(stack: Stac
             study=name, budget=8, design=metrics_pb2.LABELLING_DESIGN_ACTIVE, seed=3
         )
     )
+    for bad, says in [
+        ({"budget": 8, "seed": -1}, "seed"),
+        ({"budget": 0}, "budget"),
+        ({"budget": 41}, "budget"),
+        ({"budget": 8, "uniform_share": 1.5}, "uniform_share"),
+    ]:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stack.clients.metrics.PlanLabelling(
+                metrics_pb2.PlanLabellingRequest(
+                    study=name, design=metrics_pb2.LABELLING_DESIGN_ACTIVE, **bad
+                )
+            )
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
+        assert says in (err.value.details() or ""), bad
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.clients.metrics.PlanLabelling(
+            metrics_pb2.PlanLabellingRequest(study=name, budget=8)
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # no design
     by_position = {p.position: p for p in plan.prompts}
     assert len(by_position) == 40 and sorted(plan.judges) == ["j1", "j2"]
     assert by_position[0].judge_disagreement == 0.0  # both judges said not harmful

@@ -549,6 +549,10 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
         design = designs.get(request.design)
         if design is None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "design: UNIFORM or ACTIVE")
+        if request.seed < 0:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"seed: {request.seed} is negative"
+            )
         if not 0.0 <= request.uniform_share <= 1.0:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
