@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -342,6 +343,12 @@ async def submit(request: Request, session: Session) -> Response:
             return _grpc_error(exc)
     note = str(body.get("note", ""))[:2000].replace("\0", "")
     seconds = body.get("seconds")
+    if not isinstance(seconds, int | float) or not math.isfinite(seconds) or seconds < 0:
+        seconds = None
+    # The version the page showed (the guidelines may have changed while it was open).
+    shown = body.get("guideline_version")
+    if not isinstance(shown, int) or isinstance(shown, bool) or not 1 <= shown <= version:
+        shown = version
     await state.store.record(
         Outcome(
             study=study,
@@ -351,10 +358,10 @@ async def submit(request: Request, session: Session) -> Response:
             order_seed=seed,
             shown_order=order,
             labels=labels,
-            guideline_version=int(body.get("guideline_version") or version),
+            guideline_version=shown,
             inclusion_probability=unit.inclusion_probability,
             note=note,
-            seconds=float(seconds) if isinstance(seconds, int | float) else None,
+            seconds=None if seconds is None else float(seconds),
         )
     )
     OUTCOMES.labels(action).inc()
