@@ -92,6 +92,20 @@ class _Large:
         self.data = data
 
 
+class _Received:
+    """A decoded request with the bytes it came from (the checks skip every string when the
+    bytes hold no zero byte). Reads of its fields before admission (the access interceptor's
+    audit line) go to the message."""
+
+    __slots__ = ("data", "message")
+
+    def __init__(self, message: Any, data: bytes) -> None:
+        self.message, self.data = message, data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.message, name)
+
+
 def _decode(deserializer: Callable[[bytes], Any], data: bytes) -> Any:
     try:
         return deserializer(data)
@@ -106,7 +120,8 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
     def deserialize(data: bytes) -> Any:
         if len(data) > LARGE_BYTES:
             return _Large(data)
-        return _decode(deserializer, data)
+        decoded = _decode(deserializer, data)
+        return decoded if isinstance(decoded, Undecodable) else _Received(decoded, data)
 
     return deserialize
 
@@ -131,17 +146,21 @@ async def _refuse(error: BaseException, method: str, context: Any) -> None:
 async def _admitted(request: Any, deserializer: Callable[[bytes], Any], context: Any) -> Any:
     """The request, decoded and checked (or the RPC ends INVALID_ARGUMENT). Large ones are
     decoded and walked off the event loop: health must answer meanwhile."""
+    data = None
     if isinstance(request, _Large):
-        request = await asyncio.to_thread(_decode, deserializer, request.data)
+        data = request.data
+        request = await asyncio.to_thread(_decode, deserializer, data)
+    elif isinstance(request, _Received):
+        data, request = request.data, request.message
     if isinstance(request, Undecodable):
         await context.abort(
             grpc.StatusCode.INVALID_ARGUMENT,
             f"the request is not a valid message of this RPC's type: {request.error}"[:300],
         )
-    if request.ByteSize() > LARGE_BYTES:
-        problems = await asyncio.to_thread(request_problems, request)
+    if data is not None and len(data) > LARGE_BYTES:
+        problems = await asyncio.to_thread(request_problems, request, data)
     else:
-        problems = request_problems(request)
+        problems = request_problems(request, data)
     if problems:
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, capped(listed(problems)))
     return request

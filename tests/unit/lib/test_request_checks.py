@@ -99,3 +99,17 @@ def test_every_problem_is_named() -> None:
         "answers[0].text: contains a NUL character",
         "answers[2].text: contains a NUL character",
     ]
+
+
+def test_bytes_without_a_zero_byte_spare_the_strings_but_not_the_numbers() -> None:
+    clean = judge_request("Sorry, I can't help.", "Step 1: ...")
+    data = clean.SerializeToString()
+    assert b"\x00" not in data and request_problems(clean, data) == []
+    dirty = judge_request("a\0b")
+    assert request_problems(dirty, dirty.SerializeToString()) == [
+        "answers[0].text: contains a NUL character"
+    ]
+    nan = generator_pb2.GenerateRequest(params=common_pb2.GenerationParams(top_p=math.nan))
+    assert request_problems(nan, nan.SerializeToString()) == [
+        "params.top_p: must be a finite number, not nan"
+    ]
