@@ -14,7 +14,7 @@ Designs, each replicated ``--reps`` times per model and human-label budget n (50
 * active-unif: every unit labelled with probability n/N (Poisson sampling), active inference
                with power tuning (λ̂);
 * active-dis:  π from the panel's disagreement (GPT-4o, Sonnet, Llama: min(p̄, 1 − p̄)) mixed
-               half and half with uniform, Σπ = n; active inference with λ̂.
+               with uniform (80%, PlanLabelling's default), Σπ = n; active inference with λ̂.
 
 Reported: mean 95% interval width and coverage of the truth. The active designs' label count is
 random (mean n). Then, from the census (all units' Y), labels needed per design for a 95%
@@ -57,6 +57,7 @@ from harmeval_metrics.few_labels import (
     ppi_mean_batch,
     sampling_probabilities,
 )
+from harmeval_metrics.labelling_plan import DEFAULT_UNIFORM_SHARE
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -68,7 +69,8 @@ BUDGETS = (50, 100, 200)
 HALF_WIDTH = 0.05
 CONFIDENCE = 0.95
 # Share of uniform sampling in the disagreement design: a fixed prior choice, not tuned here.
-MIX = 0.5
+# The product's default (PlanLabelling).
+MIX = DEFAULT_UNIFORM_SHARE
 DESIGNS = ("human", "PPI", "PPI++", "active-unif", "active-dis")
 QUANTILES = ("q10", "median", "q90")
 
