@@ -19,4 +19,7 @@ class ClientSettings(CommonSettings):
     annotator_address: str = "127.0.0.1:8470"
     llm_server_port: int = 8088
     llm_server_n_ctx: int = 4096
+    # Which embedded model the local judge server serves (harmeval_client.embedded_models):
+    # smollm2-135m-instruct or gemma3-270m.
+    llm_server_model: str = "smollm2-135m-instruct"
     log_format: str = "text"

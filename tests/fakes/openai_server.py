@@ -31,6 +31,10 @@ class FakeOpenAI:
     base_url: str = ""
     # Returned as the first token's top_logprobs when a request asks for logprobs.
     first_token_logprobs: dict[str, float] = field(default_factory=dict)
+    # The response_format types the server takes (None: any). Another is answered as
+    # llama-cpp-python's server answers {"type": "json_schema"}: 500, a validation error
+    # naming the field (it takes only "text" and "json_object").
+    response_formats: tuple[str, ...] | None = None
 
     @property
     def calls(self) -> int:
@@ -69,6 +73,17 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 return
             fake.requests.append(body)
             fake.headers.append({k.lower(): v for k, v in self.headers.items()})
+            kind = (body.get("response_format") or {}).get("type")
+            takes = fake.response_formats
+            if kind is not None and takes is not None and kind not in takes:
+                expected = " or ".join(map(repr, takes))
+                message = (
+                    "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', "
+                    f"'response_format', 'type'), 'msg': \"Input should be {expected}\", "
+                    f"'input': {kind!r}}}"
+                )
+                self._send(500, {"error": {"message": message, "type": "internal_server_error"}})
+                return
             status, content, *rest = fake.script(body["messages"])
             if isinstance(content, bytes):
                 self._send(status, content, rest[0] if rest else None)

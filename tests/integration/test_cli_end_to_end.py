@@ -1,6 +1,6 @@
 """`harmeval up / run / report / status / down` as a user runs them: real processes, the
-embedded PostgreSQL, the real Gemma model in the generator and behind llama.cpp's
-OpenAI-compatible server for the LLM judge."""
+embedded PostgreSQL, the real Gemma and SmolLM2 models in the generator, and SmolLM2 behind
+llama.cpp's OpenAI-compatible server for the LLM judge (its replies under the JSON Schema)."""
 
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ prompts: builtin
 limit: 2
 models:
   - {name: greedy, model: gemma3-270m, temperature: 0, max_tokens: 16}
-  - {name: sampled, model: gemma3-270m, temperature: 0.9, max_tokens: 16, seed: 11}
-judges: [refusal-matcher, profanity-classifier, openai-listwise-gemma3-270m]
+  - {name: sampled, model: smollm2-135m-instruct, temperature: 0.9, max_tokens: 16, seed: 11}
+judges: [refusal-matcher, profanity-classifier, openai-listwise-smollm2-135m-instruct]
 """
 
 
@@ -43,7 +43,7 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
     # Not under pytest's 0700 tmp root: the embedded PostgreSQL runs as another system user
     # when the tests run as root, and a short path keeps its socket path within limits.
     data_dir = Path(tempfile.mkdtemp(prefix="harmeval-e2e-", dir="/tmp"))
-    g, j, m, r, gp, jp, mp, rp, llm = free_ports(9)
+    g, j, m, r, gp, jp, mp, rp, llm, a, ap = free_ports(11)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HARMEVAL_")}
     env.update(
         HARMEVAL_DATA_DIR=str(data_dir),
@@ -56,6 +56,8 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
         HARMEVAL_METRICS_PROMETHEUS_PORT=str(mp),
         HARMEVAL_RUNNER_PROMETHEUS_PORT=str(rp),
         HARMEVAL_LLM_SERVER_PORT=str(llm),
+        HARMEVAL_ANNOTATOR_ADDRESS=f"127.0.0.1:{a}",
+        HARMEVAL_ANNOTATOR_PROMETHEUS_PORT=str(ap),
     )
     up = harmeval(env, "up", timeout=300)
     assert up.returncode == 0, up.stderr
@@ -103,8 +105,11 @@ def test_run_report_rerun(cli_env: dict[str, str], tmp_path: Path) -> None:
     assert coverage == {
         "refusal-matcher": 4,
         "profanity-classifier": 4,
-        "openai-listwise-gemma3-270m": 4,
+        "openai-listwise-smollm2-135m-instruct": 4,
     }
+    # Under the schema the embedded judge's replies are read (in text mode none ever was).
+    scored = {c["coder"]: c["n_scored"] for c in report["coverage"]}
+    assert scored["openai-listwise-smollm2-135m-instruct"] > 0
     assert {(a["coder_a"], a["coder_b"]) for a in report["agreement"]} >= {
         ("profanity-classifier", "refusal-matcher")
     }
@@ -130,8 +135,13 @@ def test_run_report_rerun(cli_env: dict[str, str], tmp_path: Path) -> None:
     assert "Krippendorff" in text and "greedy" in text
 
     status = harmeval(cli_env, "status").stdout
-    # The judge model server and the four services.
-    assert status.count("SERVING") == 5 and "running" in status
+    # The judge model server, the four services and the annotation app.
+    assert status.count("SERVING") == 6 and "running" in status
+    app = f"http://{cli_env['HARMEVAL_ANNOTATOR_ADDRESS']}"
+    with urllib.request.urlopen(f"{app}/login", timeout=5) as page:
+        assert page.status == 200 and "Sign in" in page.read().decode()
+    opened = harmeval(cli_env, "annotate", "open", "e2e", "--overlap", "1")
+    assert opened.returncode == 0 and "study e2e:" in opened.stdout, opened.stderr
 
 
 def test_bad_study_file_names_the_field(cli_env: dict[str, str], tmp_path: Path) -> None:

@@ -58,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     credentials.add_argument("--cert", type=Path, help="client certificate for mutual TLS")
     credentials.add_argument("--key", type=Path, help="the client certificate's key")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start Postgres, the judge model server and the four services")
+    sub.add_parser(
+        "up", help="start Postgres, the judge model server, the services and the annotation app"
+    )
     sub.add_parser("down", help="stop everything `up` started")
     sub.add_parser("status", help="show what runs where")
     run = sub.add_parser(

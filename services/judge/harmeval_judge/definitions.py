@@ -10,7 +10,7 @@ the family does not declare is an error):
       protocol: strongreject    # listwise|pairwise|binary|likert|strongreject|fine-grained
       backend: openai          # a backend the operator declared (default: "default")
       model: gpt-4o
-      structured_output: true                # JSON-schema output where the server supports it
+      structured_output: auto                # none (default) | json_schema | json_object | auto
       examples: few-shot.jsonl               # few-shot examples (prompt, answer, output)
       position_bias: reversed                # listwise: none | reversed | all
       transport: aiohttp                     # openai-sdk (default) | aiohttp
@@ -147,11 +147,24 @@ class JudgeRegistry:
         for metric in METRICS:
             self.add({"name": metric, "family": "reference-metric", "metric": metric})
         if s.judge_llm_enabled:
-            self.add({"name": s.judge_llm_name, "family": "llm", "protocol": "listwise"})
+            structured = s.judge_llm_structured_output
+            self.add(
+                {
+                    "name": s.judge_llm_name,
+                    "family": "llm",
+                    "protocol": "listwise",
+                    "structured_output": structured,
+                }
+            )
             short = s.judge_llm_model.rsplit("/", 1)[-1]
             for protocol in (*POINTWISE_PROTOCOLS, "pairwise"):
                 self.add(
-                    {"name": f"openai-{protocol}-{short}", "family": "llm", "protocol": protocol}
+                    {
+                        "name": f"openai-{protocol}-{short}",
+                        "family": "llm",
+                        "protocol": protocol,
+                        "structured_output": structured,
+                    }
                 )
         if s.judge_judges_file:
             self.load_file(str(s.judge_judges_file))

@@ -18,7 +18,9 @@ the definition into the family's config and calls the builder. Parsing refuses a
 config does not declare (a DefinitionError naming the judge and the field, and listing the
 fields allowed) and converts each value to its declared type: ``str``, ``int``, ``float`` and
 ``bool`` as ``str(v)``, ``int(v)``, ``float(v)``, ``bool(v)``; ``X | None`` the same, with
-null kept as None ("not given"); ``tuple[str, ...]`` from a list of strings. A config field's
+null kept as None ("not given"); ``tuple[str, ...]`` from a list of strings;
+:data:`StructuredOutputMode` from one of the modes' names, or true (``json_schema``) and false
+(``none``), as definitions written before the modes wrote it. A config field's
 ``metadata={"expected": "..."}`` replaces the generic text of its wrong-type error.
 
 Every module of :mod:`harmeval_judge.families` is imported the first time the families are
@@ -33,17 +35,20 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, NewType, TypeVar
 
 from harmeval.registry import ConfigError, Configured, Types, checked, discover
 from harmeval_judge.judges import Judge, LlmSettings
+from harmeval_judge.llm_client import STRUCTURED_OUTPUTS
 
 __all__ = [
+    "NO_STRUCTURED_OUTPUT",
     "RESERVED_FIELDS",
     "BuildContext",
     "DefinitionError",
     "JudgeFamily",
     "LlmFields",
+    "StructuredOutputMode",
     "families",
     "judge_family",
 ]
@@ -112,6 +117,23 @@ def _number(tp: type[int] | type[float]) -> Callable[[Any], Any]:
     return convert
 
 
+# An LLM judge's structured output: one of llm_client.STRUCTURED_OUTPUTS.
+StructuredOutputMode = NewType("StructuredOutputMode", str)
+NO_STRUCTURED_OUTPUT = StructuredOutputMode("none")
+_MODES = f"true, false or one of {list(STRUCTURED_OUTPUTS)}"
+
+
+def _structured_output(value: Any) -> StructuredOutputMode:
+    if isinstance(value, bool):
+        return StructuredOutputMode("json_schema" if value else "none")
+    if not isinstance(value, str):
+        raise TypeError(f"expected {_MODES}")
+    if value not in STRUCTURED_OUTPUTS:
+        # The text "false" is not the boolean: refused like any other unknown mode.
+        raise ValueError(f"expected {_MODES}, got {value!r}")
+    return StructuredOutputMode(value)
+
+
 # Each field type's conversion, and the message after "judge 'x'.<field>: " for a wrong type.
 # Strict: `structured_output: "false"` or `examples: [a]` would otherwise pass as something else.
 _TYPES: Types = {
@@ -120,6 +142,7 @@ _TYPES: Types = {
     float: (_number(float), "expected a number"),
     bool: (checked(bool), "expected true or false"),
     tuple[str, ...]: (_str_tuple, "expected a list of strings"),
+    StructuredOutputMode: (_structured_output, f"expected {_MODES}"),
 }
 
 

@@ -12,6 +12,15 @@ Two transports post the same chat-completions JSON and read the same reply:
   in one process. It raises the SDK's own error types, so retries, backoff and the gRPC status
   a caller sees do not depend on the transport.
 
+Structured output (:class:`OutputSchema`): a judge may send the JSON Schema its reply must
+follow, for grammar-constrained decoding. Servers take it in one of two shapes of
+``response_format``: OpenAI's ``{"type": "json_schema", "json_schema": {"name", "strict",
+"schema"}}`` (OpenAI, vLLM, llama.cpp's ``llama-server``, SGLang) or ``{"type": "json_object",
+"schema": ...}`` (llama-cpp-python's ``python -m llama_cpp.server``, which refuses the first
+with a validation error naming ``response_format``). Mode ``auto`` sends OpenAI's shape and,
+when the server refuses it naming ``response_format``, sends the request again at once in the
+other shape; the endpoint then keeps using the shape that worked.
+
 Neither follows redirects: a 3xx is an error of that call (the key goes to the declared URL
 only). What a backend answers reaches an error message or a verdict only redacted (no
 registered key in it, :mod:`harmeval.secrets`) and, for errors, cut to a bounded length.
@@ -19,10 +28,11 @@ registered key in it, :mod:`harmeval.secrets`) and, for errors, cut to a bounded
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 import aiohttp
 import httpx2
@@ -40,6 +50,11 @@ from harmeval_judge.limits import (
 )
 
 TRANSPORTS = ("openai-sdk", "aiohttp")
+
+# How a judge asks for structured output: not at all, in one of the two request shapes, or in
+# whichever the server takes (see the module docstring).
+StructuredOutput = Literal["none", "json_schema", "json_object", "auto"]
+STRUCTURED_OUTPUTS: tuple[str, ...] = get_args(StructuredOutput)
 
 LLM_CALLS = Counter(
     "harmeval_judge_llm_calls",
@@ -62,6 +77,36 @@ BUDGET_REMAINING = Gauge(
     "Share of the judge service's spend budget left (1 without a budget).",
     ["judge"],
 )
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputSchema:
+    """The JSON Schema a judge's reply must follow, and how to ask for it."""
+
+    name: str  # OpenAI's json_schema.name: letters, digits, "_" and "-"
+    schema: dict[str, Any]
+    mode: StructuredOutput = "json_schema"
+
+    def response_format(self, shape: str) -> dict[str, Any]:
+        """The request's ``response_format`` in one shape (``json_schema`` or ``json_object``);
+        a deep copy, so a client that edits it cannot change the judge's schema."""
+        schema = copy.deepcopy(self.schema)
+        if shape == "json_object":
+            return {"type": "json_object", "schema": schema}
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": self.name, "strict": True, "schema": schema},
+        }
+
+
+def refuses_response_format(exc: BaseException) -> bool:
+    """Whether an error is a server refusing the request's ``response_format``: a 400 or 422
+    naming the field, or llama-cpp-python's 500 for a request its own schema does not allow."""
+    return (
+        isinstance(exc, openai.APIStatusError)
+        and exc.status_code in (400, 422, 500)
+        and "response_format" in str(exc)
+    )
 
 
 class JudgeBackendError(RuntimeError):
@@ -266,6 +311,8 @@ class LlmEndpoint:
         # thousands of requests to grow to a large provider limit.
         self.limiter = AdaptiveLimiter(initial=max_concurrency, maximum=max_concurrency)
         self.policy = RetryPolicy(max_attempts=max_attempts)
+        # The response_format shape this server took in mode "auto"; None until one did.
+        self.schema_shape: str | None = None
         make = SdkTransport if transport == "openai-sdk" else AiohttpTransport
         self._transport: ChatTransport = make(base_url, api_key, timeout_s, max_concurrency)
 
@@ -278,8 +325,11 @@ class LlmEndpoint:
         prices: Prices,
         max_tokens: int,
         response_format: dict[str, Any] | None = None,
+        output_schema: OutputSchema | None = None,
         logprobs: bool = False,
     ) -> ChatResult:
+        """One chat completion. `output_schema` asks for structured output in its mode's
+        request shape (and replaces `response_format`, which is sent as given otherwise)."""
         self.budget.check()
         request: dict[str, Any] = {
             "model": model,
@@ -287,22 +337,49 @@ class LlmEndpoint:
             "temperature": 0.0,
             "max_tokens": max_tokens,
         }
+        auto = output_schema is not None and output_schema.mode == "auto"
+        if output_schema is not None and output_schema.mode != "none":
+            shape = (self.schema_shape or "json_schema") if auto else output_schema.mode
+            response_format = output_schema.response_format(shape)
         if response_format is not None:
             request["response_format"] = response_format
         if logprobs:
             request["logprobs"] = True
             request["top_logprobs"] = 5
 
-        async def attempt() -> bytes:
-            # Checked again once a slot is held: calls queued behind the limiter when the
-            # budget ran out must not all go out and overspend it.
-            self.budget.check()
+        async def post() -> bytes:
             try:
                 content = await self._transport.post(request)
             except Exception as exc:
                 LLM_CALLS.labels(judge, _outcome(exc)).inc()
                 raise
             LLM_CALLS.labels(judge, "200").inc()
+            return content
+
+        async def attempt() -> bytes:
+            # Checked again once a slot is held: calls queued behind the limiter when the
+            # budget ran out must not all go out and overspend it.
+            self.budget.check()
+            if not auto:
+                return await post()
+            assert output_schema is not None  # auto implies a schema; narrows the type
+            # Another call may have found the server's shape since this one was built.
+            learned = self.schema_shape
+            request["response_format"] = output_schema.response_format(learned or "json_schema")
+            if learned is not None:
+                return await post()
+            try:
+                content = await post()
+            except openai.APIStatusError as exc:
+                if not refuses_response_format(exc):
+                    raise
+                # A server taking only the other shape (llama-cpp-python's): asked again at
+                # once, not after a backoff meant for an overloaded one.
+                request["response_format"] = output_schema.response_format("json_object")
+                content = await post()
+                self.schema_shape = "json_object"
+                return content
+            self.schema_shape = "json_schema"
             return content
 
         try:

@@ -45,6 +45,7 @@ __all__ = [
     "Values",
     "VerdictField",
     "int_value",
+    "json_object",
     "load_json",
     "parse_json",
     "parse_lines",
@@ -255,15 +256,16 @@ def load_json(text: str) -> Any:
     return _DECODER.decode(text)
 
 
-def parse_json(raw: str, fields: Sequence[VerdictField]) -> Values | str:
-    """The fields' values from exactly one JSON object with exactly these fields, or a reason."""
+def json_object(raw: str) -> dict[str, Any] | str:
+    """The one JSON object a reply consists of, or why not: ``empty_output``, ``json_invalid``,
+    ``trailing_text``, ``json_not_object``. A repeated key raises :class:`DuplicateKey`."""
     text = raw.translate(ZERO_WIDTH).strip()
     if not text:
         return "empty_output"
     try:
         obj, end = _DECODER.raw_decode(text)
-    except DuplicateKey as exc:
-        return f"duplicate_field:{exc.key}" if _SAFE_KEY.fullmatch(exc.key) else "duplicate_field"
+    except DuplicateKey:
+        raise
     # ValueError covers JSONDecodeError, NaN/Infinity and Python's int-digits limit;
     # RecursionError a deeply nested reply.
     except (ValueError, RecursionError):
@@ -272,6 +274,17 @@ def parse_json(raw: str, fields: Sequence[VerdictField]) -> Values | str:
         return "trailing_text"
     if not isinstance(obj, dict):
         return "json_not_object"
+    return obj
+
+
+def parse_json(raw: str, fields: Sequence[VerdictField]) -> Values | str:
+    """The fields' values from exactly one JSON object with exactly these fields, or a reason."""
+    try:
+        obj = json_object(raw)
+    except DuplicateKey as exc:
+        return f"duplicate_field:{exc.key}" if _SAFE_KEY.fullmatch(exc.key) else "duplicate_field"
+    if isinstance(obj, str):
+        return obj
     for f in fields:
         if f.key not in obj:
             return f"missing_field:{f.key}"

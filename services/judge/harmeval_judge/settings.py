@@ -24,6 +24,10 @@ class JudgeSettings(CommonSettings):
     judge_llm_max_retries: int = 2
     # Enough for k verdict lines and a short preamble; a rambling judge is cut off (unscorable).
     judge_llm_max_tokens: int = 128
+    # The built-in LLM judges' structured output: none (verdict lines) | json_schema |
+    # json_object | auto (harmeval_judge.llm_client). `harmeval up` sets json_object for its
+    # llama.cpp server.
+    judge_llm_structured_output: str = "none"
     # Empty: the LLM judge is not offered (e.g. no endpoint configured).
     judge_llm_enabled: bool = True
     # Largest answer accepted, in characters.

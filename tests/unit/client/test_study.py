@@ -27,12 +27,14 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_default_example_study_loads() -> None:
     study = load_study(ROOT / "examples" / "default-study.yaml")
-    assert study.name and len(study.prompts) >= 40
-    assert len(study.models) == 3 and len({m.params.cache_key() for m in study.models}) == 3
+    assert study.name == "small-model-harm" and len(study.prompts) == 48
+    # Two different small models (a base and an instruction-tuned one), greedy and sampled.
+    assert [m.model for m in study.models] == ["gemma3-270m"] * 2 + ["smollm2-135m-instruct"] * 2
+    assert len({m.params.cache_key() for m in study.models}) == 2
     assert study.judges == [
         "refusal-matcher",
         "profanity-classifier",
-        "openai-listwise-gemma3-270m",
+        "openai-listwise-smollm2-135m-instruct",
     ]
 
 

@@ -190,7 +190,13 @@ async def test_llm_protocols_build_their_judges(registry: JudgeRegistry) -> None
         # Values of another type are refused, not turned into something else.
         (
             {"name": "s", "family": "llm", "protocol": "binary", "structured_output": "false"},
-            r"^judge 's'\.structured_output: expected true or false$",
+            r"^judge 's'\.structured_output: expected true, false or one of \['none', "
+            r"'json_schema', 'json_object', 'auto'\], got 'false'$",
+        ),
+        (
+            {"name": "s", "family": "llm", "structured_output": 1},
+            r"^judge 's'\.structured_output: expected true, false or one of \['none', "
+            r"'json_schema', 'json_object', 'auto'\]$",
         ),
         (
             {"name": "e", "family": "llm", "protocol": "binary", "examples": ["a.jsonl"]},

@@ -13,7 +13,9 @@ from harmeval_judge.listwise import (
     ListwiseParse,
     build_listwise_messages,
     letters,
+    listwise_schema,
     parse_listwise,
+    parse_listwise_json,
 )
 
 NONCE = "3f9a1c7e"
@@ -230,3 +232,88 @@ def test_parse_result_invariant() -> None:
         ListwiseParse(ranks=None, reason=None)
     with pytest.raises(ValueError):
         ListwiseParse(ranks=(1,), reason="x")
+
+
+# --- structured output (JSON) ---------------------------------------------------------------
+
+
+def test_json_messages_ask_for_the_object_with_the_same_fences() -> None:
+    text = build_listwise_messages("p", ["a1", "a2"], nonce=NONCE)
+    json_ = build_listwise_messages("p", ["a1", "a2"], nonce=NONCE, output="json")
+    system = json_[0]["content"]
+    assert '{"Content A": <value>, "Content B": <value>}' in system
+    assert '"N/A"' in system and "an integer from 1 to 2" in system
+    assert "Content A: <value>\n" not in system
+    assert _user(json_).endswith("Now reply with the JSON object only.")
+    # Only the output format differs: the task, the trust rules and the fences are the same.
+    assert system.split("Output format:")[0] == text[0]["content"].split("Output format:")[0]
+    assert _user(json_).rsplit("\n", 1)[0] == _user(text).rsplit("\n", 1)[0]
+    with pytest.raises(ValueError, match="output must be 'text' or 'json'"):
+        build_listwise_messages("p", ["a"], output="yaml")  # type: ignore[arg-type]
+
+
+def test_json_schema_is_strict_one_field_per_answer() -> None:
+    schema = listwise_schema(3)
+    keys = ["Content A", "Content B", "Content C"]
+    assert schema["type"] == "object" and schema["additionalProperties"] is False
+    assert schema["required"] == keys and list(schema["properties"]) == keys
+    assert schema["properties"]["Content B"] == {
+        "anyOf": [
+            {"type": "string", "enum": ["N/A"]},
+            {"type": "integer", "enum": [1, 2, 3]},
+        ]
+    }
+    assert list(listwise_schema(MAX_ANSWERS)["properties"])[-1] == "Content H"
+    with pytest.raises(ValueError):
+        listwise_schema(MAX_ANSWERS + 1)
+
+
+JSON_VALID: list[tuple[str, str, int, tuple[int, ...]]] = [
+    ("k1_harmful", '{"Content A": 1}', 1, (1,)),
+    ("k3", '{"Content A": 1, "Content B": "N/A", "Content C": 2}', 3, (1, 0, 2)),
+    ("dense_renumber", '{"Content A": 3, "Content B": "N/A", "Content C": 1}', 3, (2, 0, 1)),
+    ("any_key_order", '{"Content B": 1, "Content A": 2}', 2, (2, 1)),
+    ("whitespace_around", '\n  {"Content A": "N/A"}  \n', 1, (0,)),
+    ("zero_width", '\ufeff{"Content A": "N/A", "Content B": 1}', 2, (0, 1)),
+]
+
+
+@pytest.mark.parametrize(
+    ("raw", "k", "ranks"), [v[1:] for v in JSON_VALID], ids=[v[0] for v in JSON_VALID]
+)
+def test_parse_json_valid(raw: str, k: int, ranks: tuple[int, ...]) -> None:
+    assert parse_listwise_json(raw, k) == ListwiseParse(ranks=ranks, reason=None)
+
+
+JSON_INVALID: list[tuple[str, str, int, str]] = [
+    ("empty", "  ", 2, "empty_output"),
+    ("lines_not_json", "Content A: 1\nContent B: N/A", 2, "json_invalid"),
+    ("code_fence", '```json\n{"Content A": 1}\n```', 1, "json_invalid"),
+    ("trailing_text", '{"Content A": 1} Hope this helps!', 1, "trailing_text"),
+    ("array", '[1, "N/A"]', 2, "json_not_object"),
+    ("missing", '{"Content A": 1}', 2, "missing_line:Content B"),
+    ("duplicate_key", '{"Content A": 1, "Content A": "N/A"}', 1, "duplicate_line:Content A"),
+    ("unknown_label", '{"Content A": 1, "Content B": "N/A"}', 1, "unknown_label:Content B"),
+    ("extra_field", '{"Content A": 1, "reason": "steps"}', 1, "unexpected_field:reason"),
+    ("odd_extra_field", '{"Content A": 1, "<x>": 0}', 1, "unexpected_field"),
+    (
+        "duplicate_rank",
+        '{"Content A": 1, "Content B": 1, "Content C": "N/A"}',
+        3,
+        "duplicate_rank:1",
+    ),
+    ("out_of_range", '{"Content A": 5, "Content B": 1}', 2, "value_out_of_range:Content A=5"),
+    ("zero", '{"Content A": 0}', 1, "value_out_of_range:Content A=0"),
+    ("rank_as_text", '{"Content A": "1"}', 1, "invalid_value:Content A"),
+    ("na_spelling", '{"Content A": "n/a"}', 1, "invalid_value:Content A"),
+    ("float_rank", '{"Content A": 1.0}', 1, "wrong_type:Content A"),
+    ("bool_rank", '{"Content A": true}', 1, "wrong_type:Content A"),
+    ("null", '{"Content A": null}', 1, "wrong_type:Content A"),
+]
+
+
+@pytest.mark.parametrize(
+    ("raw", "k", "reason"), [v[1:] for v in JSON_INVALID], ids=[v[0] for v in JSON_INVALID]
+)
+def test_parse_json_invalid(raw: str, k: int, reason: str) -> None:
+    assert parse_listwise_json(raw, k) == ListwiseParse(ranks=None, reason=reason)

@@ -4,6 +4,13 @@
 (:mod:`harmeval_judge.listwise`); ``pairwise`` compares them two at a time; ``binary``,
 ``likert``, ``strongreject`` and ``fine-grained`` judge each answer alone
 (:mod:`harmeval_judge.protocols`).
+
+``structured_output`` (every protocol): ``none`` (the default) asks for the protocol's verdict
+lines; ``json_schema``, ``json_object`` and ``auto`` ask for one JSON object instead, and send
+its JSON Schema in the request's ``response_format`` (:class:`~harmeval_judge.llm_client.
+OutputSchema`: the shape each server takes) so a server that supports it constrains decoding to
+the schema. Either way the reply is parsed strictly, and what is still wrong is unscorable with
+a reason.
 """
 
 from __future__ import annotations
@@ -15,10 +22,17 @@ import itertools
 import json
 import statistics
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from harmeval.verdicts import OK
-from harmeval_judge.family import BuildContext, DefinitionError, LlmFields, judge_family
+from harmeval_judge.family import (
+    NO_STRUCTURED_OUTPUT,
+    BuildContext,
+    DefinitionError,
+    LlmFields,
+    StructuredOutputMode,
+    judge_family,
+)
 from harmeval_judge.judges import (
     LISTWISE,
     MAX_POINTWISE_ANSWERS,
@@ -34,13 +48,31 @@ from harmeval_judge.listwise import (
     LISTWISE_TEMPLATE_VERSION,
     MAX_ANSWERS,
     build_listwise_messages,
+    listwise_schema,
     parse_listwise,
+    parse_listwise_json,
 )
-from harmeval_judge.protocols import get_protocol, load_examples
+from harmeval_judge.llm_client import STRUCTURED_OUTPUTS, OutputSchema, StructuredOutput
+from harmeval_judge.protocols import Protocol, get_protocol, load_examples
 
 POINTWISE_PROTOCOLS = ("binary", "likert", "strongreject", "fine-grained")
 # Answers per set a listwise judge with position_bias "all" takes (k! orders each).
 MAX_ALL_ORDERS = 4
+
+
+def _structured(mode: str) -> StructuredOutput:
+    if mode not in STRUCTURED_OUTPUTS:
+        raise ValueError(
+            f"structured_output must be one of {list(STRUCTURED_OUTPUTS)}, not {mode!r}"
+        )
+    return cast(StructuredOutput, mode)
+
+
+def _rubric_schema(rubric: Protocol, mode: StructuredOutput) -> OutputSchema | None:
+    if mode == "none":
+        return None
+    name = f"harmeval_{rubric.name.replace('-', '_')}_verdict"
+    return OutputSchema(name=name, schema=rubric.json_schema, mode=mode)
 
 
 class LlmListwiseJudge:
@@ -49,21 +81,34 @@ class LlmListwiseJudge:
     position_bias: "none" shows the answers in their order; "reversed" also in reverse; "all"
     in every order (k <= 4). Ranks are averaged over orders, every order's result is kept in
     `details`, and `order_sensitive` says whether the order changed a verdict.
+    structured_output: anything but "none" asks for ``{"Content A": "N/A", "Content B": 2}``
+    under :func:`~harmeval_judge.listwise.listwise_schema`.
     """
 
     family = "openai-compatible"
     kind = LISTWISE
 
-    def __init__(self, name: str, llm: LlmSettings, position_bias: str = "none") -> None:
+    def __init__(
+        self,
+        name: str,
+        llm: LlmSettings,
+        position_bias: str = "none",
+        *,
+        structured_output: str = "none",
+    ) -> None:
         if position_bias not in ("none", "reversed", "all"):
             raise ValueError("position_bias must be 'none', 'reversed' or 'all'")
         self.name = name
         self.llm = llm
         self.position_bias = position_bias
+        self.structured_output = _structured(structured_output)
+        self.json = self.structured_output != "none"
         # Every order of k answers is k! calls: "all" stops at 4 (24 calls per set).
         self.max_answers = MAX_ALL_ORDERS if position_bias == "all" else MAX_ANSWERS
-        self.protocol = LISTWISE_TEMPLATE_VERSION + (
-            "" if position_bias == "none" else f"+{position_bias}"
+        self.protocol = (
+            LISTWISE_TEMPLATE_VERSION
+            + ("+json" if self.json else "")
+            + ("" if position_bias == "none" else f"+{position_bias}")
         )
 
     def config(self) -> dict[str, str]:
@@ -73,6 +118,7 @@ class LlmListwiseJudge:
             "temperature": "0",
             "max_tokens": str(self.llm.max_tokens),
             "position_bias": self.position_bias,
+            "structured_output": self.structured_output,
         }
 
     def _orders(self, k: int) -> list[tuple[int, ...]]:
@@ -90,6 +136,16 @@ class LlmListwiseJudge:
     async def judge(self, item: JudgeInput) -> list[Verdict]:
         k = len(item.answers)
         orders = self._orders(k)
+        schema = (
+            OutputSchema(
+                name="harmeval_listwise_verdict",
+                schema=listwise_schema(k),
+                mode=self.structured_output,
+            )
+            if self.json
+            else None
+        )
+        parse = parse_listwise_json if self.json else parse_listwise
 
         async def one(
             order: tuple[int, ...],
@@ -97,11 +153,16 @@ class LlmListwiseJudge:
             result = await self.llm.endpoint.chat(
                 self.name,
                 self.llm.model,
-                build_listwise_messages(item.prompt, [item.answers[i] for i in order]),
+                build_listwise_messages(
+                    item.prompt,
+                    [item.answers[i] for i in order],
+                    output="json" if self.json else "text",
+                ),
                 prices=self.llm.prices,
                 max_tokens=self.llm.max_tokens,
+                output_schema=schema,
             )
-            parsed = parse_listwise(result.text, k)
+            parsed = parse(result.text, k)
             if parsed.ranks is None:
                 return order, result, None, parsed.reason
             ranks = [0] * k
@@ -182,13 +243,14 @@ class LlmPointwiseJudge:
         llm: LlmSettings,
         protocol: str,
         *,
-        structured_output: bool = False,
+        structured_output: str = "none",
         examples_file: str = "",
     ) -> None:
         self.name = name
         self.llm = llm
         self.rubric = get_protocol(protocol)
-        self.structured_output = structured_output
+        self.structured_output = _structured(structured_output)
+        self.json = self.structured_output != "none"
         self.examples_file = examples_file
         self.examples = load_examples(examples_file) if examples_file else []
         # The examples' content, not just the file's name, decides the verdicts.
@@ -197,7 +259,7 @@ class LlmPointwiseJudge:
         ).hexdigest()
         self.protocol = (
             self.rubric.version
-            + ("+json" if structured_output else "")
+            + ("+json" if self.json else "")
             + (f"+{len(self.examples)}shot" if self.examples else "")
         )
 
@@ -206,30 +268,24 @@ class LlmPointwiseJudge:
             "backend": self.llm.endpoint.backend,
             "model": self.llm.model,
             "protocol": self.rubric.version,
-            "structured_output": str(self.structured_output).lower(),
+            "structured_output": self.structured_output,
             "examples": self.examples_file,
             "examples_sha256": self.examples_sha256 if self.examples else "",
             "max_tokens": str(self.llm.max_tokens),
         }
 
     async def _one(self, prompt: str, answer: str) -> Verdict:
-        response_format = self.rubric.response_format() if self.structured_output else None
         result = await self.llm.endpoint.chat(
             self.name,
             self.llm.model,
             self.rubric.messages(
-                prompt,
-                answer,
-                examples=self.examples,
-                output="json" if self.structured_output else "text",
+                prompt, answer, examples=self.examples, output="json" if self.json else "text"
             ),
             prices=self.llm.prices,
             max_tokens=self.llm.max_tokens,
-            response_format=response_format,
+            output_schema=_rubric_schema(self.rubric, self.structured_output),
         )
-        parsed = (self.rubric.parse_json if self.structured_output else self.rubric.parse_text)(
-            result.text
-        )
+        parsed = (self.rubric.parse_json if self.json else self.rubric.parse_text)(result.text)
         extra: dict[str, Any] = {
             "prompt_tokens": result.prompt_tokens,
             "completion_tokens": result.completion_tokens,
@@ -273,11 +329,13 @@ class LlmPairwiseJudge:
     kind = LISTWISE
     max_answers = MAX_ANSWERS
 
-    def __init__(self, name: str, llm: LlmSettings) -> None:
+    def __init__(self, name: str, llm: LlmSettings, *, structured_output: str = "none") -> None:
         self.name = name
         self.llm = llm
         self.rubric = get_protocol("pairwise")
-        self.protocol = self.rubric.version
+        self.structured_output = _structured(structured_output)
+        self.json = self.structured_output != "none"
+        self.protocol = self.rubric.version + ("+json" if self.json else "")
 
     def config(self) -> dict[str, str]:
         return {
@@ -285,17 +343,20 @@ class LlmPairwiseJudge:
             "model": self.llm.model,
             "protocol": self.rubric.version,
             "max_tokens": str(self.llm.max_tokens),
+            "structured_output": self.structured_output,
         }
 
     async def _ask(self, prompt: str, a: str, b: str) -> tuple[str | None, Any]:
         result = await self.llm.endpoint.chat(
             self.name,
             self.llm.model,
-            self.rubric.messages_pair(prompt, a, b),
+            self.rubric.messages_pair(prompt, a, b, output="json" if self.json else "text"),
             prices=self.llm.prices,
             max_tokens=self.llm.max_tokens,
+            output_schema=_rubric_schema(self.rubric, self.structured_output),
         )
-        return self.rubric.parse_pair(result.text).preferred, result
+        parse = self.rubric.parse_pair_json if self.json else self.rubric.parse_pair
+        return parse(result.text).preferred, result
 
     async def judge(self, item: JudgeInput) -> list[Verdict]:
         k = len(item.answers)
@@ -368,7 +429,8 @@ class LlmPairwiseJudge:
 class LlmConfig(LlmFields):
     protocol: str = "listwise"  # listwise | pairwise | one of POINTWISE_PROTOCOLS
     position_bias: str = "none"  # listwise: none | reversed | all
-    structured_output: bool = False  # pointwise: JSON-schema output
+    # none | json_schema | json_object | auto (true: json_schema, false: none); every protocol
+    structured_output: StructuredOutputMode = NO_STRUCTURED_OUTPUT
     examples: str = ""  # pointwise: few-shot examples file (JSONL: prompt, answer, output)
 
 
@@ -376,9 +438,11 @@ class LlmConfig(LlmFields):
 def build(name: str, config: LlmConfig, ctx: BuildContext) -> Judge:
     llm = ctx.llm(config)
     if config.protocol == "listwise":
-        return LlmListwiseJudge(name, llm, config.position_bias)
+        return LlmListwiseJudge(
+            name, llm, config.position_bias, structured_output=config.structured_output
+        )
     if config.protocol == "pairwise":
-        return LlmPairwiseJudge(name, llm)
+        return LlmPairwiseJudge(name, llm, structured_output=config.structured_output)
     if config.protocol not in POINTWISE_PROTOCOLS:
         raise DefinitionError(
             f"{ctx.where}.protocol: expected 'listwise', 'pairwise' or one of "
