@@ -198,8 +198,8 @@ class BoundaryInterceptor(WrappingInterceptor):
             unary_unary = handler.unary_unary
 
             async def uu(request: Any, context: Any) -> Any:
-                request = await admit(request, context)
                 try:
+                    request = await admit(request, context)
                     return await unary_unary(request, _CappedContext(context))
                 except grpc.aio.AbortError:
                     raise
@@ -211,8 +211,8 @@ class BoundaryInterceptor(WrappingInterceptor):
             unary_stream = handler.unary_stream
 
             async def us(request: Any, context: Any) -> AsyncIterator[Any]:
-                request = await admit(request, context)
                 try:
+                    request = await admit(request, context)
                     async for item in unary_stream(request, _CappedContext(context)):
                         yield item
                 except grpc.aio.AbortError:

@@ -297,6 +297,15 @@ async def test_each_prompt_goes_to_overlap_people_and_skips_are_kept(stack: Stac
         ]:
             status, reply = await web_c.json(f"/studies/{name}/units/{second}", body)
             assert status == 400 and says in reply["error"], (body, reply)
+        # A prompt a person labelled cannot be skipped after the fact (the label is stored).
+        status, reply = await web_a.json(f"/studies/{name}/units/{first}", {"action": "skipped"})
+        assert status == 409 and "labelled this prompt already" in reply["error"]
+        # Only JSON is taken: a form another site posts is not.
+        status, _ = await web_c.form(f"/studies/{name}/units/{second}", {"action": "skipped"})
+        assert status == 415
+        # A study name no study can have is simply not found.
+        status, _ = await web_c.get("/studies/a%00b")
+        assert status == 404
         status, page = await web_c.get(f"/studies/{name}/progress")
         assert status == 200 and f"<td>{c}</td><td>0</td><td>1</td>" in page
     counted = rows(
@@ -332,6 +341,23 @@ async def test_signing_in_and_opening_queues_need_the_right_tokens(stack: Stack)
         assert status == 400 and "design" in reply["error"]
         status, reply = await open_queue(web, study="no-such-study")
         assert status == 404
+        for bad in ({"overlap": 0}, {"overlap": True}, {"seed": -1}, {"seed": 2**70}):
+            status, reply = await open_queue(web, study=name, **bad)
+            assert status == 400, (bad, reply)
+        status, reply = await open_queue(web, study=name, design="uniform", budget=3)
+        assert status == 400 and "budget" in reply["error"]  # more than the 2 prompts
+        # Labelling before the content warning is refused.
+        status, reply = await open_queue(web, study=name, design="all")
+        assert status == 200
+        _, token = person()
+        await web.sign_in(token)
+        [(prompt_id,)] = rows(
+            stack.database_url,
+            "SELECT prompt_id FROM annotator.units WHERE study = %s ORDER BY position LIMIT 1",
+            name,
+        )
+        status, reply = await web.json(f"/studies/{name}/units/{prompt_id}", {"action": "skipped"})
+        assert status == 409 and "content warning" in reply["error"]
 
 
 async def test_an_active_plan_favours_prompts_the_judges_disagree_on(stack: Stack) -> None:

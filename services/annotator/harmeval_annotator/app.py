@@ -20,8 +20,11 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import grpc
+import psycopg
+import psycopg_pool
 from prometheus_client import Counter
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -66,6 +69,8 @@ HERE = Path(__file__).parent
 COOKIE = "harmeval_session"
 # A study's prompts and answers are fetched from the metrics service at most this often.
 ANSWERS_TTL_S = 30.0
+# People per prompt a queue may ask for.
+MAX_OVERLAP = 100
 DESIGNS = {
     "uniform": metrics_pb2.LABELLING_DESIGN_UNIFORM,
     "active": metrics_pb2.LABELLING_DESIGN_ACTIVE,
@@ -215,6 +220,13 @@ async def home(request: Request, session: Session) -> Response:
     return templates.TemplateResponse(request, "home.html", {"session": session, "rows": rows})
 
 
+def _study_param(request: Request) -> str | None:
+    """The study named in the path, or None when no study can have that name (a NUL, a
+    control character, 1 MB): such a path is simply not found."""
+    study = str(request.path_params["study"])
+    return None if not study or name_problems([("study", study)]) else study
+
+
 def _minutes_since(session: Session) -> float:
     return (time.time() - session.started_at.timestamp()) / 60
 
@@ -222,10 +234,10 @@ def _minutes_since(session: Session) -> float:
 @signed_in
 async def study_page(request: Request, session: Session) -> Response:
     state = _state(request)
-    study = request.path_params["study"]
-    queue = await state.store.queue(study)
-    if queue is None:
-        return PlainTextResponse(f"No labelling queue for study {study!r}.", status_code=404)
+    study = _study_param(request)
+    queue = None if study is None else await state.store.queue(study)
+    if study is None or queue is None:
+        return PlainTextResponse("No labelling queue for that study.", status_code=404)
     version, guidelines = await state.store.guidelines(study)
     context: dict[str, Any] = {
         "session": session,
@@ -271,7 +283,8 @@ async def study_page(request: Request, session: Session) -> Response:
 async def acknowledge_warning(request: Request, session: Session) -> Response:
     cookie = request.cookies.get(COOKIE, "")
     await _state(request).store.warned(_digest(cookie))
-    return RedirectResponse(f"/studies/{request.path_params['study']}", status_code=303)
+    study = _study_param(request)
+    return RedirectResponse("/" if study is None else f"/studies/{quote(study)}", 303)
 
 
 def _as_labels(raw: Any) -> dict[str, int] | None:
@@ -289,12 +302,17 @@ def _as_labels(raw: Any) -> dict[str, int] | None:
 async def submit(request: Request, session: Session) -> Response:
     """One prompt done: labelled, skipped or flagged (JSON from the page's script)."""
     state = _state(request)
-    study = request.path_params["study"]
+    study = _study_param(request)
     prompt_id = int(request.path_params["prompt_id"])
-    queue = await state.store.queue(study)
-    unit = None if queue is None else await state.store.unit(study, prompt_id)
-    if queue is None or unit is None:
-        return JSONResponse({"error": f"no prompt {prompt_id} in {study!r}'s queue"}, 404)
+    queue = None if study is None else await state.store.queue(study)
+    unit = None if study is None or queue is None else await state.store.unit(study, prompt_id)
+    if study is None or queue is None or unit is None:
+        return JSONResponse({"error": f"no prompt {prompt_id} in that study's queue"}, 404)
+    # JSON only: a form on another site cannot send it without the browser asking first.
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        return JSONResponse({"error": "expected Content-Type: application/json"}, 415)
+    if session.warned_at is None:
+        return JSONResponse({"error": "read the content warning first"}, status_code=409)
     try:
         body = await request.json()
     except ValueError:
@@ -303,6 +321,11 @@ async def submit(request: Request, session: Session) -> Response:
     if action not in (LABELLED, SKIPPED, FLAGGED):
         return JSONResponse({"error": "action: labelled, skipped or flagged"}, status_code=400)
     version, _ = await state.store.guidelines(study)
+    if action != LABELLED and await state.store.labelled_by(study, prompt_id, session.annotator):
+        # The label is stored as the person's human label: a skip now would hide it here only.
+        return JSONResponse(
+            {"error": "you labelled this prompt already; label it again to change it"}, 409
+        )
     try:
         prompts = await state.study_prompts(study)
     except grpc.aio.AioRpcError as exc:
@@ -371,10 +394,10 @@ async def submit(request: Request, session: Session) -> Response:
 @signed_in
 async def progress_page(request: Request, session: Session) -> Response:
     store = _state(request).store
-    study = request.path_params["study"]
-    queue = await store.queue(study)
-    if queue is None:
-        return PlainTextResponse(f"No labelling queue for study {study!r}.", status_code=404)
+    study = _study_param(request)
+    queue = None if study is None else await store.queue(study)
+    if study is None or queue is None:
+        return PlainTextResponse("No labelling queue for that study.", status_code=404)
     return templates.TemplateResponse(
         request,
         "progress.html",
@@ -406,7 +429,7 @@ async def open_queue(request: Request) -> Response:
     study = str(body.get("study", ""))
     design = str(body.get("design", "all"))
     scale = str(body.get("scale", RANK))
-    overlap = body.get("overlap") or state.settings.annotator_overlap
+    overlap = body.get("overlap", state.settings.annotator_overlap)
     guidelines = str(body.get("guidelines", ""))
     seed = body.get("seed", 0)
     problems = name_problems([("study", study)]) + (["study: empty"] if not study else [])
@@ -414,23 +437,28 @@ async def open_queue(request: Request) -> Response:
         problems.append("design: all, uniform or active")
     if scale not in SCALES:
         problems.append("scale: rank or binary")
-    if not isinstance(overlap, int) or overlap < 1:
-        problems.append("overlap: a whole number >= 1")
-    if not isinstance(seed, int):
-        problems.append("seed: a whole number")
+    if not _whole(overlap, 1, MAX_OVERLAP):
+        problems.append(f"overlap: a whole number from 1 to {MAX_OVERLAP}")
+    if not _whole(seed, 0, 2**63 - 1):
+        problems.append("seed: a whole number from 0 to 2^63 - 1")
     if "\0" in guidelines or len(guidelines) > 100_000:
         problems.append("guidelines: at most 100,000 characters, no NUL")
     if problems:
         return JSONResponse({"error": "; ".join(problems)}, status_code=400)
+    state.answers.pop(study, None)  # the plan and the prompts must come from the same moment
     try:
         prompts = await state.study_prompts(study)
+        if not prompts:
+            return JSONResponse({"error": f"study {study!r} has no answers yet"}, 409)
         if design == "all":
             drawn = [(p.prompt.prompt_id, p.prompt.external_id, 1.0) for p in prompts.values()]
             budget = len(drawn)
         else:
-            asked = body.get("budget")
-            if not isinstance(asked, int):
-                return JSONResponse({"error": "budget: a whole number"}, status_code=400)
+            asked: Any = body.get("budget")
+            if not _whole(asked, 1, len(prompts)):
+                return JSONResponse(
+                    {"error": f"budget: a whole number from 1 to {len(prompts)}"}, 400
+                )
             budget = asked
             plan = await state.metrics.PlanLabelling(
                 metrics_pb2.PlanLabellingRequest(
@@ -441,7 +469,7 @@ async def open_queue(request: Request) -> Response:
             drawn = [
                 (p.prompt_id, p.external_id, p.inclusion_probability)
                 for p in plan.prompts
-                if p.selected
+                if p.selected and p.prompt_id in prompts
             ]
     except grpc.aio.AioRpcError as exc:
         return _grpc_error(exc)
@@ -456,6 +484,8 @@ async def open_queue(request: Request) -> Response:
             queue_order(len(drawn), seed), drawn, strict=True
         )
     ]
+    if not units:
+        return JSONResponse({"error": "the draw chose no prompt; use another seed"}, 409)
     queue = Queue(
         study=study, design=design, scale=scale, overlap=overlap, budget=budget, seed=seed
     )
@@ -469,12 +499,22 @@ async def open_queue(request: Request) -> Response:
     )
 
 
+def _whole(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+async def _database_away(request: Request, exc: Exception) -> Response:
+    logger.warning("%s %s: database unavailable: %s", request.method, request.url.path, exc)
+    return PlainTextResponse("The database is unavailable; try again shortly.", 503)
+
+
 async def healthz(request: Request) -> Response:
     try:
         async with _state(request).store.pool.connection() as conn:
             await conn.execute("SELECT 1")
-    except Exception as exc:  # any failure means not ready
-        return PlainTextResponse(f"database: {exc}", status_code=503)
+    except Exception:  # any failure means not ready; the reason stays in the log
+        logger.warning("health: the database does not answer", exc_info=True)
+        return PlainTextResponse("database unavailable", status_code=503)
     return PlainTextResponse("ok")
 
 
@@ -508,4 +548,8 @@ def create_app(settings: AnnotatorSettings) -> Starlette:
             Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
         ],
         lifespan=lifespan,
+        exception_handlers={
+            psycopg.OperationalError: _database_away,
+            psycopg_pool.PoolTimeout: _database_away,
+        },
     )

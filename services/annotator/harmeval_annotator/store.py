@@ -251,6 +251,15 @@ class AnnotationStore:
                 ),
             )
 
+    async def labelled_by(self, study: str, prompt_id: int, annotator: str) -> bool:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT 1 FROM annotator.assignments WHERE study = %s AND prompt_id = %s"
+                " AND annotator = %s AND outcome = 'labelled'",
+                (study, prompt_id, annotator),
+            )
+            return await cur.fetchone() is not None
+
     async def progress(self, study: str) -> list[Progress]:
         async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=class_row(Progress))

@@ -312,12 +312,14 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
         await self._check_options(context, request.bootstrap, request.confidence, request.seed)
         labels = await self._labels(request.study, context)
         repo = await require_ready(self.repo, context, "metrics database")
+        inclusion, app_labelled = await repo.study_inclusion(request.study)
         study = Study(
             labels=labels,
             options=self._options(request.bootstrap, request.confidence, request.seed),
             models=await repo.study_model_names(request.study),
             flags=await repo.study_flags(request.study),
-            inclusion=await repo.study_inclusion(request.study),
+            inclusion=inclusion,
+            app_labelled=app_labelled,
         )
         try:
             results = await asyncio.to_thread(study.report, "ranking")

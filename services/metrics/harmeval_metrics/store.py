@@ -267,27 +267,32 @@ class MetricsStore:
             )
             return await cur.fetchall()
 
-    async def study_inclusion(self, name: str) -> dict[int, float]:
-        """prompt id -> the probability its human labels had of being asked for, for the
-        prompts the annotation app queued (empty without a queue, or without the app): the
-        probability it was drawn times the share of the queue labelled so far (people get
-        the queue in a random order, so the labelled prompts are a uniform part of it)."""
+    async def study_inclusion(
+        self, name: str
+    ) -> tuple[dict[int, float], frozenset[tuple[int, str]]]:
+        """For the prompts the annotation app queued (nothing without a queue, or without the
+        app): prompt id -> the probability its human labels had of being asked for, the
+        probability it was drawn times the share of the queue labelled so far (people get the
+        queue in a random order, so the labelled prompts are a uniform part of it); and the
+        (prompt id, annotator) of every label given in the app."""
         if await missing_views(self.pool, ANNOTATION_VIEWS):
-            return {}
+            return {}, frozenset()
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT q.prompt_id, q.inclusion_probability,"
-                " EXISTS (SELECT 1 FROM annotator.labelled_v1 l WHERE l.study = q.study"
-                "   AND l.prompt_id = q.prompt_id) AS labelled"
-                " FROM annotator.queued_v1 q WHERE q.study = %s",
+                "SELECT prompt_id, inclusion_probability FROM annotator.queued_v1 WHERE study = %s",
                 (name,),
             )
-            queued = await cur.fetchall()
-        done = sum(1 for *_, labelled in queued if labelled)
+            queued = {int(p): float(pi) for p, pi in await cur.fetchall()}
+            cur = await conn.execute(
+                "SELECT prompt_id, annotator FROM annotator.labelled_v1 WHERE study = %s",
+                (name,),
+            )
+            labelled = frozenset((int(p), str(a)) for p, a in await cur.fetchall())
+        done = {p for p, _ in labelled if p in queued}
         if not done:
-            return {}
-        share = done / len(queued)
-        return {int(prompt_id): float(pi) * share for prompt_id, pi, _ in queued}
+            return {}, labelled
+        share = len(done) / len(queued)
+        return {p: pi * share for p, pi in queued.items()}, labelled
 
     async def count_rows(self, table: str) -> int:
         """Row count of one of this service's tables (tests show nothing was duplicated)."""

@@ -142,6 +142,8 @@ class Study:
     # prompt id -> the probability its human labels had of being asked for (the annotation
     # app's draws); empty when people's labels are taken as a uniform sample.
     inclusion: Mapping[int, float] = field(default_factory=dict)
+    # (prompt id, annotator) of the labels people gave in the annotation app.
+    app_labelled: frozenset[tuple[int, str]] = frozenset()
     _results: dict[Callable[[Study], Any], Any] = field(
         default_factory=dict, init=False, repr=False
     )

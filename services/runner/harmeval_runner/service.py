@@ -175,6 +175,7 @@ def definition_problems(d: runner_pb2.StudyDefinition) -> list[str]:
             f"definition.models[{i}].params: {p}"
             for p in GenerationParams.from_proto(m.params).validate()
         ]
+    defined: dict[str, int] = {}
     for i, text in enumerate(d.judge_definitions):
         try:
             value = json.loads(text)
@@ -188,6 +189,11 @@ def definition_problems(d: runner_pb2.StudyDefinition) -> list[str]:
             problems.append(
                 f"definition.judge_definitions[{i}]: expected a JSON object whose name is one "
                 "of the study's judges"
+            )
+        elif (first := defined.setdefault(value["name"], i)) != i:
+            problems.append(
+                f"definition.judge_definitions[{i}]: defines {value['name']!r} again "
+                f"(judge_definitions[{first}])"[:300]
             )
     problems += name_problems(
         [("definition.name", d.name)]

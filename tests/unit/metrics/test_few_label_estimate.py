@@ -43,10 +43,23 @@ def test_drawn_labels_are_weighted_by_their_inclusion_probabilities() -> None:
     labelled = np.random.default_rng(2).random(y.size) < pi
     e = estimate("j", "m", yhat, np.where(labelled, y, np.nan), labelled, pi, 0.95)
     assert e.method == ACTIVE
-    ipw = active_mean(y, yhat, labelled, pi, lam=0.0, offset=0.0)
+    w = 1 / pi[labelled]
+    assert e.human_only == pytest.approx((w * y[labelled]).sum() / w.sum())  # Hájek
     tuned = active_mean(y, yhat, labelled, pi, lam=None, offset=None)
-    assert e.human_only == pytest.approx(min(max(ipw.estimate, 0.0), 1.0))
     assert e.combined == pytest.approx(min(max(tuned.estimate, 0.0), 1.0))
+
+
+def test_with_few_drawn_labels_the_rates_and_intervals_stay_in_0_1() -> None:
+    """Three labels drawn with π = 0.075 of 30 units: Σ(y/π)/N would be 1.33 for three
+    harmful answers; the weighted mean says 1, and no interval comes out inverted."""
+    y = np.ones(30)
+    labelled = np.zeros(30, dtype=bool)
+    labelled[:3] = True
+    pi = np.full(30, 0.075)
+    e = estimate("j", "m", np.zeros(30), y, labelled, pi, 0.95)
+    assert e.human_only == 1.0
+    for low, high in [(e.human_ci_low, e.human_ci_high), (e.combined_ci_low, e.combined_ci_high)]:
+        assert low is not None and high is not None and 0.0 <= low <= high <= 1.0
 
 
 def test_with_fewer_than_two_human_labels_only_the_judge_is_reported() -> None:

@@ -133,3 +133,16 @@ def test_definition_problems_name_each_field() -> None:
         "definition.name",
     ):
         assert expected in problems
+
+
+def test_a_judge_defined_twice_is_refused_before_any_is_defined() -> None:
+    d = runner_pb2.StudyDefinition(
+        name="s",
+        prompts=[common_pb2.Prompt(text="How?")],
+        models=[metrics_pb2.StudyModel(name="a", model="m")],
+        judges=["j"],
+        judge_definitions=['{"name": "j", "family": "refusal-matcher"}'] * 2,
+    )
+    assert definition_problems(d) == [
+        "definition.judge_definitions[1]: defines 'j' again (judge_definitions[0])"
+    ]

@@ -17,6 +17,7 @@ from harmeval_metrics.few_labels import (
     labels_needed_ppi,
     pilot_moments,
     ppi_plus_mean,
+    z_value,
 )
 from harmeval_metrics.registry import statistic
 from harmeval_metrics.study_figures import CONSENSUS, Study
@@ -45,12 +46,34 @@ class FewLabelEstimate:
     target_half_width: float = TARGET_HALF_WIDTH
 
 
+def _rate(x: float) -> float:
+    return min(max(x, 0.0), 1.0)
+
+
 def _bounded(e: MeanEstimate) -> tuple[float, float, float]:
-    """The estimate and its interval, within [0, 1] (a rate)."""
-    return (
-        min(max(e.estimate, 0.0), 1.0),
-        max(e.ci_low, 0.0),
-        min(e.ci_high, 1.0),
+    """The estimate and its interval, each within [0, 1] (a rate)."""
+    return _rate(e.estimate), _rate(e.ci_low), _rate(e.ci_high)
+
+
+def hajek_mean(
+    y: np.ndarray, labelled: np.ndarray, pi: np.ndarray, confidence: float
+) -> MeanEstimate:
+    """People's labels alone under a draw with inclusion probabilities `pi`: the weighted mean
+    Σ(y/π) / Σ(1/π) (Hájek; unlike Σ(y/π)/N it stays a rate with few labels), its variance
+    linearised for Poisson sampling: Σ(1 − π)(y − θ)²/π² / (Σ1/π)²."""
+    w, yl, p = 1.0 / pi[labelled], y[labelled], pi[labelled]
+    theta = float((w * yl).sum() / w.sum())
+    se = float(np.sqrt(((1.0 - p) * w**2 * (yl - theta) ** 2).sum()) / w.sum())
+    half = z_value(confidence) * se
+    return MeanEstimate(
+        estimate=theta,
+        std_error=se,
+        ci_low=theta - half,
+        ci_high=theta + half,
+        lam=0.0,
+        offset=0.0,
+        n_labelled=int(labelled.sum()),
+        n_judged=0,
     )
 
 
@@ -85,8 +108,8 @@ def estimate(
         else None
     )
     if pi is not None:
-        # Weighted by 1/π: people's labels alone (λ = 0), and with the judge calibrated.
-        human = active_mean(y, yhat, labelled, pi, lam=0.0, offset=0.0, confidence=confidence)
+        # Weighted by 1/π: people's labels alone, and with the judge calibrated.
+        human = hajek_mean(y, labelled, pi, confidence)
         both = active_mean(y, yhat, labelled, pi, lam=None, offset=None, confidence=confidence)
         method = ACTIVE
     else:
@@ -140,9 +163,12 @@ def few_label_estimate(study: Study) -> list[FewLabelEstimate]:
             labelled = np.array([u in truth for u in mine])
             y = np.array([float(truth[u].harmful) if u in truth else np.nan for u in mine])
             drawn = study.inclusion
-            # Active inference when every human label came through the app's draws.
+            # Active inference only when every person's label of this model's answers came
+            # through the app's draws (imported labels were not drawn with those odds).
             active = bool(drawn) and all(
-                p in drawn for p, _ in np.array(mine, dtype=object)[labelled]
+                (lb.prompt_id, lb.annotator) in study.app_labelled
+                for lb in study.labels
+                if lb.coder_kind == "human" and lb.model == model
             )
             pi = np.array([drawn.get(p, 1.0) for p, _ in mine]) if active else None
             out.append(estimate(judge, model, yhat, y, labelled, pi, study.options.confidence))
