@@ -133,6 +133,9 @@ def test_run_report_rerun(cli_env: dict[str, str], tmp_path: Path) -> None:
 
     text = harmeval(cli_env, "report", "e2e").stdout
     assert "Krippendorff" in text and "greedy" in text
+    # The report says plainly that the embedded judge is a stand-in for a large LLM.
+    assert report["stand_in_judges"] == ["openai-listwise-smollm2-135m-instruct"]
+    assert "smoke-test stand-in" in " ".join(text.split())
 
     status = harmeval(cli_env, "status").stdout
     # The judge model server, the four services and the annotation app.

@@ -9,9 +9,11 @@ from google.protobuf.message import Message
 from rich.console import Console
 from rich.markup import escape
 
+from harmeval.judge.v1 import judge_pb2
 from harmeval.metrics.v1 import metrics_pb2
 from harmeval_client.cli.terminal import Column, print_table
 from harmeval_client.clients import Clients
+from harmeval_client.embedded_models import MODELS
 
 
 def _opt(msg: Message, field: str) -> Any:
@@ -37,8 +39,14 @@ async def fetch_report(
     items = await clients.metrics.GetDisagreements(
         metrics_pb2.GetDisagreementsRequest(study=study, limit=disagreements)
     )
+    judges = await clients.judge.ListJudges(judge_pb2.ListJudgesRequest())
+    coders = {c.coder for c in agreement.coverage}
     return {
         "study": study,
+        # LLM judges running one of the embedded sub-billion-parameter models.
+        "stand_in_judges": sorted(
+            j.name for j in judges.judges if j.name in coders and j.settings.get("model") in MODELS
+        ),
         "n_units": agreement.n_units,
         "bootstrap": bootstrap,
         "consensus_coder": agreement.consensus_coder or None,
@@ -391,6 +399,12 @@ def print_report(report: dict[str, Any], console: Console, wide: bool = False) -
                 for d in report["disagreements"][:5]
             ],
             wide=wide,
+        )
+    for judge in report.get("stand_in_judges", []):
+        console.print(
+            f"Note: {judge} runs a sub-billion-parameter model, a smoke-test stand-in for a large "
+            "LLM: its verdicts show the judge path working, not harm to trust (README: "
+            "'Pointing the judge at a real large LLM')."
         )
     console.print(
         "Unscorable verdicts are missing data, never counted as not harmful. "
