@@ -166,6 +166,12 @@ class TokenStore:
         if len(parts) != 3 or parts[0] != PREFIX or len(parts[1]) != _ID_HEX:
             raise TokenError("malformed token (expected hev_<id>_<secret>)")
         entry = self._by_id.get(parts[1])
+        if entry is None:
+            # A token made a moment ago works at once: the file is read again when it changed
+            # (a stat when it did not).
+            with contextlib.suppress(TokenError):
+                self.reload()
+            entry = self._by_id.get(parts[1])
         # Compared in constant time, and the same refusal for an unknown id and a wrong secret.
         if entry is None or not hmac.compare_digest(entry.sha256, _digest(parts[2])):
             raise TokenError("unknown token")

@@ -37,7 +37,7 @@ from harmeval import access
 from harmeval.clients import channel
 from harmeval.db import open_database
 from harmeval.metrics.v1 import metrics_pb2, metrics_pb2_grpc
-from harmeval.tokens import Principal, TokenError, TokenStore
+from harmeval.tokens import TokenError, TokenStore
 from harmeval.validation import name_problems
 from harmeval_annotator.labelling import (
     LETTERS,
@@ -103,16 +103,6 @@ class State:
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 
 
-def _authenticate(tokens: TokenStore, token: str) -> Principal:
-    """The token's holder. A token the store does not know is looked up again in the file at
-    once: one made a moment ago (`harmeval token create`) signs in without a wait."""
-    try:
-        return tokens.authenticate(token)
-    except TokenError:
-        tokens.reload()
-        return tokens.authenticate(token)
-
-
 def _digest(cookie: str) -> str:
     return hashlib.sha256(cookie.encode()).hexdigest()
 
@@ -169,7 +159,7 @@ async def login(request: Request) -> Response:
     token = str(form.get("token", "")).strip()
     state = _state(request)
     try:
-        who = _authenticate(state.tokens, token)
+        who = state.tokens.authenticate(token)
     except TokenError as exc:
         return templates.TemplateResponse(
             request, "login.html", {"error": f"Not signed in: {exc}."}, status_code=401
@@ -415,7 +405,7 @@ async def open_queue(request: Request) -> Response:
     state = _state(request)
     header = request.headers.get("authorization", "")
     try:
-        who = _authenticate(state.tokens, header.removeprefix("Bearer ").strip())
+        who = state.tokens.authenticate(header.removeprefix("Bearer ").strip())
     except TokenError as exc:
         return JSONResponse({"error": str(exc)}, status_code=401)
     if who.role != access.OPERATOR:
