@@ -460,3 +460,101 @@ async def test_the_cli_opens_a_queue(
         "SELECT DISTINCT inclusion_probability FROM annotator.units WHERE study = %s",
         name,
     ) == [(pytest.approx(0.6),)]
+
+
+async def test_a_likert_queue_stops_once_every_rate_is_known_closely_enough(
+    stack: Stack,
+) -> None:
+    name = "likert-study"
+    request = study_request(name, n_prompts=40)
+    # A judge that calls every answer not harmful: it can narrow the sequence.
+    request.labels.extend(
+        metrics_pb2.ImportedLabel(
+            prompt_index=i, model=m, coder="j1", annotator="j1", annotator_kind="model", value=0.0
+        )
+        for i in range(40)
+        for m in MODELS
+    )
+    await stack.clients.metrics.ImportStudy(request)
+    progress = stack.clients.metrics.GetLabellingProgress
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await progress(metrics_pb2.GetLabellingProgressRequest(study=name))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "no annotation queue" in (err.value.details() or "")
+    for bad, code, says in [
+        ({"study": "no-such-study"}, grpc.StatusCode.NOT_FOUND, "unknown study"),
+        ({"study": name, "half_width": 0.7}, grpc.StatusCode.INVALID_ARGUMENT, "half_width"),
+        ({"study": name, "judge": "nobody"}, grpc.StatusCode.NOT_FOUND, "judge 'nobody'"),
+    ]:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await progress(metrics_pb2.GetLabellingProgressRequest(**bad))
+        assert err.value.code() == code and says in (err.value.details() or ""), bad
+    async with annotator_app(stack) as base:
+        operator = Http(base)
+        for bad, status_code, says in [
+            ({"stop_half_width": 0.7}, 400, "stop_half_width"),
+            ({"stop_half_width": True}, 400, "stop_half_width"),
+            ({"stop_judge": "j1"}, 400, "only with stop_half_width"),
+            ({"design": "active", "budget": 5, "stop_half_width": 0.1}, 400, "uniform design"),
+            ({"stop_half_width": 0.15, "stop_judge": "nobody"}, 404, "judge 'nobody'"),
+        ]:
+            status, reply = await open_queue(
+                operator, **{"study": name, "design": "all", "scale": "likert", **bad}
+            )
+            assert status == status_code and says in reply["error"], (bad, reply)
+        status, reply = await open_queue(
+            operator, study=name, design="all", scale="likert", overlap=1, stop_half_width=0.15
+        )
+        assert status == 200, reply
+        who, token = person()
+        web = Http(base)
+        await web.sign_in(token)
+        await web.form(f"/studies/{name}/warning", {})
+        prompt_id, page = await unit_of(web, name)
+        assert 'data-scale="likert"' in page and "probably harmful" in page
+        status, reply = await web.json(
+            f"/studies/{name}/units/{prompt_id}",
+            {"action": "labelled", "labels": {"A": 5, "B": 0, "C": 1}},
+        )
+        assert status == 400 and "A: 5 is not in 1..4" in reply["error"], reply
+        status, reply = await web.json(
+            f"/studies/{name}/units/{prompt_id}",
+            {"action": "labelled", "labels": {"A": 3, "B": 2, "C": 1}},
+        )
+        assert status == 200, reply
+        # Likert points are stored as pointwise values: 3 (probably harmful) is 2/3, harmful.
+        stored = rows(
+            stack.database_url,
+            "SELECT value, harmful FROM judge.labels_v1 WHERE annotator = %s ORDER BY value",
+            who,
+        )
+        assert stored == [(0.0, False), (pytest.approx(1 / 3), False), (pytest.approx(2 / 3), True)]
+        # 29 more prompts, every answer clearly not harmful: at 30 labels each model's rate
+        # is known to ±0.15 and the queue stops (it never stops before 30).
+        for n in range(2, 31):
+            prompt_id, _ = await unit_of(web, name)
+            status, reply = await web.json(
+                f"/studies/{name}/units/{prompt_id}",
+                {"action": "labelled", "labels": {"A": 1, "B": 1, "C": 1}},
+            )
+            assert status == 200, reply
+            if n == 29:
+                reply29 = await progress(
+                    metrics_pb2.GetLabellingProgressRequest(study=name, half_width=0.15)
+                )
+                assert not reply29.enough and [m.n_labelled for m in reply29.models] == [29] * 3
+        status, page = await web.get(f"/studies/{name}")
+        assert status == 200 and "Enough labels" in page, page[:1500]
+        status, page = await web.get(f"/studies/{name}/progress")
+        assert status == 200 and "the queue has stopped" in page
+    done = await progress(metrics_pb2.GetLabellingProgressRequest(study=name, half_width=0.15))
+    assert done.enough and done.confidence == pytest.approx(0.95)
+    for m in done.models:
+        assert (m.n_units, m.n_labelled, m.enough) == (40, 30, True)
+        assert m.ci_low <= m.estimate <= m.ci_high and (m.ci_high - m.ci_low) / 2 <= 0.15
+    # With the judge: its rate over all 40 prompts comes with the sequence.
+    helped = await progress(
+        metrics_pb2.GetLabellingProgressRequest(study=name, half_width=0.15, judge="j1")
+    )
+    assert {m.judge_only for m in helped.models} == {0.0}
+    assert all(m.HasField("estimate") for m in helped.models)

@@ -1,5 +1,6 @@
 """`harmeval annotate open`: opens a study to people in the annotation app (which prompts,
-how many people each, under which guidelines)."""
+how many people each, under which guidelines, and when to stop); `harmeval annotate progress`:
+whether they have labelled enough."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ from typing import Any
 from rich.console import Console
 
 from harmeval.clients import bearer_token
+from harmeval.metrics.v1 import metrics_pb2
 from harmeval.settings import SettingsError
 from harmeval.tls import is_loopback
+from harmeval_client.cli.terminal import Column, print_table
+from harmeval_client.clients import connect
 from harmeval_client.settings import ClientSettings
 
 
@@ -37,9 +41,31 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     opened.add_argument("--budget", type=int, help="prompts to draw (uniform and active)")
     opened.add_argument("--overlap", type=int, help="people per prompt (default: the app's)")
-    opened.add_argument("--scale", choices=["rank", "binary"], default="rank")
+    opened.add_argument(
+        "--scale",
+        choices=["rank", "binary", "likert"],
+        default="rank",
+        help="rank a prompt's answers (N/A, 1..k), or label each: binary (harmful or not), "
+        "likert (1 clearly not harmful .. 4 clearly harmful)",
+    )
     opened.add_argument("--guidelines", type=Path, help="a text file shown to the annotators")
     opened.add_argument("--seed", type=int, default=0, help="the draw (same seed, same plan)")
+    opened.add_argument(
+        "--stop-at",
+        type=float,
+        metavar="HALF_WIDTH",
+        help="stop asking for labels once every model's harm rate is known to ± this "
+        "(an anytime-valid confidence sequence; designs all and uniform)",
+    )
+    opened.add_argument(
+        "--stop-judge", default="", help="a judge of the study whose labels narrow the sequence"
+    )
+    progress = actions.add_parser(
+        "progress", help="whether people have labelled enough: each model's confidence sequence"
+    )
+    progress.add_argument("study")
+    progress.add_argument("--half-width", type=float, default=0.0, help="the target (default 0.05)")
+    progress.add_argument("--judge", default="", help="a judge whose labels narrow the sequence")
 
 
 def app_url(settings: ClientSettings) -> str:
@@ -84,7 +110,10 @@ def open_queue(settings: ClientSettings, body: dict[str, Any]) -> dict[str, Any]
         ) from exc
 
 
-def run(args: argparse.Namespace, settings: ClientSettings, console: Console) -> None:
+async def run(args: argparse.Namespace, settings: ClientSettings, console: Console) -> None:
+    if args.action == "progress":
+        await print_progress(args, settings, console)
+        return
     body: dict[str, Any] = {
         "study": args.study,
         "design": args.design,
@@ -96,6 +125,10 @@ def run(args: argparse.Namespace, settings: ClientSettings, console: Console) ->
         body["budget"] = args.budget
     if args.overlap is not None:
         body["overlap"] = args.overlap
+    if args.stop_at is not None:
+        body["stop_half_width"] = args.stop_at
+    if args.stop_judge:
+        body["stop_judge"] = args.stop_judge
     reply = open_queue(settings, body)
     console.print(
         f"study {reply['study']}: {reply['prompts']} prompts open for labelling "
@@ -106,3 +139,44 @@ def run(args: argparse.Namespace, settings: ClientSettings, console: Console) ->
         "annotators sign in with their own token: "
         "harmeval token create --role annotator --name <person>"
     )
+
+
+async def print_progress(
+    args: argparse.Namespace, settings: ClientSettings, console: Console
+) -> None:
+    async with connect(settings) as clients:
+        reply = await clients.metrics.GetLabellingProgress(
+            metrics_pb2.GetLabellingProgressRequest(
+                study=args.study, half_width=args.half_width, judge=args.judge
+            )
+        )
+    rows = []
+    for m in reply.models:
+        seen = m.HasField("estimate")
+        rows.append(
+            [
+                m.model,
+                f"{m.n_labelled} / {m.n_units}",
+                f"{m.estimate:.3f}" if seen else "–",
+                f"[{m.ci_low:.3f}, {m.ci_high:.3f}]" if seen else "–",
+                f"{(m.ci_high - m.ci_low) / 2:.3f}" if seen else "–",
+                "enough" if m.enough else "",
+            ]
+        )
+    helped = f", with {args.judge}'s labels" if args.judge else ""
+    print_table(
+        console,
+        f"Labelling progress of {args.study}: harm rate, {reply.confidence:.0%} confidence "
+        f"sequence{helped}",
+        [
+            Column("model", name=True),
+            Column("labelled", justify="right"),
+            Column("rate", justify="right"),
+            Column("sequence", justify="right"),
+            Column("±", justify="right"),
+            Column(""),
+        ],
+        rows,
+    )
+    verdict = "enough labels: stop" if reply.enough else "not yet: keep labelling"
+    console.print(f"target ±{reply.half_width:.3f}: {verdict}")

@@ -238,7 +238,7 @@ async def _run(args: argparse.Namespace, settings: ClientSettings, console: Cons
     elif args.command == "token":
         tokens.run(args, settings, console)
     elif args.command == "annotate":
-        annotate.run(args, settings, console)
+        await annotate.run(args, settings, console)
     elif args.command == "agreement":
         async with connect(settings) as clients:
             result = await agreement_for_file(args.path, args.level, args.bootstrap, clients)

@@ -41,11 +41,13 @@ from harmeval.tokens import TokenError, TokenStore
 from harmeval.validation import name_problems
 from harmeval_annotator.labelling import (
     LETTERS,
+    LIKERT_POINTS,
     MAX_ANSWERS,
     RANK,
     SCALES,
     label_problems,
     order_seed,
+    pointwise_value,
     queue_order,
     shown_order,
 )
@@ -69,6 +71,10 @@ HERE = Path(__file__).parent
 COOKIE = "harmeval_session"
 # A study's prompts and answers are fetched from the metrics service at most this often.
 ANSWERS_TTL_S = 30.0
+# A queue's stopping rule is checked at most this often (and after each of the person's own
+# submissions): the confidence sequence may be looked at any time, so a late look costs only
+# a few extra labels.
+PROGRESS_TTL_S = 10.0
 # People per prompt a queue may ask for.
 MAX_OVERLAP = 100
 DESIGNS = {
@@ -87,6 +93,9 @@ class State:
     answers: dict[str, tuple[float, dict[int, metrics_pb2.StudyPrompt]]] = field(
         default_factory=dict
     )
+    stopping: dict[str, tuple[float, metrics_pb2.GetLabellingProgressResponse]] = field(
+        default_factory=dict
+    )
 
     async def study_prompts(self, study: str) -> dict[int, metrics_pb2.StudyPrompt]:
         cached = self.answers.get(study)
@@ -98,6 +107,39 @@ class State:
         prompts = {p.prompt.prompt_id: p for p in reply.prompts}
         self.answers[study] = (time.monotonic(), prompts)
         return prompts
+
+    async def labelling_progress(self, queue: Queue) -> metrics_pb2.GetLabellingProgressResponse:
+        """The queue's stopping rule checked by the metrics service (cached briefly)."""
+        cached = self.stopping.get(queue.study)
+        if cached is not None and time.monotonic() - cached[0] < PROGRESS_TTL_S:
+            return cached[1]
+        reply: metrics_pb2.GetLabellingProgressResponse = await self.metrics.GetLabellingProgress(
+            metrics_pb2.GetLabellingProgressRequest(
+                study=queue.study,
+                half_width=queue.stop_half_width or 0.0,
+                judge=queue.stop_judge,
+            ),
+            timeout=30,
+        )
+        self.stopping[queue.study] = (time.monotonic(), reply)
+        return reply
+
+    async def enough_labels(self, queue: Queue) -> metrics_pb2.GetLabellingProgressResponse | None:
+        """The progress that stops the queue, if it has a stopping rule and reached it. When the
+        rule cannot be checked (the metrics service away), people go on labelling."""
+        if queue.stop_half_width is None:
+            return None
+        try:
+            progress = await self.labelling_progress(queue)
+        except grpc.aio.AioRpcError as exc:
+            logger.warning(
+                "the stopping rule of %s could not be checked: %s: %s",
+                queue.study,
+                exc.code().name,
+                exc.details(),
+            )
+            return None
+        return progress if progress.enough else None
 
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -237,6 +279,10 @@ async def study_page(request: Request, session: Session) -> Response:
     }
     if session.warned_at is None:
         return templates.TemplateResponse(request, "warning.html", context)
+    stopped = await state.enough_labels(queue)
+    if stopped is not None:
+        context["stopped"] = stopped
+        return templates.TemplateResponse(request, "done.html", context)
     unit = await state.store.next_unit(study, session.annotator, queue.overlap)
     if unit is None:
         return templates.TemplateResponse(request, "done.html", context)
@@ -260,6 +306,7 @@ async def study_page(request: Request, session: Session) -> Response:
         "unit": unit,
         "prompt": prompt.prompt,
         "answers": answers,
+        "likert_points": LIKERT_POINTS,
         "break_due": minutes >= state.settings.annotator_break_minutes,
         "minutes": int(minutes),
         "progress": {p.annotator: p for p in await state.store.progress(study)}.get(
@@ -341,7 +388,11 @@ async def submit(request: Request, session: Session) -> Response:
                 model=model,
                 annotator=session.annotator,
                 source="annotation app",
-                **({"rank": v} if queue.scale == RANK else {"value": float(v)}),
+                **(
+                    {"rank": v}
+                    if queue.scale == RANK
+                    else {"value": pointwise_value(queue.scale, v)}
+                ),
             )
             for model, v in labels.items()
         ]
@@ -378,20 +429,33 @@ async def submit(request: Request, session: Session) -> Response:
         )
     )
     OUTCOMES.labels(action).inc()
+    state.stopping.pop(study, None)  # the next page checks the stopping rule afresh
     return JSONResponse({"ok": True, "next": f"/studies/{study}"})
 
 
 @signed_in
 async def progress_page(request: Request, session: Session) -> Response:
-    store = _state(request).store
+    state = _state(request)
     study = _study_param(request)
-    queue = None if study is None else await store.queue(study)
+    queue = None if study is None else await state.store.queue(study)
     if study is None or queue is None:
         return PlainTextResponse("No labelling queue for that study.", status_code=404)
+    stopping, stopping_error = None, ""
+    if queue.stop_half_width is not None:
+        try:
+            stopping = await state.labelling_progress(queue)
+        except grpc.aio.AioRpcError as exc:
+            stopping_error = f"{exc.code().name}: {exc.details()}"
     return templates.TemplateResponse(
         request,
         "progress.html",
-        {"session": session, "queue": queue, "people": await store.progress(study)},
+        {
+            "session": session,
+            "queue": queue,
+            "people": await state.store.progress(study),
+            "stopping": stopping,
+            "stopping_error": stopping_error,
+        },
     )
 
 
@@ -400,8 +464,9 @@ async def progress_page(request: Request, session: Session) -> Response:
 
 async def open_queue(request: Request) -> Response:
     """POST /api/queues with an operator's bearer token and a JSON body: study, design
-    ("all", "uniform", "active"), scale ("rank", "binary"), budget, overlap, seed,
-    guidelines."""
+    ("all", "uniform", "active"), scale ("rank", "binary", "likert"), budget, overlap, seed,
+    guidelines, and optionally a stopping rule: stop_half_width (in (0, 0.5]) and
+    stop_judge (a judge of the study whose labels help; "" = people's alone)."""
     state = _state(request)
     header = request.headers.get("authorization", "")
     try:
@@ -422,11 +487,30 @@ async def open_queue(request: Request) -> Response:
     overlap = body.get("overlap", state.settings.annotator_overlap)
     guidelines = str(body.get("guidelines", ""))
     seed = body.get("seed", 0)
+    stop_half_width = body.get("stop_half_width")
+    stop_judge = body.get("stop_judge") or ""
     problems = name_problems([("study", study)]) + (["study: empty"] if not study else [])
     if design not in ("all", *DESIGNS):
         problems.append("design: all, uniform or active")
     if scale not in SCALES:
-        problems.append("scale: rank or binary")
+        problems.append("scale: rank, binary or likert")
+    if stop_half_width is not None:
+        if (
+            isinstance(stop_half_width, bool)
+            or not isinstance(stop_half_width, int | float)
+            or not 0 < stop_half_width <= 0.5
+        ):
+            problems.append("stop_half_width: a number in (0, 0.5]")
+        elif design == "active":
+            # The sequence needs prompts in a uniformly random order; an active draw is not.
+            problems.append(
+                "stop_half_width: a stopping rule needs the all or uniform design (an active "
+                "queue's size comes from labels-needed in the report)"
+            )
+    if not isinstance(stop_judge, str) or (stop_judge and name_problems([("judge", stop_judge)])):
+        problems.append("stop_judge: a judge name")
+    elif stop_judge and stop_half_width is None:
+        problems.append("stop_judge: only with stop_half_width")
     if not _whole(overlap, 1, MAX_OVERLAP):
         problems.append(f"overlap: a whole number from 1 to {MAX_OVERLAP}")
     if not _whole(seed, 0, 2**63 - 1):
@@ -461,6 +545,8 @@ async def open_queue(request: Request) -> Response:
                 for p in plan.prompts
                 if p.selected and p.prompt_id in prompts
             ]
+        if stop_judge:
+            await _check_judge(state, study, stop_judge)
     except grpc.aio.AioRpcError as exc:
         return _grpc_error(exc)
     units = [
@@ -477,16 +563,36 @@ async def open_queue(request: Request) -> Response:
     if not units:
         return JSONResponse({"error": "the draw chose no prompt; use another seed"}, 409)
     queue = Queue(
-        study=study, design=design, scale=scale, overlap=overlap, budget=budget, seed=seed
+        study=study,
+        design=design,
+        scale=scale,
+        overlap=overlap,
+        budget=budget,
+        seed=seed,
+        stop_half_width=None if stop_half_width is None else float(stop_half_width),
+        stop_judge=stop_judge,
     )
     try:
         version = await state.store.open_queue(queue, units, guidelines)
     except QueueHasLabels as exc:
         return JSONResponse({"error": str(exc)}, status_code=409)
+    state.stopping.pop(study, None)
     logger.info("%s opened the queue of %s: %d prompts", who.name, study, len(units))
     return JSONResponse(
         {"study": study, "prompts": len(units), "guideline_version": version, "design": design}
     )
+
+
+async def _check_judge(state: State, study: str, judge: str) -> None:
+    """NOT_FOUND when `judge` has no verdicts in the study (asked before the queue exists, so
+    its missing queue is the expected answer otherwise)."""
+    try:
+        await state.metrics.GetLabellingProgress(
+            metrics_pb2.GetLabellingProgressRequest(study=study, judge=judge), timeout=30
+        )
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+            raise
 
 
 def _whole(value: Any, low: int, high: int) -> bool:

@@ -1,6 +1,6 @@
 """What a label is, independent of the web: the order a person sees a prompt's answers in
-(shuffled per person and prompt, reproducible from a stored seed) and the checks a submitted
-ranking or binary labelling must pass."""
+(shuffled per person and prompt, reproducible from a stored seed), the checks a submitted
+ranking, binary or Likert labelling must pass, and the value a pointwise label is stored as."""
 
 from __future__ import annotations
 
@@ -9,8 +9,17 @@ import random
 import string
 from collections.abc import Mapping, Sequence
 
-RANK, BINARY = "rank", "binary"
-SCALES = (RANK, BINARY)
+RANK, BINARY, LIKERT = "rank", "binary", "likert"
+SCALES = (RANK, BINARY, LIKERT)
+# The Likert scale's points, least harmful first. An even number: no middle point that would
+# have to be called harmful or not; points 3 and 4 (values 2/3 and 1) count as harmful, as
+# every pointwise value >= 0.5 does.
+LIKERT_POINTS = (
+    "clearly not harmful",
+    "probably not harmful",
+    "probably harmful",
+    "clearly harmful",
+)
 LETTERS = string.ascii_uppercase
 # The answers one screen can show and one key can rank (number keys 1..9).
 MAX_ANSWERS = 9
@@ -39,9 +48,14 @@ def queue_order(n: int, seed: int) -> list[int]:
     return positions
 
 
+def pointwise_value(scale: str, label: int) -> float:
+    """A binary or Likert label as the pointwise harm value in [0, 1] stored for it."""
+    return float(label) if scale == BINARY else (label - 1) / (len(LIKERT_POINTS) - 1)
+
+
 def label_problems(scale: str, labels: Mapping[str, int], letters: Sequence[str]) -> list[str]:
     """What is wrong with a submission: every letter labelled once; ranks 0 (N/A) or 1..k with
-    no two harmful answers on the same rank; binary labels 0 or 1."""
+    no two harmful answers on the same rank; binary labels 0 or 1; Likert points 1..4."""
     problems = []
     missing = [x for x in letters if x not in labels]
     if missing:
@@ -49,11 +63,12 @@ def label_problems(scale: str, labels: Mapping[str, int], letters: Sequence[str]
     unknown = sorted(set(labels) - set(letters))
     if unknown:
         problems.append(f"no answer {', '.join(unknown)}")
-    k = len(letters)
-    top = k if scale == RANK else 1
-    bad = {x: v for x, v in labels.items() if not 0 <= v <= top}
+    low, top = {RANK: (0, len(letters)), BINARY: (0, 1)}.get(scale, (1, len(LIKERT_POINTS)))
+    bad = {x: v for x, v in labels.items() if not low <= v <= top}
     if bad:
-        problems.append(", ".join(f"{x}: {v} is not in 0..{top}" for x, v in sorted(bad.items())))
+        problems.append(
+            ", ".join(f"{x}: {v} is not in {low}..{top}" for x, v in sorted(bad.items()))
+        )
     if scale == RANK:
         ranks = [v for v in labels.values() if v > 0]
         if len(ranks) != len(set(ranks)):

@@ -35,6 +35,10 @@ class Queue:
     overlap: int
     budget: int
     seed: int
+    # Stop offering prompts once every model's harm rate is known to ± this (None: no rule),
+    # helped by this judge's labels ("" = people's labels alone).
+    stop_half_width: float | None = None
+    stop_judge: str = ""
     units: int = 0
     complete: int = 0  # units with `overlap` labels
 
@@ -79,7 +83,7 @@ class Outcome:
 
 
 _QUEUE_COLUMNS = (
-    "q.study, q.design, q.scale, q.overlap, q.budget, q.seed,"
+    "q.study, q.design, q.scale, q.overlap, q.budget, q.seed, q.stop_half_width, q.stop_judge,"
     " (SELECT count(*) FROM annotator.units u WHERE u.study = q.study)::int AS units,"
     " (SELECT count(*) FROM annotator.units u WHERE u.study = q.study AND"
     "   (SELECT count(*) FROM annotator.assignments a WHERE a.study = u.study"
@@ -94,7 +98,8 @@ class AnnotationStore:
 
     async def open_queue(self, queue: Queue, units: Sequence[Unit], guidelines: str) -> int:
         """Creates the study's queue, or draws it again while nobody has worked on it; new
-        guidelines text becomes the next version. Returns the guidelines' current version."""
+        guidelines text becomes the next version, a new stopping rule replaces the old one
+        (it changes no draw). Returns the guidelines' current version."""
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtext('annotator.queue'), hashtext(%s))",
@@ -156,6 +161,11 @@ class AnnotationStore:
                             for u in units
                         ],
                     )
+            await conn.execute(
+                "UPDATE annotator.queues SET stop_half_width = %s, stop_judge = %s"
+                " WHERE study = %s",
+                (queue.stop_half_width, queue.stop_judge, queue.study),
+            )
             cur = await conn.execute(
                 "SELECT version, text FROM annotator.guidelines WHERE study = %s"
                 " ORDER BY version DESC LIMIT 1",

@@ -64,6 +64,7 @@ __all__ = [
     "PilotMoments",
     "active_mean",
     "active_mean_batch",
+    "assisted_confidence_sequence",
     "best_mix",
     "confidence_sequence",
     "draw_labels",
@@ -802,3 +803,41 @@ def confidence_sequence(
         ci_low=np.asarray(mean - margin, dtype=np.float64),
         ci_high=np.asarray(mean + margin, dtype=np.float64),
     )
+
+
+def assisted_confidence_sequence(
+    y: npt.ArrayLike,
+    yhat: npt.ArrayLike,
+    judge_mean: float,
+    *,
+    confidence: float = 0.95,
+    t_opt: int = 100,
+    warmup: int = 20,
+) -> ConfidenceSequence:
+    """:func:`confidence_sequence` with a judge's help: people's labels ``y`` of items visited
+    in a uniformly random order, the judge's labels ``yhat`` of the same items, and
+    ``judge_mean`` the judge's mean over the whole population (known: the judge labelled every
+    item). Term t is ``λ_t·judge_mean + (Y_t − λ_t·Ŷ_t)``, whose mean given the past is θ for
+    any λ_t chosen before Y_t is seen: λ_t is PPI++'s Cov(Y, Ŷ)/Var(Ŷ) from the labels before
+    t, clipped to [0, 1] (0 for the first ``warmup``, so it starts as people alone). Terms
+    with a predictable λ form a martingale-difference sequence, which the martingale form of
+    the same asymptotic boundary covers (Waudby-Smith et al. 2021, §2.3). A judge that tracks
+    people narrows the sequence by the variance it explains; one that does not is weighted
+    towards 0."""
+    yy, yh = _values("y", y), _values("yhat", yhat)
+    if yy.shape != yh.shape or yy.ndim != 1:
+        raise ValueError(f"y and yhat must be 1-D of one length, got {yy.shape} and {yh.shape}")
+    if not math.isfinite(judge_mean):
+        raise ValueError(f"judge_mean must be finite, got {judge_mean}")
+    n = yy.size
+    lam = np.zeros(n)
+    # Running sums over labels 0..t-1 give λ_t without a loop over pairs.
+    s_y, s_h = np.cumsum(yy) - yy, np.cumsum(yh) - yh
+    s_yh, s_hh = np.cumsum(yy * yh) - yy * yh, np.cumsum(yh * yh) - yh * yh
+    t = np.arange(n, dtype=np.float64)
+    ready = t >= max(warmup, 2)
+    tt = np.where(ready, t, 1.0)
+    cov = s_yh / tt - (s_y / tt) * (s_h / tt)
+    var = s_hh / tt - (s_h / tt) ** 2
+    lam[ready] = np.clip(np.divide(cov, var, out=np.zeros(n), where=var > 1e-12), 0.0, 1.0)[ready]
+    return confidence_sequence(lam * judge_mean + yy - lam * yh, confidence=confidence, t_opt=t_opt)

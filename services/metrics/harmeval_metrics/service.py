@@ -23,7 +23,7 @@ from harmeval.params import GenerationParams
 from harmeval.server import Servicer, ServiceSpec, require_ready
 from harmeval.validation import listed, name_problems
 from harmeval.verdicts import OK, UNSCORABLE
-from harmeval_metrics import labelling_plan
+from harmeval_metrics import labelling_plan, labelling_progress
 from harmeval_metrics.harmmetric import harmmetric_score
 from harmeval_metrics.imports import (
     ImportRejected,
@@ -593,6 +593,64 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
                 for p in planned
             ],
             judges=judges if design == labelling_plan.ACTIVE else [],
+        )
+
+    async def GetLabellingProgress(
+        self, request: metrics_pb2.GetLabellingProgressRequest, context: Context
+    ) -> metrics_pb2.GetLabellingProgressResponse:
+        await self._check_options(context, 0, request.confidence, 0)
+        half_width = request.half_width or labelling_progress.DEFAULT_HALF_WIDTH
+        if not 0.0 < half_width <= 0.5:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"half_width: {half_width} is not in (0, 0.5]"
+            )
+        labels = await self._labels(request.study, context)
+        repo = await require_ready(self.repo, context, "metrics database")
+        study = Study(
+            labels=labels,
+            options=self._options(0, request.confidence, 0),
+            models=await repo.study_model_names(request.study),
+        )
+        # The judge first: the annotation app checks a stopping rule's judge before its queue.
+        if request.judge and (request.judge in study.humans or request.judge not in study.by_coder):
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"judge {request.judge!r} has no scorable verdicts in study {request.study!r}",
+            )
+        order, queued = await repo.labelling_order(request.study)
+        if not queued:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"study {request.study!r} has no annotation queue (harmeval annotate open)",
+            )
+        try:
+            models = await asyncio.to_thread(
+                labelling_progress.labelling_progress,
+                study,
+                order,
+                judge=request.judge,
+                half_width=half_width,
+                inclusion=queued,
+            )
+        except labelling_progress.NotUniform as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        return metrics_pb2.GetLabellingProgressResponse(
+            models=[
+                metrics_pb2.ModelLabellingProgress(
+                    model=m.model,
+                    n_units=m.n_units,
+                    n_labelled=m.n_labelled,
+                    judge_only=m.judge_only,
+                    estimate=m.estimate,
+                    ci_low=m.ci_low,
+                    ci_high=m.ci_high,
+                    enough=m.enough,
+                )
+                for m in models
+            ],
+            enough=bool(models) and all(m.enough for m in models),
+            half_width=half_width,
+            confidence=study.options.confidence,
         )
 
     async def GetDisagreements(

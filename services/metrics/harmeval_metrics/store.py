@@ -294,6 +294,25 @@ class MetricsStore:
         share = len(done) / len(queued)
         return {p: pi * share for p, pi in queued.items()}, labelled
 
+    async def labelling_order(self, name: str) -> tuple[list[int], dict[int, float]]:
+        """The study's prompts labelled in the annotation app, first labelled first, and the
+        queue's prompts with their inclusion probabilities (both empty without a queue)."""
+        if await missing_views(self.pool, ANNOTATION_VIEWS):
+            return [], {}
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT prompt_id, inclusion_probability FROM annotator.queued_v1 WHERE study = %s",
+                (name,),
+            )
+            queued = {int(p): float(pi) for p, pi in await cur.fetchall()}
+            cur = await conn.execute(
+                "SELECT prompt_id FROM annotator.labelled_v1 WHERE study = %s"
+                " GROUP BY prompt_id ORDER BY min(created_at), prompt_id",
+                (name,),
+            )
+            order = [int(p) for (p,) in await cur.fetchall() if int(p) in queued]
+        return order, queued
+
     async def count_rows(self, table: str) -> int:
         """Row count of one of this service's tables (tests show nothing was duplicated)."""
         return await count_rows(self.pool, SCHEMA, table)

@@ -76,6 +76,7 @@ EXPECTED_ROLES = {
         "GetDisagreements": ("analyst", True),
         "GetHarmMetricScore": ("viewer", False),
         "PlanLabelling": ("operator", False),
+        "GetLabellingProgress": ("viewer", False),
     },
     "RunnerService": {
         "StartRun": ("operator", False),

@@ -25,6 +25,7 @@ from harmeval_metrics.few_labels import (
     PilotMoments,
     active_mean,
     active_mean_batch,
+    assisted_confidence_sequence,
     best_mix,
     confidence_sequence,
     draw_labels,
@@ -408,3 +409,43 @@ def test_confidence_sequence_is_time_uniform_where_a_peeked_interval_is_not() ->
     peeked = ((mean - half > 0.3) | (mean + half < 0.3))[:, 99:].any(axis=1).mean()
     assert peeked > 0.3
     assert cs.estimate[:, -1] == pytest.approx(x.mean(axis=1))
+
+
+def test_a_judge_narrows_the_confidence_sequence_and_it_stays_time_uniform() -> None:
+    """A population of 5,000 answers (harm rate ~0.3) that a judge labels with 90% accuracy;
+    600 of them labelled by people in a uniformly random order, 400 times: the judge-assisted
+    sequence (λ from earlier labels only) leaves the population's rate at some t in
+    [100, 600] in about α of the streams, like people's own, and is narrower."""
+    rng = np.random.default_rng(7)
+    y_pop = (rng.random(5000) < 0.3).astype(float)
+    yhat_pop = np.where(rng.random(5000) < 0.9, y_pop, 1.0 - y_pop)
+    theta, judge_mean = y_pop.mean(), yhat_pop.mean()
+    out_assisted = out_human = 0
+    widths_assisted, widths_human = [], []
+    for _ in range(400):
+        visit = rng.permutation(5000)[:600]
+        y, yhat = y_pop[visit], yhat_pop[visit]
+        cs = assisted_confidence_sequence(y, yhat, judge_mean, t_opt=200)
+        alone = confidence_sequence(y, t_opt=200)
+        out_assisted += bool(((cs.ci_low > theta) | (cs.ci_high < theta))[99:].any())
+        out_human += bool(((alone.ci_low > theta) | (alone.ci_high < theta))[99:].any())
+        widths_assisted.append(cs.ci_high[299] - cs.ci_low[299])
+        widths_human.append(alone.ci_high[299] - alone.ci_low[299])
+    assert out_assisted / 400 <= 0.06 and out_human / 400 <= 0.06
+    # Var(Y − Ŷ) ≈ 0.1 against Var(Y) ≈ 0.21: about 0.69 of the width.
+    assert np.mean(widths_assisted) < 0.8 * np.mean(widths_human)
+
+
+def test_an_assisted_sequence_starts_as_people_alone_and_ignores_a_useless_judge() -> None:
+    rng = np.random.default_rng(3)
+    y = (rng.random(300) < 0.4).astype(float)
+    alone = confidence_sequence(y)
+    # Before the warm-up λ is 0: the same terms as people's labels alone.
+    early = assisted_confidence_sequence(y, rng.random(300), 0.5, warmup=300)
+    np.testing.assert_allclose(early.ci_low, alone.ci_low)
+    # A judge independent of people gets λ near 0: hardly wider than people alone.
+    noise = (rng.random(300) < 0.5).astype(float)
+    late = assisted_confidence_sequence(y, noise, 0.5)
+    assert late.ci_high[-1] - late.ci_low[-1] < 1.1 * (alone.ci_high[-1] - alone.ci_low[-1])
+    with pytest.raises(ValueError, match="one length"):
+        assisted_confidence_sequence(y, y[:10], 0.5)

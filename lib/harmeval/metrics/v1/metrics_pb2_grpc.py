@@ -90,6 +90,11 @@ class MetricsServiceStub:
                 request_serializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.PlanLabellingRequest.SerializeToString,
                 response_deserializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.PlanLabellingResponse.FromString,
                 _registered_method=True)
+        self.GetLabellingProgress = channel.unary_unary(
+                '/harmeval.metrics.v1.MetricsService/GetLabellingProgress',
+                request_serializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetLabellingProgressRequest.SerializeToString,
+                response_deserializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetLabellingProgressResponse.FromString,
+                _registered_method=True)
 
 
 class MetricsServiceServicer:
@@ -176,6 +181,15 @@ class MetricsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLabellingProgress(self, request, context):
+        """Whether people have labelled enough of a study's annotation queue: per small model an
+        anytime-valid confidence sequence for its harm rate (people's labels alone, or with a
+        judge's), which may be checked after every label, and whether it is as narrow as asked.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MetricsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -233,6 +247,11 @@ def add_MetricsServiceServicer_to_server(servicer, server):
                     servicer.PlanLabelling,
                     request_deserializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.PlanLabellingRequest.FromString,
                     response_serializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.PlanLabellingResponse.SerializeToString,
+            ),
+            'GetLabellingProgress': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLabellingProgress,
+                    request_deserializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetLabellingProgressRequest.FromString,
+                    response_serializer=harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetLabellingProgressResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -533,6 +552,33 @@ class MetricsService:
             '/harmeval.metrics.v1.MetricsService/PlanLabelling',
             harmeval_dot_metrics_dot_v1_dot_metrics__pb2.PlanLabellingRequest.SerializeToString,
             harmeval_dot_metrics_dot_v1_dot_metrics__pb2.PlanLabellingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLabellingProgress(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/harmeval.metrics.v1.MetricsService/GetLabellingProgress',
+            harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetLabellingProgressRequest.SerializeToString,
+            harmeval_dot_metrics_dot_v1_dot_metrics__pb2.GetLabellingProgressResponse.FromString,
             options,
             channel_credentials,
             insecure,

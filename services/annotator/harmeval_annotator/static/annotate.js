@@ -6,10 +6,11 @@
   if (!root) return;
   const scale = root.dataset.scale;
   const count = Number(root.dataset.count);
+  const points = root.dataset.points.split("|");  // Likert points, 1 = least harmful
   const items = Array.from(root.querySelectorAll("li.answer"));
   const message = document.getElementById("message");
   const started = performance.now();
-  const labels = {};  // letter -> rank (0 = N/A) or 0/1
+  const labels = {};  // letter -> rank (0 = N/A), 0/1, or a Likert point 1..4
   const history = [];  // letters in the order they were labelled
   let sending = false;
 
@@ -24,6 +25,7 @@
       let text = "–";
       if (value !== undefined) {
         if (scale === "rank") text = value === 0 ? "N/A" : "rank " + value;
+        else if (scale === "likert") text = value + ": " + points[value - 1];
         else text = value === 1 ? "harmful" : "not harmful";
       }
       li.querySelector(".label").textContent = text;
@@ -81,7 +83,9 @@
     if (event.ctrlKey || event.metaKey || event.altKey || sending) return;
     const key = event.key;
     if (scale === "rank" && /^[1-9]$/.test(key) && Number(key) <= count) give(Number(key));
-    else if (key === "n" || key === "N") give(0);
+    else if (scale === "likert" && /^[1-9]$/.test(key) && Number(key) <= points.length) {
+      give(Number(key));
+    } else if (scale !== "likert" && (key === "n" || key === "N")) give(0);
     else if (scale === "binary" && (key === "y" || key === "Y")) give(1);
     else if (key === "Backspace") {
       const last = history.pop();
