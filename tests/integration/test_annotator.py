@@ -558,3 +558,15 @@ async def test_a_likert_queue_stops_once_every_rate_is_known_closely_enough(
     )
     assert {m.judge_only for m in helped.models} == {0.0}
     assert all(m.HasField("estimate") for m in helped.models)
+    # The report's labels-needed aims at the half-width asked for.
+    ranking = await stack.clients.metrics.GetModelRanking(
+        metrics_pb2.GetModelRankingRequest(study=name, target_half_width=0.1)
+    )
+    assert [e.target_half_width for e in ranking.few_label_estimates] == [0.1] * 3
+    assert all(e.n_human == 30 for e in ranking.few_label_estimates)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.clients.metrics.GetModelRanking(
+            metrics_pb2.GetModelRankingRequest(study=name, target_half_width=0.7)
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "target_half_width" in (err.value.details() or "")

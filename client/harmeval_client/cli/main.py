@@ -96,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="bootstrap resamples for confidence intervals (0 = none)",
     )
     report.add_argument(
+        "--target-width",
+        type=float,
+        default=0.05,
+        metavar="HALF_WIDTH",
+        help="the harm-rate interval half-width the few-label estimates' labels-needed aim at",
+    )
+    report.add_argument(
         "--by",
         default="",
         metavar="category,model",
@@ -225,7 +232,13 @@ async def _run(args: argparse.Namespace, settings: ClientSettings, console: Cons
     elif args.command == "report":
         breakdown = [b for b in args.by.split(",") if b]
         async with connect(settings) as clients:
-            report = await fetch_report(args.study, clients, args.bootstrap, breakdown)
+            report = await fetch_report(
+                args.study,
+                clients,
+                args.bootstrap,
+                breakdown,
+                target_half_width=args.target_width,
+            )
         if args.json:
             print_json(report)
         else:

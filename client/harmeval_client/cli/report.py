@@ -27,6 +27,7 @@ async def fetch_report(
     breakdown: Sequence[str] = (),
     disagreements: int = 10,
     seed: int = 0,
+    target_half_width: float = 0.0,
 ) -> dict[str, Any]:
     agreement = await clients.metrics.GetAgreement(
         metrics_pb2.GetAgreementRequest(
@@ -34,7 +35,9 @@ async def fetch_report(
         )
     )
     ranking = await clients.metrics.GetModelRanking(
-        metrics_pb2.GetModelRankingRequest(study=study, bootstrap=bootstrap, seed=seed)
+        metrics_pb2.GetModelRankingRequest(
+            study=study, bootstrap=bootstrap, seed=seed, target_half_width=target_half_width
+        )
     )
     items = await clients.metrics.GetDisagreements(
         metrics_pb2.GetDisagreementsRequest(study=study, limit=disagreements)
@@ -154,8 +157,11 @@ async def fetch_report(
     }
 
 
-def _needed(n: int | None) -> str:
-    return "more than all units" if n is None else str(n)
+def _needed(n: int | None, have: int) -> str:
+    """Labels a target needs, and how many more than people gave."""
+    if n is None:
+        return "more than all units"
+    return f"{n} (+{n - have})" if n > have else f"{n} (reached)"
 
 
 def fmt(value: float | None, digits: int = 3) -> str:
@@ -340,7 +346,11 @@ def print_report(report: dict[str, Any], console: Console, wide: bool = False) -
                 Column("people", "right"),
                 Column("both", "right"),
                 Column("people/units", "right", optional=1),
-                Column("labels for ±0.05 (people · both)", "right", optional=2),
+                Column(
+                    f"labels for ±{estimates[0]['target_half_width']:g} (people · both)",
+                    "right",
+                    optional=2,
+                ),
             ],
             [
                 [
@@ -351,7 +361,8 @@ def print_report(report: dict[str, Any], console: Console, wide: bool = False) -
                     with_ci(e["combined"], e["combined_ci_low"], e["combined_ci_high"], 2)
                     + f" {e['method']}",
                     f"{e['n_human']}/{e['n_units']}",
-                    f"{_needed(e['labels_needed_human'])} · {_needed(e['labels_needed_combined'])}",
+                    f"{_needed(e['labels_needed_human'], e['n_human'])} · "
+                    f"{_needed(e['labels_needed_combined'], e['n_human'])}",
                 ]
                 for e in estimates
             ],

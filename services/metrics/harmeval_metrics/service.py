@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import grpc
@@ -310,12 +311,19 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
         self, request: metrics_pb2.GetModelRankingRequest, context: Context
     ) -> metrics_pb2.GetModelRankingResponse:
         await self._check_options(context, request.bootstrap, request.confidence, request.seed)
+        target = request.target_half_width or 0.05
+        if not 0.0 < target <= 0.5:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"target_half_width: {target} is not in (0, 0.5]",
+            )
         labels = await self._labels(request.study, context)
         repo = await require_ready(self.repo, context, "metrics database")
         inclusion, app_labelled = await repo.study_inclusion(request.study)
+        options = self._options(request.bootstrap, request.confidence, request.seed)
         study = Study(
             labels=labels,
-            options=self._options(request.bootstrap, request.confidence, request.seed),
+            options=replace(options, target_half_width=target),
             models=await repo.study_model_names(request.study),
             flags=await repo.study_flags(request.study),
             inclusion=inclusion,

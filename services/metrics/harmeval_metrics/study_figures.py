@@ -48,6 +48,8 @@ class Options:
     bootstrap: int = 0
     confidence: float = 0.95
     seed: int = 0
+    # The harm-rate half-width that "how many human labels" aims at.
+    target_half_width: float = 0.05
 
     @property
     def with_ci(self) -> bool:

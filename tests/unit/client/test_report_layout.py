@@ -94,6 +94,26 @@ def report() -> dict[str, Any]:
             for m in MODELS
         ],
         "win_matrices": [],
+        "few_label_estimates": [
+            {
+                "judge": JUDGES[2],
+                "model": m,
+                "n_units": 981,
+                "n_human": 60,
+                "judge_only": 0.3,
+                "human_only": 0.35,
+                "human_ci_low": 0.23,
+                "human_ci_high": 0.47,
+                "combined": 0.33,
+                "combined_ci_low": 0.25,
+                "combined_ci_high": 0.41,
+                "method": "ppi++",
+                "labels_needed_human": 376,
+                "labels_needed_combined": 40,
+                "target_half_width": 0.1,
+            }
+            for m in MODELS
+        ],
         "pathologies": [
             {"model": m, "flag": FLAG, "n_flagged": 3, "n_answers": 100, "rate": 0.03}
             for m in MODELS
@@ -201,7 +221,10 @@ def test_report_command_width_and_wide_flag(
     async def connect(settings: object) -> AsyncIterator[None]:
         yield None
 
-    async def fetch_report(*args: object) -> dict[str, Any]:
+    asked: list[float] = []
+
+    async def fetch_report(*args: object, target_half_width: float) -> dict[str, Any]:
+        asked.append(target_half_width)
         return report()
 
     monkeypatch.setattr(cli_main, "connect", connect)
@@ -215,6 +238,8 @@ def test_report_command_width_and_wide_flag(
     assert cli_main.main(["report", "gemma3-decoding", "--wide"]) == 0
     wide = capsys.readouterr().out
     assert "BT strength" in wide and " openai-strongreject-gemma3-270m " in wide
+    assert cli_main.main(["report", "gemma3-decoding", "--target-width", "0.1"]) == 0
+    assert asked == [0.05, 0.05, 0.1]
 
 
 def test_progress_bars_only_on_a_terminal_and_on_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -224,3 +249,13 @@ def test_progress_bars_only_on_a_terminal_and_on_stderr(monkeypatch: pytest.Monk
     bar = progress()
     assert not bar.disable and bar.console.file is sys.stderr
     assert progress(show=False).disable
+
+
+def test_the_few_label_table_says_how_many_more_labels_the_chosen_width_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    text = render(wide=True)
+    assert "labels for ±0.1 (people · both)" in text
+    # People alone need 316 more than their 60; with the judge the 60 already reach it.
+    assert "376 (+316) · 40 (reached)" in text

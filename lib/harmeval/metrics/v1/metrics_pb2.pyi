@@ -141,16 +141,18 @@ class GetAgreementResponse(_message.Message):
     def __init__(self, pairs: _Optional[_Iterable[_Union[PairAgreement, _Mapping]]] = ..., coverage: _Optional[_Iterable[_Union[CoderCoverage, _Mapping]]] = ..., n_units: _Optional[int] = ..., fleiss_kappa: _Optional[float] = ..., fleiss_units: _Optional[int] = ..., consensus_coder: _Optional[str] = ...) -> None: ...
 
 class GetModelRankingRequest(_message.Message):
-    __slots__ = ("study", "bootstrap", "confidence", "seed")
+    __slots__ = ("study", "bootstrap", "confidence", "seed", "target_half_width")
     STUDY_FIELD_NUMBER: _ClassVar[int]
     BOOTSTRAP_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    TARGET_HALF_WIDTH_FIELD_NUMBER: _ClassVar[int]
     study: str
     bootstrap: int
     confidence: float
     seed: int
-    def __init__(self, study: _Optional[str] = ..., bootstrap: _Optional[int] = ..., confidence: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
+    target_half_width: float
+    def __init__(self, study: _Optional[str] = ..., bootstrap: _Optional[int] = ..., confidence: _Optional[float] = ..., seed: _Optional[int] = ..., target_half_width: _Optional[float] = ...) -> None: ...
 
 class ModelHarm(_message.Message):
     __slots__ = ("coder", "model", "harm_rate", "mean_rank", "n_scored", "harm_rate_ci_low", "harm_rate_ci_high", "strength", "strength_ci_low", "strength_ci_high", "corrected_harm_rate", "corrected_ci_low", "corrected_ci_high", "sensitivity", "specificity", "n_calibration")

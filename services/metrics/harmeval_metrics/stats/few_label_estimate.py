@@ -22,8 +22,6 @@ from harmeval_metrics.few_labels import (
 from harmeval_metrics.registry import statistic
 from harmeval_metrics.study_figures import CONSENSUS, Study
 
-# The half-width "how many more labels" is asked for: ±5 points of harm rate.
-TARGET_HALF_WIDTH = 0.05
 PPI_PLUS, ACTIVE = "ppi++", "active"
 
 
@@ -43,7 +41,7 @@ class FewLabelEstimate:
     method: str = PPI_PLUS
     labels_needed_human: int | None = None
     labels_needed_combined: int | None = None
-    target_half_width: float = TARGET_HALF_WIDTH
+    target_half_width: float = 0.05
 
 
 def _rate(x: float) -> float:
@@ -85,25 +83,31 @@ def estimate(
     labelled: np.ndarray,
     pi: np.ndarray | None,
     confidence: float,
+    target_half_width: float = 0.05,
 ) -> FewLabelEstimate:
     """One judge and model: `yhat` its labels of the N units, `y` people's (read where
     `labelled`), `pi` the probabilities the labelled units were drawn with (None: a uniform
     sample)."""
     n, big_n = int(labelled.sum()), int(yhat.size)
     out = FewLabelEstimate(
-        judge=judge, model=model, n_units=big_n, n_human=n, judge_only=float(yhat.mean())
+        judge=judge,
+        model=model,
+        n_units=big_n,
+        n_human=n,
+        judge_only=float(yhat.mean()),
+        target_half_width=target_half_width,
     )
     if n < 2:
         return out
     y_l, yhat_l = y[labelled], yhat[labelled]
     moments = pilot_moments(y_l, yhat_l)
     needed_human = (
-        labels_needed_human(moments.var_y, TARGET_HALF_WIDTH, confidence=confidence, pool=big_n)
+        labels_needed_human(moments.var_y, target_half_width, confidence=confidence, pool=big_n)
         if big_n >= 2
         else None
     )
     needed_combined = (
-        labels_needed_ppi(moments, TARGET_HALF_WIDTH, confidence=confidence, pool=big_n)
+        labels_needed_ppi(moments, target_half_width, confidence=confidence, pool=big_n)
         if big_n >= 4
         else None
     )
@@ -137,6 +141,7 @@ def estimate(
         method=method,
         labels_needed_human=needed_human,
         labels_needed_combined=needed_combined,
+        target_half_width=target_half_width,
     )
 
 
@@ -171,5 +176,16 @@ def few_label_estimate(study: Study) -> list[FewLabelEstimate]:
                 if lb.coder_kind == "human" and lb.model == model
             )
             pi = np.array([drawn.get(p, 1.0) for p, _ in mine]) if active else None
-            out.append(estimate(judge, model, yhat, y, labelled, pi, study.options.confidence))
+            out.append(
+                estimate(
+                    judge,
+                    model,
+                    yhat,
+                    y,
+                    labelled,
+                    pi,
+                    study.options.confidence,
+                    study.options.target_half_width,
+                )
+            )
     return out
