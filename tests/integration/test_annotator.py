@@ -325,6 +325,9 @@ async def test_signing_in_and_opening_queues_need_the_right_tokens(stack: Stack)
     await stack.clients.metrics.ImportStudy(study_request(name, n_prompts=2))
     async with annotator_app(stack) as base:
         web = Http(base)
+        # The probes need no one signed in: readiness asks the database, liveness does not.
+        assert await web.get("/healthz") == (200, "ok")
+        assert await web.get("/livez") == (200, "ok")
         status, page = await web.form("/login", {"token": "hev_0000_nope"})
         assert status == 401 and "Not signed in" in page
         status, page = await web.form("/login", {"token": TOKENS["viewer"]})

@@ -604,6 +604,12 @@ async def _database_away(request: Request, exc: Exception) -> Response:
     return PlainTextResponse("The database is unavailable; try again shortly.", 503)
 
 
+async def livez(request: Request) -> Response:
+    """Alive: the process answers. Not the database (a database outage is /healthz's to
+    report: restarting every pod would not end it)."""
+    return PlainTextResponse("ok")
+
+
 async def healthz(request: Request) -> Response:
     try:
         async with _state(request).store.pool.connection() as conn:
@@ -633,6 +639,7 @@ def create_app(settings: AnnotatorSettings) -> Starlette:
         routes=[
             Route("/", home),
             Route("/healthz", healthz),
+            Route("/livez", livez),
             Route("/login", login_page, methods=["GET"]),
             Route("/login", login, methods=["POST"]),
             Route("/logout", logout, methods=["POST"]),
