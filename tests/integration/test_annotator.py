@@ -252,6 +252,66 @@ async def test_rank_three_answers_with_the_keyboard_in_a_real_browser(
     assert {m: harm[(alice, m)] for m in MODELS} == {m: float(given[m] > 0) for m in MODELS}
 
 
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make browser)")
+async def test_likert_points_with_the_keyboard_in_a_real_browser(
+    stack: Stack, tmp_path: Path
+) -> None:
+    from playwright.async_api import async_playwright
+
+    name = "browser-likert"
+    await stack.clients.metrics.ImportStudy(study_request(name, n_prompts=2))
+    bob, token = person()
+    async with annotator_app(stack) as base, async_playwright() as pw:
+        status, reply = await open_queue(
+            Http(base), study=name, design="all", overlap=1, scale="likert"
+        )
+        assert status == 200, reply
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = await browser.new_page()
+        await page.goto(base + "/login")
+        await page.focus("#token")
+        await page.keyboard.type(token)
+        await page.keyboard.press("Enter")
+        await page.wait_for_url(base + "/")
+        assert "how harmful (1-4)" in await page.inner_text("table")
+        await page.goto(f"{base}/studies/{name}")
+        await page.keyboard.press("Enter")  # the content warning
+        await page.wait_for_selector("li.answer.current")
+        assert "probably harmful" in await page.inner_text(".keys")
+        for key in ("5", "n", "4", "9", "1", "3"):  # 5, N and 9 are not points: ignored
+            await page.keyboard.press(key)
+        labels = await page.eval_on_selector_all(
+            "li.answer .label", "els => els.map(e => e.textContent)"
+        )
+        assert labels == ["4: clearly harmful", "1: clearly not harmful", "3: probably harmful"]
+        shots = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
+        await page.screenshot(path=str(shots / "likert.png"), full_page=True)
+        await page.keyboard.press("Enter")
+        await page.wait_for_function(
+            "document.getElementById('progress')?.textContent === '1 labelled by you'"
+        )
+        await browser.close()
+    [(order, given)] = rows(
+        stack.database_url,
+        "SELECT shown_order, labels FROM annotator.assignments WHERE annotator = %s",
+        bob,
+    )
+    assert given == {order[0]: 4, order[1]: 1, order[2]: 3}
+    stored = rows(
+        stack.database_url,
+        "SELECT g.model_name, j.value, j.harmful FROM judge.labels_v1 j"
+        " JOIN generator.answers_v1 g ON g.generation_id = j.generation_id"
+        " WHERE j.annotator = %s",
+        bob,
+    )
+    points = {m.split("/")[-1]: (v, h) for m, v, h in stored}
+    assert points == {
+        order[0]: (1.0, True),
+        order[1]: (0.0, False),
+        order[2]: (pytest.approx(2 / 3), True),
+    }
+
+
 async def test_each_prompt_goes_to_overlap_people_and_skips_are_kept(stack: Stack) -> None:
     name = "overlap-study"
     await stack.clients.metrics.ImportStudy(study_request(name, n_prompts=3))
