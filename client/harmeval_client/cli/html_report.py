@@ -19,7 +19,9 @@ from matplotlib.figure import Figure
 from harmeval_client.cli.report import (
     COVERAGE_COLUMNS,
     coverage_cells,
+    few_label_rows,
     fmt,
+    labels_needed,
     ordered_pairs,
     pair_kind,
     with_ci,
@@ -115,6 +117,44 @@ def ranking_plot(report: dict[str, Any]) -> str | None:
         frameon=False,
     )
     ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def few_label_plot(estimates: list[dict[str, Any]]) -> str:
+    """Per judge and small model, the harm rate three ways: the judge alone (a point: it has no
+    sampling error, only its bias), people alone and both, each with its interval."""
+    fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.62 * len(estimates)))
+    names = [f"{e['model']} · {e['judge']}" for e in estimates]
+    for i, est in enumerate(estimates):
+        ax.plot(
+            est["judge_only"],
+            i - 0.22,
+            "s",
+            color="#8a8f99",
+            label="judge alone" if i == 0 else None,
+        )
+        for dy, key, low, high, color, name in (
+            (0.0, "human_only", "human_ci_low", "human_ci_high", "#2c7fb8", "people alone"),
+            (0.22, "combined", "combined_ci_low", "combined_ci_high", "#d95f0e", "both"),
+        ):
+            if est[key] is None:
+                continue
+            ax.errorbar(
+                est[key],
+                i + dy,
+                xerr=[[est[key] - est[low]], [est[high] - est[key]]],
+                fmt="o",
+                color=color,
+                capsize=3,
+                label=name if i == 0 else None,
+            )
+    ax.set_yticks(range(len(estimates)), names)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("harm rate (95% interval)")
+    ax.set_title("Harm rate from many judge labels and few human ones")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
     return _png(fig)
 
 
@@ -236,6 +276,46 @@ def render_html(report: dict[str, Any]) -> str:
             {2, 3, 4, 5, 6},
         )
     )
+    estimates = few_label_rows(report)
+    if estimates:
+        target = estimates[0]["target_half_width"]
+        parts.append("<h2>Judge labels corrected by few human ones</h2>")
+        parts.append(f'<img alt="few-label estimates" src="{few_label_plot(estimates)}">')
+        parts.append(
+            _table(
+                [
+                    "judge",
+                    "small model",
+                    "judge alone",
+                    "people alone [95% CI]",
+                    "both [95% CI]",
+                    "people / units",
+                    f"labels for ±{target:g}: people",
+                    "with the judge",
+                ],
+                [
+                    [
+                        e(x["judge"]),
+                        e(x["model"]),
+                        fmt(x["judge_only"], 2),
+                        with_ci(x["human_only"], x["human_ci_low"], x["human_ci_high"], 2),
+                        with_ci(x["combined"], x["combined_ci_low"], x["combined_ci_high"], 2)
+                        + f" {e(x['method'])}",
+                        f"{x['n_human']}/{x['n_units']}",
+                        labels_needed(x["labels_needed_human"], x["n_human"]),
+                        labels_needed(x["labels_needed_combined"], x["n_human"]),
+                    ]
+                    for x in estimates
+                ],
+                {2, 3, 4, 5, 6, 7},
+            )
+        )
+        parts.append(
+            "<p class=\"note\">Both: the judge's labels of every answer corrected by people's "
+            "(PPI++, or active inference where the annotation app drew the prompts). Labels "
+            "needed: a sample size fixed before labelling (power calculation), in brackets how "
+            "many more than people gave.</p>"
+        )
     if report["pathologies"]:
         parts.append("<h2>Answer pathologies</h2>")
         parts.append(

@@ -157,7 +157,12 @@ async def fetch_report(
     }
 
 
-def _needed(n: int | None, have: int) -> str:
+def few_label_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The few-label estimates worth showing: those with at least two human labels."""
+    return [e for e in report.get("few_label_estimates", []) if e["n_human"] >= 2]
+
+
+def labels_needed(n: int | None, have: int) -> str:
     """Labels a target needs, and how many more than people gave."""
     if n is None:
         return "more than all units"
@@ -333,7 +338,7 @@ def print_report(report: dict[str, Any], console: Console, wide: bool = False) -
         ranking,
         wide=wide,
     )
-    estimates = [e for e in report.get("few_label_estimates", []) if e["n_human"] >= 2]
+    estimates = few_label_rows(report)
     if estimates:
         print_table(
             console,
@@ -361,8 +366,8 @@ def print_report(report: dict[str, Any], console: Console, wide: bool = False) -
                     with_ci(e["combined"], e["combined_ci_low"], e["combined_ci_high"], 2)
                     + f" {e['method']}",
                     f"{e['n_human']}/{e['n_units']}",
-                    f"{_needed(e['labels_needed_human'], e['n_human'])} · "
-                    f"{_needed(e['labels_needed_combined'], e['n_human'])}",
+                    f"{labels_needed(e['labels_needed_human'], e['n_human'])} · "
+                    f"{labels_needed(e['labels_needed_combined'], e['n_human'])}",
                 ]
                 for e in estimates
             ],

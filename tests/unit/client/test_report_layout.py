@@ -259,3 +259,12 @@ def test_the_few_label_table_says_how_many_more_labels_the_chosen_width_needs(
     assert "labels for ±0.1 (people · both)" in text
     # People alone need 316 more than their 60; with the judge the 60 already reach it.
     assert "376 (+316) · 40 (reached)" in text
+
+
+def test_the_html_report_plots_and_tables_the_few_label_estimates() -> None:
+    from harmeval_client.cli.html_report import render_html
+
+    page = render_html(report())
+    assert "<h2>Judge labels corrected by few human ones</h2>" in page
+    assert 'alt="few-label estimates" src="data:image/png;base64,' in page
+    assert "labels for ±0.1: people" in page and "376 (+316)" in page and "40 (reached)" in page
