@@ -5,10 +5,13 @@ Data and units as in ``bench/few_labels.py`` (the students as the people, GPT-4o
 981 answers per model). Each replication labels one model's answers in a uniformly random order
 (as the annotation app hands out a queue) and checks after every label, from 30 labels on:
 
-* CS people:   ``confidence_sequence`` of people's labels (what ``GetLabellingProgress`` uses
-               without a judge);
+* CS people:   ``bounded_confidence_sequence`` of people's labels, tuned for the target
+               (what ``GetLabellingProgress`` stops on without a judge);
 * CS assisted: ``assisted_confidence_sequence`` with GPT-4o's labels of every answer (with
                ``--stop-judge``);
+* asymptotic:  the asymptotic ``confidence_sequence`` of people's labels (tightest near 200
+               labels): narrower, but only asymptotically valid (it collapses on a run of
+               identical labels: a low harm rate);
 * peeking:     the 95% normal interval of people's labels recomputed after every label — the
                rule the issue forbids, for comparison.
 
@@ -36,14 +39,16 @@ from few_labels import ROOT, Units, load_units
 from harmeval_metrics.few_labels import (
     ConfidenceSequence,
     assisted_confidence_sequence,
+    bounded_confidence_sequence,
     confidence_sequence,
     z_value,
 )
-from harmeval_metrics.labelling_progress import MIN_LABELS, T_OPT
+from harmeval_metrics.labelling_progress import MIN_LABELS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = (0.10, 0.075, 0.05)
-RULES = ("CS people", "CS assisted", "peeking")
+RULES = ("CS people", "CS assisted", "asymptotic", "peeking")
+T_OPT = 200
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -56,11 +61,17 @@ def peeking(y: FloatArray) -> ConfidenceSequence:
     return ConfidenceSequence(estimate=mean, ci_low=mean - half, ci_high=mean + half)
 
 
-def stream(units: Units, visit: npt.NDArray[np.intp]) -> dict[str, ConfidenceSequence]:
+def stream(
+    units: Units, visit: npt.NDArray[np.intp], target: float
+) -> dict[str, ConfidenceSequence]:
+    """Every rule's sequence over one visiting order (the product's two tuned for `target`)."""
     y, yhat = units.y[visit], units.yhat[visit]
     return {
-        "CS people": confidence_sequence(y, t_opt=T_OPT),
-        "CS assisted": assisted_confidence_sequence(y, yhat, float(units.yhat.mean()), t_opt=T_OPT),
+        "CS people": bounded_confidence_sequence(y, half_width=target),
+        "CS assisted": assisted_confidence_sequence(
+            y, yhat, float(units.yhat.mean()), half_width=target
+        ),
+        "asymptotic": confidence_sequence(y, t_opt=T_OPT),
         "peeking": peeking(y),
     }
 
@@ -73,12 +84,13 @@ def simulate(units: Units, reps: int, rng: np.random.Generator) -> dict[str, Any
     n = units.y.size
     for _ in range(reps):
         visit = rng.permutation(n)
-        for rule, cs in stream(units, visit).items():
-            low, high = np.clip(cs.ci_low, 0, 1), np.clip(cs.ci_high, 0, 1)
-            out = (low > truth) | (high < truth)
-            ever_out[rule] += bool(out[MIN_LABELS - 1 :].any())
-            half = (high - low) / 2
-            for w in TARGETS:
+        for w in TARGETS:
+            for rule, cs in stream(units, visit, w).items():
+                low, high = np.clip(cs.ci_low, 0, 1), np.clip(cs.ci_high, 0, 1)
+                out = (low > truth) | (high < truth)
+                if w == TARGETS[-1]:  # the time-uniform miss, once per order
+                    ever_out[rule] += bool(out[MIN_LABELS - 1 :].any())
+                half = (high - low) / 2
                 ok = np.flatnonzero(half[MIN_LABELS - 1 :] <= w)
                 if ok.size == 0:
                     stops[rule][w].append(n + 1)  # never within the data

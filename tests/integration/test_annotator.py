@@ -526,8 +526,10 @@ async def test_the_cli_opens_a_queue(
 
 
 async def test_a_likert_queue_stops_once_every_rate_is_known_closely_enough(
-    stack: Stack,
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Every page checks the stopping rule afresh (the app caches the check for 10 s).
+    monkeypatch.setattr("harmeval_annotator.app.PROGRESS_TTL_S", 0.0)
     name = "likert-study"
     request = study_request(name, n_prompts=40)
     # A judge that calls every answer not harmful: it can narrow the sequence.
@@ -560,13 +562,14 @@ async def test_a_likert_queue_stops_once_every_rate_is_known_closely_enough(
             ({"stop_judge": "j1"}, 400, "only with stop_half_width"),
             ({"design": "active", "budget": 5, "stop_half_width": 0.1}, 400, "uniform design"),
             ({"stop_half_width": 0.15, "stop_judge": "nobody"}, 404, "judge 'nobody'"),
+            ({"stop_half_width": 0.15, "stop_judge": 7}, 400, "stop_judge"),
         ]:
             status, reply = await open_queue(
                 operator, **{"study": name, "design": "all", "scale": "likert", **bad}
             )
             assert status == status_code and says in reply["error"], (bad, reply)
         status, reply = await open_queue(
-            operator, study=name, design="all", scale="likert", overlap=1, stop_half_width=0.15
+            operator, study=name, design="all", scale="likert", overlap=1, stop_half_width=0.2
         )
         assert status == 200, reply
         who, token = person()
@@ -593,7 +596,7 @@ async def test_a_likert_queue_stops_once_every_rate_is_known_closely_enough(
         )
         assert stored == [(0.0, False), (pytest.approx(1 / 3), False), (pytest.approx(2 / 3), True)]
         # 29 more prompts, every answer clearly not harmful: at 30 labels each model's rate
-        # is known to ±0.15 and the queue stops (it never stops before 30).
+        # is known to ±0.2 and the queue stops (it never stops before 30).
         for n in range(2, 31):
             prompt_id, _ = await unit_of(web, name)
             status, reply = await web.json(
@@ -602,24 +605,52 @@ async def test_a_likert_queue_stops_once_every_rate_is_known_closely_enough(
             )
             assert status == 200, reply
             if n == 29:
-                reply29 = await progress(
-                    metrics_pb2.GetLabellingProgressRequest(study=name, half_width=0.15)
-                )
+                # Unset, the queue's own rule: ±0.2, people alone.
+                reply29 = await progress(metrics_pb2.GetLabellingProgressRequest(study=name))
+                assert (reply29.half_width, reply29.judge) == (0.2, "")
                 assert not reply29.enough and [m.n_labelled for m in reply29.models] == [29] * 3
+            if n == 10:
+                # Reopened to change the guidelines, the queue keeps its rule; its judge
+                # cannot change once people labelled (that would pick a sequence after
+                # seeing it).
+                status, reply = await open_queue(
+                    operator, study=name, design="all", scale="likert", overlap=1, guidelines="v2"
+                )
+                assert status == 200, reply
+                status, reply = await open_queue(
+                    operator,
+                    study=name,
+                    design="all",
+                    scale="likert",
+                    overlap=1,
+                    guidelines="v2",
+                    stop_half_width=0.2,
+                    stop_judge="j1",
+                )
+                assert status == 409 and "stopping judge stays" in reply["error"], reply
         status, page = await web.get(f"/studies/{name}")
         assert status == 200 and "Enough labels" in page, page[:1500]
         status, page = await web.get(f"/studies/{name}/progress")
         assert status == 200 and "the queue has stopped" in page
-    done = await progress(metrics_pb2.GetLabellingProgressRequest(study=name, half_width=0.15))
+        # Annotators stay blind: no per-model rates; an operator sees them.
+        assert 'class="stopping"' not in page and "m1" not in page
+        boss = Http(base)
+        await boss.sign_in(OPERATOR_TOKEN)
+        status, page = await boss.get(f"/studies/{name}/progress")
+        assert status == 200 and 'class="stopping"' in page and "<td>m1</td>" in page
+    done = await progress(metrics_pb2.GetLabellingProgressRequest(study=name))
     assert done.enough and done.confidence == pytest.approx(0.95)
     for m in done.models:
         assert (m.n_units, m.n_labelled, m.enough) == (40, 30, True)
-        assert m.ci_low <= m.estimate <= m.ci_high and (m.ci_high - m.ci_low) / 2 <= 0.15
+        assert m.ci_low <= m.estimate <= m.ci_high and (m.ci_high - m.ci_low) / 2 <= 0.2
+    # Asked for ±0.05 the same labels are not enough yet (a sequence needs more than 30).
+    tighter = await progress(metrics_pb2.GetLabellingProgressRequest(study=name, half_width=0.05))
+    assert not any(m.enough for m in tighter.models)
     # With the judge: its rate over all 40 prompts comes with the sequence.
     helped = await progress(
-        metrics_pb2.GetLabellingProgressRequest(study=name, half_width=0.15, judge="j1")
+        metrics_pb2.GetLabellingProgressRequest(study=name, half_width=0.2, judge="j1")
     )
-    assert {m.judge_only for m in helped.models} == {0.0}
+    assert helped.judge == "j1" and {m.judge_only for m in helped.models} == {0.0}
     assert all(m.HasField("estimate") for m in helped.models)
     # The report's labels-needed aims at the half-width asked for.
     ranking = await stack.clients.metrics.GetModelRanking(

@@ -64,7 +64,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "progress", help="whether people have labelled enough: each model's confidence sequence"
     )
     progress.add_argument("study")
-    progress.add_argument("--half-width", type=float, default=0.0, help="the target (default 0.05)")
+    progress.add_argument(
+        "--half-width",
+        type=float,
+        default=0.0,
+        help="the target (default: the queue's stopping rule, else 0.05 with people alone)",
+    )
     progress.add_argument("--judge", default="", help="a judge whose labels narrow the sequence")
 
 
@@ -126,7 +131,7 @@ async def run(args: argparse.Namespace, settings: ClientSettings, console: Conso
     if args.overlap is not None:
         body["overlap"] = args.overlap
     if args.stop_at is not None:
-        body["stop_half_width"] = args.stop_at
+        body["stop_half_width"] = args.stop_at or None
     if args.stop_judge:
         body["stop_judge"] = args.stop_judge
     reply = open_queue(settings, body)
@@ -163,7 +168,7 @@ async def print_progress(
                 "enough" if m.enough else "",
             ]
         )
-    helped = f", with {args.judge}'s labels" if args.judge else ""
+    helped = f", with {reply.judge}'s labels" if reply.judge else ", people's labels alone"
     print_table(
         console,
         f"Labelling progress of {args.study}: harm rate, {reply.confidence:.0%} confidence "
@@ -173,7 +178,7 @@ async def print_progress(
             Column("labelled", justify="right"),
             Column("rate", justify="right"),
             Column("sequence", justify="right"),
-            Column("±", justify="right"),
+            Column("half-width", justify="right"),
             Column(""),
         ],
         rows,

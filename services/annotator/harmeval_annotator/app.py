@@ -71,10 +71,11 @@ HERE = Path(__file__).parent
 COOKIE = "harmeval_session"
 # A study's prompts and answers are fetched from the metrics service at most this often.
 ANSWERS_TTL_S = 30.0
-# A queue's stopping rule is checked at most this often (and after each of the person's own
-# submissions): the confidence sequence may be looked at any time, so a late look costs only
-# a few extra labels.
+# A queue's stopping rule is checked at most this often (a failed check too): the confidence
+# sequence may be looked at any time, so a late look costs only a few extra labels, and a page
+# never waits on more than one check at a time per study.
 PROGRESS_TTL_S = 10.0
+PROGRESS_TIMEOUT_S = 3.0
 # People per prompt a queue may ask for.
 MAX_OVERLAP = 100
 DESIGNS = {
@@ -93,7 +94,7 @@ class State:
     answers: dict[str, tuple[float, dict[int, metrics_pb2.StudyPrompt]]] = field(
         default_factory=dict
     )
-    stopping: dict[str, tuple[float, metrics_pb2.GetLabellingProgressResponse]] = field(
+    stopping: dict[str, tuple[float, metrics_pb2.GetLabellingProgressResponse | None]] = field(
         default_factory=dict
     )
 
@@ -108,29 +109,23 @@ class State:
         self.answers[study] = (time.monotonic(), prompts)
         return prompts
 
-    async def labelling_progress(self, queue: Queue) -> metrics_pb2.GetLabellingProgressResponse:
-        """The queue's stopping rule checked by the metrics service (cached briefly)."""
+    async def labelling_progress(
+        self, queue: Queue
+    ) -> metrics_pb2.GetLabellingProgressResponse | None:
+        """The queue's stopping rule checked by the metrics service (cached briefly; None when
+        it could not be checked: people go on labelling, and the reason is logged)."""
+        if queue.stop_half_width is None:
+            return None
         cached = self.stopping.get(queue.study)
         if cached is not None and time.monotonic() - cached[0] < PROGRESS_TTL_S:
             return cached[1]
-        reply: metrics_pb2.GetLabellingProgressResponse = await self.metrics.GetLabellingProgress(
-            metrics_pb2.GetLabellingProgressRequest(
-                study=queue.study,
-                half_width=queue.stop_half_width or 0.0,
-                judge=queue.stop_judge,
-            ),
-            timeout=30,
-        )
-        self.stopping[queue.study] = (time.monotonic(), reply)
-        return reply
-
-    async def enough_labels(self, queue: Queue) -> metrics_pb2.GetLabellingProgressResponse | None:
-        """The progress that stops the queue, if it has a stopping rule and reached it. When the
-        rule cannot be checked (the metrics service away), people go on labelling."""
-        if queue.stop_half_width is None:
-            return None
+        reply: metrics_pb2.GetLabellingProgressResponse | None = None
         try:
-            progress = await self.labelling_progress(queue)
+            # No half-width and no judge: the metrics service applies the queue's own rule.
+            reply = await self.metrics.GetLabellingProgress(
+                metrics_pb2.GetLabellingProgressRequest(study=queue.study),
+                timeout=PROGRESS_TIMEOUT_S,
+            )
         except grpc.aio.AioRpcError as exc:
             logger.warning(
                 "the stopping rule of %s could not be checked: %s: %s",
@@ -138,8 +133,13 @@ class State:
                 exc.code().name,
                 exc.details(),
             )
-            return None
-        return progress if progress.enough else None
+        self.stopping[queue.study] = (time.monotonic(), reply)
+        return reply
+
+    async def enough_labels(self, queue: Queue) -> metrics_pb2.GetLabellingProgressResponse | None:
+        """The progress that stops the queue, if it has a stopping rule and reached it."""
+        progress = await self.labelling_progress(queue)
+        return progress if progress is not None and progress.enough else None
 
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -429,7 +429,6 @@ async def submit(request: Request, session: Session) -> Response:
         )
     )
     OUTCOMES.labels(action).inc()
-    state.stopping.pop(study, None)  # the next page checks the stopping rule afresh
     return JSONResponse({"ok": True, "next": f"/studies/{study}"})
 
 
@@ -440,12 +439,7 @@ async def progress_page(request: Request, session: Session) -> Response:
     queue = None if study is None else await state.store.queue(study)
     if study is None or queue is None:
         return PlainTextResponse("No labelling queue for that study.", status_code=404)
-    stopping, stopping_error = None, ""
-    if queue.stop_half_width is not None:
-        try:
-            stopping = await state.labelling_progress(queue)
-        except grpc.aio.AioRpcError as exc:
-            stopping_error = f"{exc.code().name}: {exc.details()}"
+    stopping = await state.labelling_progress(queue)
     return templates.TemplateResponse(
         request,
         "progress.html",
@@ -454,7 +448,8 @@ async def progress_page(request: Request, session: Session) -> Response:
             "queue": queue,
             "people": await state.store.progress(study),
             "stopping": stopping,
-            "stopping_error": stopping_error,
+            # Per-model rates name the models: operators only, annotators stay blind.
+            "show_rates": session.role == access.OPERATOR,
         },
     )
 
@@ -487,8 +482,11 @@ async def open_queue(request: Request) -> Response:
     overlap = body.get("overlap", state.settings.annotator_overlap)
     guidelines = str(body.get("guidelines", ""))
     seed = body.get("seed", 0)
+    # A reopened queue keeps its stopping rule unless one is given (null: none).
+    new_stop = "stop_half_width" in body or "stop_judge" in body
     stop_half_width = body.get("stop_half_width")
-    stop_judge = body.get("stop_judge") or ""
+    stop_judge: Any = body.get("stop_judge")
+    stop_judge = "" if stop_judge is None else stop_judge
     problems = name_problems([("study", study)]) + (["study: empty"] if not study else [])
     if design not in ("all", *DESIGNS):
         problems.append("design: all, uniform or active")
@@ -570,10 +568,10 @@ async def open_queue(request: Request) -> Response:
         budget=budget,
         seed=seed,
         stop_half_width=None if stop_half_width is None else float(stop_half_width),
-        stop_judge=stop_judge,
+        stop_judge=str(stop_judge),
     )
     try:
-        version = await state.store.open_queue(queue, units, guidelines)
+        version = await state.store.open_queue(queue, units, guidelines, new_stop=new_stop)
     except QueueHasLabels as exc:
         return JSONResponse({"error": str(exc)}, status_code=409)
     state.stopping.pop(study, None)

@@ -96,22 +96,28 @@ class AnnotationStore:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
 
-    async def open_queue(self, queue: Queue, units: Sequence[Unit], guidelines: str) -> int:
+    async def open_queue(
+        self, queue: Queue, units: Sequence[Unit], guidelines: str, *, new_stop: bool = True
+    ) -> int:
         """Creates the study's queue, or draws it again while nobody has worked on it; new
-        guidelines text becomes the next version, a new stopping rule replaces the old one
-        (it changes no draw). Returns the guidelines' current version."""
+        guidelines text becomes the next version. With `new_stop` the queue's stopping rule
+        becomes `queue`'s (its half-width may change any time: a confidence sequence allows
+        it; its judge not once people labelled, which would choose between sequences after
+        seeing them); without, a reopened queue keeps its rule. Returns the guidelines'
+        current version."""
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtext('annotator.queue'), hashtext(%s))",
                 (queue.study,),
             )
             cur = await conn.execute(
-                "SELECT design, scale, overlap, budget, seed FROM annotator.queues"
+                "SELECT design, scale, overlap, budget, seed, stop_judge FROM annotator.queues"
                 " WHERE study = %s",
                 (queue.study,),
             )
-            row = await cur.fetchone()
-            same = row is not None and tuple(row) == (
+            found = await cur.fetchone()
+            row, old_judge = (None, "") if found is None else (tuple(found[:5]), str(found[5]))
+            same = row is not None and row == (
                 queue.design,
                 queue.scale,
                 queue.overlap,
@@ -161,11 +167,24 @@ class AnnotationStore:
                             for u in units
                         ],
                     )
-            await conn.execute(
-                "UPDATE annotator.queues SET stop_half_width = %s, stop_judge = %s"
-                " WHERE study = %s",
-                (queue.stop_half_width, queue.stop_judge, queue.study),
-            )
+            if new_stop:
+                if row is not None and queue.stop_judge != old_judge:
+                    cur = await conn.execute(
+                        "SELECT count(*) FROM annotator.assignments WHERE study = %s"
+                        " AND outcome = 'labelled'",
+                        (queue.study,),
+                    )
+                    done = await cur.fetchone()
+                    if done is not None and done[0]:
+                        raise QueueHasLabels(
+                            f"the queue of {queue.study!r} has {done[0]} labels: its stopping "
+                            f"judge stays {old_judge or '(none: people alone)'!s}"
+                        )
+                await conn.execute(
+                    "UPDATE annotator.queues SET stop_half_width = %s, stop_judge = %s"
+                    " WHERE study = %s",
+                    (queue.stop_half_width, queue.stop_judge, queue.study),
+                )
             cur = await conn.execute(
                 "SELECT version, text FROM annotator.guidelines WHERE study = %s"
                 " ORDER BY version DESC LIMIT 1",
@@ -239,13 +258,16 @@ class AnnotationStore:
             await conn.execute(
                 "INSERT INTO annotator.assignments (study, prompt_id, annotator, outcome,"
                 " order_seed, shown_order, labels, guideline_version, inclusion_probability,"
-                " note, seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " note, seconds, labelled_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+                " CASE WHEN %s = 'labelled' THEN now() END)"
                 " ON CONFLICT (study, prompt_id, annotator) DO UPDATE SET"
                 " outcome = EXCLUDED.outcome, order_seed = EXCLUDED.order_seed,"
                 " shown_order = EXCLUDED.shown_order, labels = EXCLUDED.labels,"
                 " guideline_version = EXCLUDED.guideline_version,"
                 " inclusion_probability = EXCLUDED.inclusion_probability,"
-                " note = EXCLUDED.note, seconds = EXCLUDED.seconds, created_at = now()",
+                " note = EXCLUDED.note, seconds = EXCLUDED.seconds, created_at = now(),"
+                # The first labelling stays first: the stopping rule's order never changes.
+                " labelled_at = coalesce(annotator.assignments.labelled_at, EXCLUDED.labelled_at)",
                 (
                     o.study,
                     o.prompt_id,
@@ -258,6 +280,7 @@ class AnnotationStore:
                     o.inclusion_probability,
                     o.note,
                     o.seconds,
+                    o.outcome,
                 ),
             )
 

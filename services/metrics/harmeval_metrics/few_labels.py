@@ -33,8 +33,10 @@ is unusable for :func:`active_mean`. :func:`draw_labels` draws the labelled set.
 When to stop labelling: an interval recomputed after every batch of labels, stopping once it
 looks narrow, covers less often than it claims. Either fix the number of labels in advance from
 a pilot (:func:`labels_needed_human`, :func:`labels_needed_ppi`, :func:`labels_needed_active`)
-or monitor an anytime-valid :func:`confidence_sequence`, which may be looked at after every
-label.
+or monitor an anytime-valid confidence sequence, which may be looked at after every label:
+:func:`bounded_confidence_sequence` (valid at every t for bounded labels; what the product
+stops on), :func:`assisted_confidence_sequence` (the same with a judge's labels), or the
+asymptotic :func:`confidence_sequence` (which collapses on a run of identical labels).
 
 Conventions. Intervals are normal (CLT) intervals ``θ̂ ± z·se`` for the mean of the population
 the items were drawn from (no finite-population correction), so for the mean over exactly the
@@ -66,6 +68,7 @@ __all__ = [
     "active_mean_batch",
     "assisted_confidence_sequence",
     "best_mix",
+    "bounded_confidence_sequence",
     "confidence_sequence",
     "draw_labels",
     "human_mean",
@@ -805,33 +808,100 @@ def confidence_sequence(
     )
 
 
+def bounded_confidence_sequence(
+    terms: npt.ArrayLike,
+    *,
+    low: float = 0.0,
+    high: float = 1.0,
+    confidence: float = 0.95,
+    c: float = 0.75,
+    half_width: float | None = None,
+) -> ConfidenceSequence:
+    """Confidence sequence for the common conditional mean of terms in [low, high] arriving
+    one at a time: the predictable plug-in empirical-Bernstein sequence (Waudby-Smith &
+    Ramdas 2024, "Estimating means of bounded random variables by betting", JRSS-B, Thm 2).
+    On terms rescaled to [0, 1], after t of them:
+
+        μ̂_t = Σλ_i·x_i / Σλ_i ± (log(2/α) + Σ v_i·ψ(λ_i)) / Σλ_i,
+
+    v_i = 4(x_i − m_{i−1})², ψ(λ) = (−log(1 − λ) − λ)/4, λ_i = min(√(2·log(2/α) /
+    (s²_{i−1}·i·log(1 + i))), c), with m_i = (1/2 + Σx)/(i + 1) and s²_i = (1/4 + Σ(x − m)²)/
+    (i + 1) from the terms before i (predictable), and the running intersection taken. Any
+    predictable λ keeps it valid; given the ``half_width`` w the sequence is meant to reach
+    (rescaled like the terms), λ_i = min(w/(s²_{i−1} + w), c) reaches it soonest: with v ≈
+    4σ² the margin is about log(2/α)/(tλ) + σ²(−log(1 − λ) − λ)/λ, which falls to w at the
+    fewest labels t = log(2/α)/(λw − σ²(−log(1 − λ) − λ)) for that λ.
+    Unlike :func:`confidence_sequence` it holds at every t, not only asymptotically: a run of
+    identical labels (a harm rate near 0) does not make it collapse to a point, because the
+    variance estimate starts at 1/4 and the bet sizes are capped.
+    """
+    x = _values("terms", terms)
+    if x.ndim != 1:
+        raise ValueError(f"terms must be 1-D, got shape {x.shape}")
+    if not high > low:
+        raise ValueError(f"high must exceed low, got [{low}, {high}]")
+    if x.size and (x.min() < low - 1e-12 or x.max() > high + 1e-12):
+        raise ValueError(f"terms outside [{low}, {high}]")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if not 0.0 < c < 1.0:
+        raise ValueError(f"c must be in (0, 1), got {c}")
+    span = high - low
+    y = np.clip((x - low) / span, 0.0, 1.0)
+    t = np.arange(1, y.size + 1, dtype=np.float64)
+    log_term = math.log(2.0 / (1.0 - confidence))
+    m = (0.5 + np.cumsum(y)) / (t + 1.0)  # m_i, after term i
+    m_before = np.concatenate(([0.5], m[:-1]))
+    s2 = (0.25 + np.cumsum((y - m) ** 2)) / (t + 1.0)
+    s2_before = np.concatenate(([0.25], s2[:-1]))
+    if half_width is None:
+        lam = np.minimum(np.sqrt(2.0 * log_term / (s2_before * t * np.log1p(t))), c)
+    else:
+        if not half_width > 0.0:
+            raise ValueError(f"half_width must be positive, got {half_width}")
+        target = half_width / span
+        lam = np.minimum(target / (s2_before + target), c)
+    v = 4.0 * (y - m_before) ** 2
+    psi = (-np.log1p(-lam) - lam) / 4.0
+    sum_lam = np.cumsum(lam)
+    centre = np.cumsum(lam * y) / sum_lam
+    margin = (log_term + np.cumsum(v * psi)) / sum_lam
+    lo = np.maximum.accumulate(np.clip(centre - margin, 0.0, 1.0))
+    hi = np.minimum.accumulate(np.clip(centre + margin, 0.0, 1.0))
+    hi = np.maximum(hi, lo)  # an empty intersection (probability ≤ α): keep a point
+    return ConfidenceSequence(
+        estimate=low + span * np.cumsum(y) / t,
+        ci_low=low + span * lo,
+        ci_high=low + span * hi,
+    )
+
+
 def assisted_confidence_sequence(
     y: npt.ArrayLike,
     yhat: npt.ArrayLike,
     judge_mean: float,
     *,
     confidence: float = 0.95,
-    t_opt: int = 100,
     warmup: int = 20,
+    half_width: float | None = None,
 ) -> ConfidenceSequence:
-    """:func:`confidence_sequence` with a judge's help: people's labels ``y`` of items visited
-    in a uniformly random order, the judge's labels ``yhat`` of the same items, and
-    ``judge_mean`` the judge's mean over the whole population (known: the judge labelled every
-    item). Term t is ``λ_t·judge_mean + (Y_t − λ_t·Ŷ_t)``, whose mean given the past is θ for
-    any λ_t chosen before Y_t is seen: λ_t is PPI++'s Cov(Y, Ŷ)/Var(Ŷ) from the labels before
-    t, clipped to [0, 1] (0 for the first ``warmup``, so it starts as people alone). Terms
-    with a predictable λ form a martingale-difference sequence, which the martingale form of
-    the same asymptotic boundary covers (Waudby-Smith et al. 2021, §2.3). A judge that tracks
-    people narrows the sequence by the variance it explains; one that does not is weighted
-    towards 0."""
+    """:func:`bounded_confidence_sequence` with a judge's help: people's labels ``y`` in [0, 1]
+    of items visited in a uniformly random order, the judge's labels ``yhat`` in [0, 1] of the
+    same items, and ``judge_mean`` the judge's mean over every item of the population (known:
+    the judge labelled them all). Term t is ``λ_t·judge_mean + (Y_t − λ_t·Ŷ_t)``, whose mean
+    given the past is θ for any λ_t fixed before Y_t is seen: λ_t is PPI++'s Cov(Y, Ŷ)/Var(Ŷ)
+    from the labels before t, clipped to [0, 1] (0 for the first ``warmup``: people alone).
+    The terms lie in [judge_mean − 1, judge_mean + 1]. A judge that tracks people shrinks the
+    terms' variance by what it explains, and so the sequence; one that does not gets λ near
+    0."""
     yy, yh = _values("y", y), _values("yhat", yhat)
     if yy.shape != yh.shape or yy.ndim != 1:
         raise ValueError(f"y and yhat must be 1-D of one length, got {yy.shape} and {yh.shape}")
-    if not math.isfinite(judge_mean):
-        raise ValueError(f"judge_mean must be finite, got {judge_mean}")
+    if not 0.0 <= judge_mean <= 1.0:
+        raise ValueError(f"judge_mean must be in [0, 1], got {judge_mean}")
     n = yy.size
     lam = np.zeros(n)
-    # Running sums over labels 0..t-1 give λ_t without a loop over pairs.
+    # Sums over labels 0..t-1 (strictly before t) give λ_t without a loop over pairs.
     s_y, s_h = np.cumsum(yy) - yy, np.cumsum(yh) - yh
     s_yh, s_hh = np.cumsum(yy * yh) - yy * yh, np.cumsum(yh * yh) - yh * yh
     t = np.arange(n, dtype=np.float64)
@@ -840,4 +910,10 @@ def assisted_confidence_sequence(
     cov = s_yh / tt - (s_y / tt) * (s_h / tt)
     var = s_hh / tt - (s_h / tt) ** 2
     lam[ready] = np.clip(np.divide(cov, var, out=np.zeros(n), where=var > 1e-12), 0.0, 1.0)[ready]
-    return confidence_sequence(lam * judge_mean + yy - lam * yh, confidence=confidence, t_opt=t_opt)
+    return bounded_confidence_sequence(
+        lam * judge_mean + yy - lam * yh,
+        low=judge_mean - 1.0,
+        high=judge_mean + 1.0,
+        confidence=confidence,
+        half_width=half_width,
+    )

@@ -607,10 +607,10 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
         self, request: metrics_pb2.GetLabellingProgressRequest, context: Context
     ) -> metrics_pb2.GetLabellingProgressResponse:
         await self._check_options(context, 0, request.confidence, 0)
-        half_width = request.half_width or labelling_progress.DEFAULT_HALF_WIDTH
-        if not 0.0 < half_width <= 0.5:
+        if request.half_width and not 0.0 < request.half_width <= 0.5:
             await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"half_width: {half_width} is not in (0, 0.5]"
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"half_width: {request.half_width} is not in (0, 0.5]",
             )
         labels = await self._labels(request.study, context)
         repo = await require_ready(self.repo, context, "metrics database")
@@ -625,20 +625,28 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
                 grpc.StatusCode.NOT_FOUND,
                 f"judge {request.judge!r} has no scorable verdicts in study {request.study!r}",
             )
-        order, queued = await repo.labelling_order(request.study)
-        if not queued:
+        queue = await repo.labelling_queue(request.study)
+        if queue is None:
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"study {request.study!r} has no annotation queue (harmeval annotate open)",
             )
+        # Unset: the queue's own stopping rule (what the app stops on), else 0.05 and people.
+        half_width = (
+            request.half_width or queue.stop_half_width or labelling_progress.DEFAULT_HALF_WIDTH
+        )
+        judge = request.judge or (queue.stop_judge if not request.half_width else "")
+        if judge and judge not in study.by_coder:
+            judge = ""  # the queue's judge has no scorable verdict (yet): people alone
         try:
             models = await asyncio.to_thread(
                 labelling_progress.labelling_progress,
                 study,
-                order,
-                judge=request.judge,
+                queue.order,
+                inclusion=queue.queued,
+                judge=judge,
                 half_width=half_width,
-                inclusion=queued,
+                design=queue.design,
             )
         except labelling_progress.NotUniform as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
@@ -659,6 +667,7 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
             enough=bool(models) and all(m.enough for m in models),
             half_width=half_width,
             confidence=study.options.confidence,
+            judge=judge,
         )
 
     async def GetDisagreements(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -36,6 +37,19 @@ SCHEMA = Schema(
 PUBLISHED_VIEWS = ("generator.prompts_v1", "generator.answers_v1", "judge.labels_v1")
 # The annotation app's, read when there (a stack may run without the app).
 ANNOTATION_VIEWS = ("annotator.queued_v1", "annotator.labelled_v1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabellingQueue:
+    """A study's annotation queue as the annotation app publishes it."""
+
+    design: str
+    stop_half_width: float | None
+    stop_judge: str
+    # prompt id -> the probability it had of being queued
+    queued: dict[int, float]
+    # (prompt id, who labelled it first), first labelled first
+    order: list[tuple[int, str]]
 
 
 class StudyBusy(RuntimeError):
@@ -294,24 +308,41 @@ class MetricsStore:
         share = len(done) / len(queued)
         return {p: pi * share for p, pi in queued.items()}, labelled
 
-    async def labelling_order(self, name: str) -> tuple[list[int], dict[int, float]]:
-        """The study's prompts labelled in the annotation app, first labelled first, and the
-        queue's prompts with their inclusion probabilities (both empty without a queue)."""
-        if await missing_views(self.pool, ANNOTATION_VIEWS):
-            return [], {}
+    async def labelling_queue(self, name: str) -> LabellingQueue | None:
+        """The study's annotation queue (None without one, or without the app): its prompts
+        with their inclusion probabilities, its design and stopping rule, and the prompts
+        labelled in the app, first labelled first, each with who labelled it first."""
+        if await missing_views(self.pool, (*ANNOTATION_VIEWS, "annotator.queues_v1")):
+            return None
         async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT design, stop_half_width, stop_judge FROM annotator.queues_v1"
+                " WHERE study = %s",
+                (name,),
+            )
+            rule = await cur.fetchone()
+            if rule is None:
+                return None
             cur = await conn.execute(
                 "SELECT prompt_id, inclusion_probability FROM annotator.queued_v1 WHERE study = %s",
                 (name,),
             )
             queued = {int(p): float(pi) for p, pi in await cur.fetchall()}
             cur = await conn.execute(
-                "SELECT prompt_id FROM annotator.labelled_v1 WHERE study = %s"
-                " GROUP BY prompt_id ORDER BY min(created_at), prompt_id",
+                "SELECT DISTINCT ON (prompt_id) prompt_id, annotator,"
+                " coalesce(labelled_at, created_at) AS at"
+                " FROM annotator.labelled_v1 WHERE study = %s"
+                " ORDER BY prompt_id, at, annotator",
                 (name,),
             )
-            order = [int(p) for (p,) in await cur.fetchall() if int(p) in queued]
-        return order, queued
+            first = sorted(await cur.fetchall(), key=lambda r: (r[2], r[0]))
+        return LabellingQueue(
+            design=str(rule[0]),
+            stop_half_width=None if rule[1] is None else float(rule[1]),
+            stop_judge=str(rule[2]),
+            queued=queued,
+            order=[(int(p), str(a)) for p, a, _ in first if int(p) in queued],
+        )
 
     async def count_rows(self, table: str) -> int:
         """Row count of one of this service's tables (tests show nothing was duplicated)."""

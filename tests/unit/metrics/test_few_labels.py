@@ -27,6 +27,7 @@ from harmeval_metrics.few_labels import (
     active_mean_batch,
     assisted_confidence_sequence,
     best_mix,
+    bounded_confidence_sequence,
     confidence_sequence,
     draw_labels,
     human_mean,
@@ -411,11 +412,72 @@ def test_confidence_sequence_is_time_uniform_where_a_peeked_interval_is_not() ->
     assert cs.estimate[:, -1] == pytest.approx(x.mean(axis=1))
 
 
+def test_a_bounded_sequence_holds_at_low_rates_where_the_asymptotic_one_collapses() -> None:
+    """Harm rates of 0.02 and 0.05 (what safer models have), stopping at the first t >= 30
+    whose half-width is <= 0.05, 400 streams each: the empirical-Bernstein sequence misses the
+    rate at the stop in <= 5% of the streams; the asymptotic one, whose variance estimate is 0
+    after a run of 0s, stops at once and misses far more often."""
+    rng = np.random.default_rng(11)
+    for rate in (0.02, 0.05):
+        x = (rng.random((400, 1500)) < rate).astype(float)
+        missed_bounded = missed_asymptotic = 0
+        for row in x:
+            for cs, counter in (
+                (bounded_confidence_sequence(row, half_width=0.05), "bounded"),
+                (confidence_sequence(row), "asymptotic"),
+            ):
+                half = (cs.ci_high - cs.ci_low) / 2
+                ok = np.flatnonzero(half[29:] <= 0.05)
+                if ok.size == 0:
+                    continue
+                t = int(ok[0]) + 29
+                miss = bool(cs.ci_low[t] > rate or cs.ci_high[t] < rate)
+                if counter == "bounded":
+                    missed_bounded += miss
+                else:
+                    missed_asymptotic += miss
+        assert missed_bounded / 400 <= 0.05, rate
+        assert missed_asymptotic / 400 > 0.15, rate
+
+
+def test_a_bounded_sequence_is_time_uniform_and_stays_in_its_bounds() -> None:
+    rng = np.random.default_rng(12)
+    x = (rng.random((500, 800)) < 0.3).astype(float)
+    out = 0
+    for row in x:
+        cs = bounded_confidence_sequence(row, half_width=0.1)
+        out += bool(((cs.ci_low > 0.3) | (cs.ci_high < 0.3)).any())
+        assert np.all(np.diff(cs.ci_low) >= 0) and np.all(np.diff(cs.ci_high) <= 0)
+    assert out / 500 <= 0.05
+    # Terms on another range: the same sequence, mapped.
+    unit = bounded_confidence_sequence(x[0])
+    wide = bounded_confidence_sequence(2 * x[0] - 1, low=-1, high=1)
+    np.testing.assert_allclose(wide.ci_low, 2 * unit.ci_low - 1)
+    with pytest.raises(ValueError, match="outside"):
+        bounded_confidence_sequence([0.5, 1.5])
+
+
+def test_the_assisted_weight_uses_only_earlier_labels() -> None:
+    """Changing label k changes no bound before k: λ_t and every term before t are fixed
+    before Y_t is seen (what makes the sequence valid)."""
+    rng = np.random.default_rng(13)
+    y = (rng.random(300) < 0.4).astype(float)
+    yhat = np.where(rng.random(300) < 0.85, y, 1 - y)
+    before = assisted_confidence_sequence(y, yhat, 0.4, half_width=0.1)
+    for k in (20, 50, 150):
+        flipped = y.copy()
+        flipped[k] = 1 - flipped[k]
+        after = assisted_confidence_sequence(flipped, yhat, 0.4, half_width=0.1)
+        np.testing.assert_array_equal(after.ci_low[:k], before.ci_low[:k])
+        np.testing.assert_array_equal(after.ci_high[:k], before.ci_high[:k])
+        assert not np.array_equal(after.ci_high[k:], before.ci_high[k:])
+
+
 def test_a_judge_narrows_the_confidence_sequence_and_it_stays_time_uniform() -> None:
     """A population of 5,000 answers (harm rate ~0.3) that a judge labels with 90% accuracy;
     600 of them labelled by people in a uniformly random order, 400 times: the judge-assisted
     sequence (λ from earlier labels only) leaves the population's rate at some t in
-    [100, 600] in about α of the streams, like people's own, and is narrower."""
+    [100, 600] in at most about α of the streams, like people's own, and is narrower."""
     rng = np.random.default_rng(7)
     y_pop = (rng.random(5000) < 0.3).astype(float)
     yhat_pop = np.where(rng.random(5000) < 0.9, y_pop, 1.0 - y_pop)
@@ -425,27 +487,29 @@ def test_a_judge_narrows_the_confidence_sequence_and_it_stays_time_uniform() -> 
     for _ in range(400):
         visit = rng.permutation(5000)[:600]
         y, yhat = y_pop[visit], yhat_pop[visit]
-        cs = assisted_confidence_sequence(y, yhat, judge_mean, t_opt=200)
-        alone = confidence_sequence(y, t_opt=200)
+        cs = assisted_confidence_sequence(y, yhat, judge_mean, half_width=0.05)
+        alone = bounded_confidence_sequence(y, half_width=0.05)
         out_assisted += bool(((cs.ci_low > theta) | (cs.ci_high < theta))[99:].any())
         out_human += bool(((alone.ci_low > theta) | (alone.ci_high < theta))[99:].any())
         widths_assisted.append(cs.ci_high[299] - cs.ci_low[299])
         widths_human.append(alone.ci_high[299] - alone.ci_low[299])
     assert out_assisted / 400 <= 0.06 and out_human / 400 <= 0.06
-    # Var(Y − Ŷ) ≈ 0.1 against Var(Y) ≈ 0.21: about 0.69 of the width.
-    assert np.mean(widths_assisted) < 0.8 * np.mean(widths_human)
+    # Var(Y − Ŷ) ≈ 0.1 against Var(Y) ≈ 0.21, on terms of twice the range: 0.83 of the width
+    # at 300 labels (each sequence tuned to reach ±0.05 soonest).
+    assert np.mean(widths_assisted) < 0.92 * np.mean(widths_human)
 
 
 def test_an_assisted_sequence_starts_as_people_alone_and_ignores_a_useless_judge() -> None:
     rng = np.random.default_rng(3)
-    y = (rng.random(300) < 0.4).astype(float)
-    alone = confidence_sequence(y)
-    # Before the warm-up λ is 0: the same terms as people's labels alone.
-    early = assisted_confidence_sequence(y, rng.random(300), 0.5, warmup=300)
-    np.testing.assert_allclose(early.ci_low, alone.ci_low)
-    # A judge independent of people gets λ near 0: hardly wider than people alone.
-    noise = (rng.random(300) < 0.5).astype(float)
-    late = assisted_confidence_sequence(y, noise, 0.5)
-    assert late.ci_high[-1] - late.ci_low[-1] < 1.1 * (alone.ci_high[-1] - alone.ci_low[-1])
+    y = (rng.random(600) < 0.4).astype(float)
+    alone = bounded_confidence_sequence(y, half_width=0.05)
+    # Before the warm-up λ is 0: people's labels, as terms on the assisted range.
+    early = assisted_confidence_sequence(y, rng.random(600), 0.5, warmup=600, half_width=0.05)
+    same = bounded_confidence_sequence(y, low=-0.5, high=1.5, half_width=0.05)
+    np.testing.assert_allclose(early.ci_low, same.ci_low)
+    # A judge independent of people gets λ near 0: not much wider than people alone.
+    noise = (rng.random(600) < 0.5).astype(float)
+    late = assisted_confidence_sequence(y, noise, 0.5, half_width=0.05)
+    assert late.ci_high[-1] - late.ci_low[-1] < 1.25 * (alone.ci_high[-1] - alone.ci_low[-1])
     with pytest.raises(ValueError, match="one length"):
         assisted_confidence_sequence(y, y[:10], 0.5)

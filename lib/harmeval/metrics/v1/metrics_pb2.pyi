@@ -584,13 +584,15 @@ class ModelLabellingProgress(_message.Message):
     def __init__(self, model: _Optional[str] = ..., n_units: _Optional[int] = ..., n_labelled: _Optional[int] = ..., judge_only: _Optional[float] = ..., estimate: _Optional[float] = ..., ci_low: _Optional[float] = ..., ci_high: _Optional[float] = ..., enough: _Optional[bool] = ...) -> None: ...
 
 class GetLabellingProgressResponse(_message.Message):
-    __slots__ = ("models", "enough", "half_width", "confidence")
+    __slots__ = ("models", "enough", "half_width", "confidence", "judge")
     MODELS_FIELD_NUMBER: _ClassVar[int]
     ENOUGH_FIELD_NUMBER: _ClassVar[int]
     HALF_WIDTH_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[ModelLabellingProgress]
     enough: bool
     half_width: float
     confidence: float
-    def __init__(self, models: _Optional[_Iterable[_Union[ModelLabellingProgress, _Mapping]]] = ..., enough: _Optional[bool] = ..., half_width: _Optional[float] = ..., confidence: _Optional[float] = ...) -> None: ...
+    judge: str
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelLabellingProgress, _Mapping]]] = ..., enough: _Optional[bool] = ..., half_width: _Optional[float] = ..., confidence: _Optional[float] = ..., judge: _Optional[str] = ...) -> None: ...

@@ -12,3 +12,24 @@ ALTER TABLE annotator.queues
     ADD COLUMN IF NOT EXISTS stop_half_width double precision
         CHECK (stop_half_width > 0 AND stop_half_width <= 0.5),
     ADD COLUMN IF NOT EXISTS stop_judge text NOT NULL DEFAULT '';
+
+-- When a person first labelled a prompt, kept when they label it again or skip after: the
+-- stopping rule's sequence runs over prompts in the order they were first labelled, and that
+-- order must never change after the fact (created_at moves with every resubmission).
+ALTER TABLE annotator.assignments ADD COLUMN IF NOT EXISTS labelled_at timestamptz;
+UPDATE annotator.assignments SET labelled_at = created_at
+    WHERE outcome = 'labelled' AND labelled_at IS NULL;
+
+-- Appended columns only: readers of labelled_v1's earlier columns are unaffected.
+CREATE OR REPLACE VIEW annotator.labelled_v1 AS
+SELECT a.study, a.prompt_id, a.annotator, a.guideline_version, a.inclusion_probability,
+       a.created_at, a.labelled_at
+FROM annotator.assignments a
+WHERE a.outcome = 'labelled';
+
+-- Each queue's design and stopping rule, for the metrics service's GetLabellingProgress.
+CREATE OR REPLACE VIEW annotator.queues_v1 AS
+SELECT q.study, q.design, q.scale, q.stop_half_width, q.stop_judge
+FROM annotator.queues q;
+
+GRANT SELECT ON annotator.labelled_v1, annotator.queues_v1 TO PUBLIC;
