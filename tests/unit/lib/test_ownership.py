@@ -18,7 +18,7 @@ PUBLISHED = {
     "judge": {"labels_v1"},
     "metrics": set(),
     "runner": set(),
-    "annotator": {"queued_v1", "labelled_v1"},
+    "annotator": {"queued_v1", "labelled_v1", "queues_v1"},
 }
 # schema.relation as written in SQL (a word after a schema name and a dot).
 QUALIFIED = re.compile(r"\b(generator|judge|metrics|runner|annotator|public)\.([a-z_][a-z0-9_]*)\b")

@@ -28,7 +28,7 @@ FROM annotator.assignments a
 WHERE a.outcome = 'labelled';
 
 -- Each queue's design and stopping rule, for the metrics service's GetLabellingProgress.
-CREATE OR REPLACE VIEW annotator.queues_v1 AS
+CREATE VIEW annotator.queues_v1 AS
 SELECT q.study, q.design, q.scale, q.stop_half_width, q.stop_judge
 FROM annotator.queues q;
 
