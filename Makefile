@@ -13,7 +13,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
 # The kernel, the services (the annotation app among them) and the client are packages of their
 # own (each image installs only the kernel and its service); here all of them, editable, with
 # the dev tools.
-PACKAGES := -e "lib[embedded-postgres]" -e "services/generator[embedded-model]" \
+PACKAGES := -e "lib[embedded-postgres]" -e "services/generator[embedded-model,tgi]" \
 	-e services/judge -e services/metrics -e services/runner -e services/annotator \
 	-e "client[local-stack]"
 PYPROJECTS := pyproject.toml lib/pyproject.toml client/pyproject.toml \
@@ -99,10 +99,11 @@ image-tools:
 	  fi; \
 	fi
 
-## images: build the four service images with podman (chroot isolation) on python:3.11-slim,
-## or where it cannot be pulled on a Debian bookworm base made by mmdebstrap (IMAGE_BASE=auto|
-## registry|debian), and save them as OCI archives under <data dir>/images
-CPU_IMAGES := generator judge metrics runner
+## images: build the four service images and the annotation app's with podman (chroot
+## isolation) on python:3.11-slim, or where it cannot be pulled on a Debian bookworm base made
+## by mmdebstrap (IMAGE_BASE=auto|registry|debian), and save them as OCI archives under
+## <data dir>/images
+CPU_IMAGES := generator judge metrics runner annotator
 images: install image-tools
 	$(BIN)/python scripts/images.py build $(CPU_IMAGES)
 	$(BIN)/python scripts/images.py save $(CPU_IMAGES)

@@ -4,19 +4,21 @@
     python scripts/images.py start [IMAGE ...]   # each image's entrypoint from its own files
     python scripts/images.py save [IMAGE ...]    # OCI archives under <data dir>/images
 
-`make images` builds and saves the four CPU images, `make images-test` then checks and starts
-them (tests/deploy/test_images.py); `make images-gpu` builds, starts (its backends imported:
-no GPU needed) and saves the vLLM one. Builds run `podman build --isolation=chroot`; the base
-is the public python (or CUDA) image when it can be pulled, else a Debian bookworm root
-filesystem made by mmdebstrap and imported into podman (Debian's python3 is 3.11; made once,
-`--rebuild-base` makes it again with the day's security updates). pip's cache is a build
-cache mount (`id=harmeval-pip`), so a rebuild compiles and downloads no wheel again.
+`make images` builds and saves the five CPU images (the four services and the annotation app),
+`make images-test` then checks and starts them (tests/deploy/test_images.py); `make
+images-gpu` builds, starts (its backends imported: no GPU needed) and saves the vLLM one.
+Builds run `podman build --isolation=chroot`; the base is the public python (or CUDA) image
+when it can be pulled, else a Debian bookworm root filesystem made by mmdebstrap and imported
+into podman (Debian's python3 is 3.11; made once, `--rebuild-base` makes it again with the
+day's security updates). pip's cache is a build cache mount (`id=harmeval-pip`), so a rebuild
+compiles and downloads no wheel again.
 
 "Started" means what a pod does, without a container runtime (podman run cannot start
 containers on every machine): the image's root filesystem mounted read-only, /tmp a tmpfs, the
 data dir a fresh folder, the image's user, environment and entrypoint, as PID 1 of a new PID
-namespace under chroot, on the host's network; then health must say SERVING, /metrics must
-answer, the generator must answer a prompt, and SIGTERM must stop it with exit status 0.
+namespace under chroot, on the host's network; then health must say SERVING (the annotation
+app: GET /healthz 200, and its pages and static files served), /metrics must answer, the
+generator must answer a prompt, and SIGTERM must stop it with exit status 0.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import subprocess
 import tempfile
 import time
 import tomllib
+import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -82,13 +85,17 @@ PULL_TIMEOUT_S = 300
 class Image:
     name: str
     service: str
-    grpc_port: int
+    # The service's own port: gRPC, or HTTP for the annotation app (`protocol`).
+    port: int
     metrics_port: int
     # Uncompressed size (`podman image inspect` .Size) the image must stay under.
     budget_mb: int
     # The Dockerfile's build argument naming its base image.
     base_arg: str = "PYTHON_IMAGE"
     gpu: bool = False
+    # "grpc": the server skeleton (grpc.health.v1 on a health-only port too); "http": the
+    # annotation app (GET /healthz on its port, for the probes' httpGet).
+    protocol: str = "grpc"
 
     @property
     def dockerfile(self) -> Path:
@@ -128,6 +135,7 @@ IMAGES = {
         Image("judge", "judge", 50052, 9452, budget_mb=800),
         Image("metrics", "metrics", 50053, 9453, budget_mb=400),
         Image("runner", "runner", 50054, 9454, budget_mb=350),
+        Image("annotator", "annotator", 8470, 9455, budget_mb=300, protocol="http"),
     )
 }
 CPU_IMAGES = tuple(name for name, image in IMAGES.items() if not image.gpu)
@@ -579,6 +587,11 @@ def health(address: str, service: str = "") -> str:
     return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
 
 
+# What the annotation app's image must serve: its health, the sign-in page (a template) and
+# the static files (package data).
+HTTP_PAGES = ("/healthz", "/livez", "/login", "/static/style.css", "/static/annotate.js")
+
+
 def grpc_service_name(service: str) -> str:
     return f"harmeval.{service}.v1.{service.capitalize()}Service"
 
@@ -595,7 +608,7 @@ class Service:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.ports['grpc']}"
+        return f"127.0.0.1:{self.ports[self.image.protocol]}"
 
     @property
     def health_address(self) -> str:
@@ -614,12 +627,18 @@ def service_env(image: Image, database_url: str, ports: dict[str, int]) -> dict[
         "HARMEVAL_DATABASE_URL": database_url,
         "HARMEVAL_AUTH_TOKENS_FILE": f"{DATA_DIR_IN_IMAGE}/auth/tokens.json",
         "HARMEVAL_GRACE_SECONDS": "5",
-        "HARMEVAL_HEALTH_ADDRESS": f"127.0.0.1:{ports['health']}",
-        f"{prefix}_ADDRESS": f"127.0.0.1:{ports['grpc']}",
+        f"{prefix}_ADDRESS": f"127.0.0.1:{ports[image.protocol]}",
         f"{prefix}_PROMETHEUS_PORT": str(ports["metrics"]),
     }
+    if image.protocol == "grpc":
+        env["HARMEVAL_HEALTH_ADDRESS"] = f"127.0.0.1:{ports['health']}"
     if image.service == "generator":
         env["HARMEVAL_GENERATOR_N_THREADS"] = "2"
+    if image.service == "annotator":
+        # Its own token for the metrics service, a file as the pod's Secret; nothing listens
+        # on that port: the app starts without it and calls it only for people's pages.
+        env["HARMEVAL_TOKEN_FILE"] = f"{DATA_DIR_IN_IMAGE}/auth/service.token"
+        env["HARMEVAL_ANNOTATOR_METRICS_TARGET"] = f"127.0.0.1:{ports['metrics_target']}"
     return env
 
 
@@ -627,24 +646,46 @@ def service_env(image: Image, database_url: str, ports: dict[str, int]) -> dict[
 def service(
     image: Image, database_url: str, workdir: Path, timeout_s: float = 300
 ) -> Iterator[Service]:
-    """The service started from its image, once its health says SERVING."""
+    """The service started from its image, once its health says SERVING (the annotation app:
+    once GET /healthz answers 200, which needs its database)."""
     from harmeval.tokens import create_token
 
-    ports = {"grpc": free_port(), "metrics": free_port(), "health": free_port()}
+    if image.protocol == "grpc":
+        ports = {"grpc": free_port(), "metrics": free_port(), "health": free_port()}
+    else:
+        ports = {"http": free_port(), "metrics": free_port(), "metrics_target": free_port()}
     env = service_env(image, database_url, ports)
     # The token file, as the Secret mounted in the pod.
     with tempfile.TemporaryDirectory() as tmp:
         token = create_token(Path(tmp) / "tokens.json", "operator", f"image-{image.name}")[0]
         tokens = (Path(tmp) / "tokens.json").read_text()
-    with launch(image, workdir, env, data_files={"auth/tokens.json": tokens}) as launched:
+    files = {"auth/tokens.json": tokens, "auth/service.token": token}
+    with launch(image, workdir, env, data_files=files) as launched:
         s = Service(image, launched, ports, token)
-        while health(s.address) != "SERVING":
+
+        def ready() -> bool:
+            if image.protocol == "grpc":
+                return health(s.address) == "SERVING"
+            return http_get(f"http://{s.address}/healthz")[0] == 200
+
+        while not ready():
             launched.alive()
             if time.monotonic() - launched.started > timeout_s:
                 raise RuntimeError(f"{image.name}: not SERVING after {timeout_s:.0f}s")
             time.sleep(0.1)
         s.seconds_to_serving = time.monotonic() - launched.started
         yield s
+
+
+def http_get(url: str) -> tuple[int, bytes]:
+    """(status, body) of a GET; status 0 when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as reply:
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return 0, b""
 
 
 def metric_families(url: str) -> set[str]:
@@ -684,14 +725,24 @@ def check_service(image: Image, database_url: str, workdir: Path) -> dict[str, s
         found["runs_as"] = s.launched.identity()
         if found["runs_as"] != f"{config.user} pid 1":
             raise RuntimeError(f"{image.name}: runs as {found['runs_as']}, not {config.user}")
-        # What the kubelet's probes ask, on the health-only port.
-        for asked in ("", grpc_service_name(image.service)):
-            status = health(s.health_address, asked)
-            if status != "SERVING":
-                raise RuntimeError(f"{image.name}: health port says {status} for {asked!r}")
+        if image.protocol == "grpc":
+            # What the kubelet's probes ask, on the health-only port.
+            for asked in ("", grpc_service_name(image.service)):
+                status = health(s.health_address, asked)
+                if status != "SERVING":
+                    raise RuntimeError(f"{image.name}: health port says {status} for {asked!r}")
+            own_metric = f"harmeval_{image.service}_requests"
+        else:
+            # The pages and the script come from the package's data files in the image.
+            for path in HTTP_PAGES:
+                code, _ = http_get(f"http://{s.address}{path}")
+                if code != 200:
+                    raise RuntimeError(f"{image.name}: GET {path} answers {code}")
+            found["pages"] = f"{len(HTTP_PAGES)} x 200"
+            own_metric = "harmeval_annotator_outcomes"
         families = metric_families(s.metrics_url)
-        if f"harmeval_{image.service}_requests" not in families:
-            raise RuntimeError(f"{image.name}: /metrics lacks its requests: {sorted(families)}")
+        if own_metric not in families:
+            raise RuntimeError(f"{image.name}: /metrics lacks {own_metric}: {sorted(families)}")
         found["metrics"] = f"{len(families)} families"
         if image.service == "generator":
             t = time.monotonic()
@@ -701,7 +752,8 @@ def check_service(image: Image, database_url: str, workdir: Path) -> dict[str, s
             found["generate_s"] = f"{time.monotonic() - t:.1f}"
             found["answer"] = repr(generation.text.strip()[:30])
         code, seconds = s.launched.terminate()
-        if code != 0 or "service stopped" not in s.launched.log_text():
+        stopped = "service stopped" if image.protocol == "grpc" else "Application shutdown complete"
+        if code != 0 or stopped not in s.launched.log_text():
             raise RuntimeError(
                 f"{image.name}: exit status {code} after SIGTERM:\n{s.launched.log_tail()}"
             )

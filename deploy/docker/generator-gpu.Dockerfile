@@ -3,13 +3,16 @@
 # backend the CPU variant uses). Models come from the model-cache volume, not the image.
 # Build from the repository root (`make images-gpu` builds it with podman; no GPU needed):
 #   docker build -f deploy/docker/generator-gpu.Dockerfile -t harmeval/generator-gpu:0.1.0 .
-# The PyPI vllm wheel brings torch and the CUDA user-space libraries it was built against; the
-# base image's CUDA major version must match them and the nodes' driver must support it.
-# CUDA_IMAGE: a Debian or Ubuntu image with python3 >= 3.11 in its apt sources: the CUDA
+# The PyPI vllm wheel brings torch and the CUDA user-space libraries it was built against
+# (vllm 0.33.0: torch 2.14.0+cu130, CUDA 13.0); the base image's CUDA major version must match
+# them and the nodes' driver must support it (CUDA 13: driver >= 580).
+# CUDA_IMAGE: a Debian or Ubuntu image with python3 >= 3.11 in its apt sources: the CUDA 13.0
 # runtime image, or the Debian bookworm base `make images-gpu` makes with mmdebstrap where no
 # registry can be reached (the wheels' own CUDA libraries then serve; the NVIDIA variables
 # below let the container toolkit add the driver either way).
-ARG CUDA_IMAGE=nvidia/cuda:12.9.1-runtime-ubuntu24.04
+# The generator is installed with [vllm] only, not [tgi]: text-generation cannot be installed
+# beside vLLM (huggingface-hub <1.0 against >=1.31), so a models file here names no tgi model.
+ARG CUDA_IMAGE=nvidia/cuda:13.0.3-runtime-ubuntu24.04
 
 FROM ${CUDA_IMAGE} AS build
 ENV DEBIAN_FRONTEND=noninteractive

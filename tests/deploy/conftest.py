@@ -20,7 +20,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
+# The gRPC services (the server skeleton: gRPC port, health-only port, `metrics` port).
 SERVICES = ("generator", "judge", "metrics", "runner")
+# Deployed beside them, HTTP: the annotation app (`http` port, probes httpGet /healthz).
+APPS = ("annotator",)
+WORKLOADS = (*SERVICES, *APPS)
 
 HOW_TO_INSTALL = {
     "kubectl": "kubectl (with built-in kustomize) comes with the machine image; no package "

@@ -13,8 +13,9 @@ each image's configuration is its Dockerfile's, it holds no build tools, build l
 caches, only its own service's package and their dependencies (its requirements.lock lists
 exactly what is installed), it stays within its size budget, and, as root, its entrypoint
 starts from its own files (scripts/images.py: read-only root, its user and environment, PID 1
-under chroot), reports SERVING, serves /metrics and exits 0 on SIGTERM; the generator answers
-a prompt with the baked-in model and runs the local overlay's judge model server."""
+under chroot), reports SERVING (the annotation app: GET /healthz 200, its pages and static
+files served), serves /metrics and exits 0 on SIGTERM; the generator answers a prompt with the
+baked-in model and runs the local overlay's judge model server."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from harmeval import settings as settings_module
-from tests.deploy.conftest import DEPLOY, ROOT, SERVICES, tool
+from tests.deploy.conftest import DEPLOY, ROOT, WORKLOADS, tool
 from tests.deploy.test_manifests import (
     KUSTOMIZATIONS,
     effective_env,
@@ -69,9 +70,10 @@ def _load_images_script() -> ModuleType:
 images = _load_images_script()
 DOCKER = DEPLOY / "docker"
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-# image name -> (Dockerfile, service module, gRPC port, metrics port): scripts/images.py's table.
+# image name -> (Dockerfile, service module, its port (gRPC, or HTTP for the annotation app),
+# metrics port): scripts/images.py's table.
 IMAGES = {
-    name: (image.dockerfile.name, image.module, image.grpc_port, image.metrics_port)
+    name: (image.dockerfile.name, image.module, image.port, image.metrics_port)
     for name, image in images.IMAGES.items()
 }
 # Imported inside functions, so a plain import of the service does not reach them.
@@ -80,6 +82,7 @@ LAZY_IMPORTS = {
     "judge": ["profanity_check"],
     "metrics": [],
     "runner": [],
+    "annotator": [],
 }
 BUILD_ONLY_PACKAGES = ("build-essential", "cmake", "python3-dev")
 
@@ -122,11 +125,12 @@ def declared(package: Path, extras: tuple[str, ...] = ()) -> list[str]:
 
 # image -> (the service's package folder, extras the image installs)
 PACKAGES = {
-    "generator": ("generator", ()),
+    "generator": ("generator", ("tgi",)),
     "generator-gpu": ("generator", ("vllm",)),
     "judge": ("judge", ()),
     "metrics": ("metrics", ()),
     "runner": ("runner", ()),
+    "annotator": ("annotator", ()),
 }
 
 
@@ -145,7 +149,7 @@ def test_hadolint_passes() -> None:
 
 @pytest.mark.parametrize("image", IMAGES)
 def test_dockerfile_is_multi_stage_slim_and_non_root(image: str) -> None:
-    dockerfile, module, grpc_port, metrics_port = IMAGES[image]
+    dockerfile, module, port, metrics_port = IMAGES[image]
     path = DOCKER / dockerfile
     all_stages = stages(path)
     assert len(all_stages) >= 2, "multi-stage: build tools stay in the build stage"
@@ -166,10 +170,10 @@ def test_dockerfile_is_multi_stage_slim_and_non_root(image: str) -> None:
     entrypoint = [json.loads(a) for i, a in final if i == "ENTRYPOINT"]
     assert entrypoint == [["python", "-m", module]]
     exposed = {int(p) for i, a in final if i == "EXPOSE" for p in a.split()}
-    assert exposed == {grpc_port, metrics_port}
+    assert exposed == {port, metrics_port}
     env = " ".join(a for i, a in final if i == "ENV")
     service = module.removeprefix("harmeval_").upper()
-    assert f"HARMEVAL_{service}_ADDRESS=0.0.0.0:{grpc_port}" in env
+    assert f"HARMEVAL_{service}_ADDRESS=0.0.0.0:{port}" in env
     assert f"HARMEVAL_{service}_PROMETHEUS_PORT={metrics_port}" in env
     assert "PYTHONDONTWRITEBYTECODE=1" in env  # the root filesystem is read-only
     ignore = (DOCKER / f"{dockerfile}.dockerignore").read_text().splitlines()
@@ -312,7 +316,7 @@ for lazy in sys.argv[3:]:
 """
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", WORKLOADS)
 def test_image_requirements_cover_what_the_service_imports(service: str) -> None:
     """The service's package, the kernel and the lazily imported engines import with only the
     distributions the kernel's and the service's packages declare."""
@@ -507,11 +511,19 @@ def test_manifests_run_the_images_as_built(
             service = IMAGES[image][1].removeprefix("harmeval_")
             assert set(ports.values()) - {ports.get("health")} == facts.exposed, what
             prefix = f"HARMEVAL_{service.upper()}"
-            assert env[f"{prefix}_ADDRESS"] == f"0.0.0.0:{ports['grpc']}", what
+            protocol = images.IMAGES[image].protocol
+            assert env[f"{prefix}_ADDRESS"] == f"0.0.0.0:{ports[protocol]}", what
             assert int(env[f"{prefix}_PROMETHEUS_PORT"]) == ports["metrics"], what
-            assert env["HARMEVAL_HEALTH_ADDRESS"] == f"0.0.0.0:{ports['health']}", what
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-                assert container[probe]["grpc"]["port"] == ports["health"], f"{what}: {probe}"
+                if protocol == "grpc":
+                    assert container[probe]["grpc"]["port"] == ports["health"], f"{what}: {probe}"
+                else:
+                    # The app's own port (by name or number), on a path it serves.
+                    port = container[probe]["httpGet"]["port"]
+                    assert ports.get(port, port) == ports["http"], f"{what}: {probe}"
+                    assert container[probe]["httpGet"]["path"] in images.HTTP_PAGES, what
+            if protocol == "grpc":
+                assert env["HARMEVAL_HEALTH_ADDRESS"] == f"0.0.0.0:{ports['health']}", what
             cls = settings_class(service)
             settings_module.load(cls, environ=env)
             # The shared ConfigMap holds every service's settings; each reads only its own.
@@ -524,7 +536,7 @@ def test_manifests_run_the_images_as_built(
                 # Baked in: the CPU image assembles the file there (test below).
                 assert facts.env.get("HARMEVAL_GENERATOR_MODEL_PATH") == model, what
                 assert "--from=build /opt/harmeval /opt/harmeval" in facts.copied, what
-    assert checked >= len(SERVICES)
+    assert checked >= len(WORKLOADS)
 
 
 def check_other_command(
@@ -557,6 +569,10 @@ def check_other_command(
 REQUIRED_IMAGES = set(os.environ.get("HARMEVAL_REQUIRE_IMAGES", "").split())
 COMPILERS = ("gcc", "cc", "c++", "g++", "ld", "as", "make", "cmake", "ninja")
 BIN_DIRS = ("usr/bin", "usr/local/bin", "opt/venv/bin", "bin")
+# Tools a distribution the image requires installs, there to run, not left by the build stage:
+# vllm 0.33.0 and flashinfer-python require the `ninja` distribution (kernels compiled at run
+# time).
+RUNTIME_TOOLS = {"generator-gpu": {"/opt/venv/bin/ninja"}}
 # Distributions every venv has besides what the packages require.
 VENV_TOOLS = {"pip", "setuptools"}
 
@@ -634,7 +650,7 @@ def test_built_image_holds_no_build_tools_leftovers_or_caches(
 ) -> None:
     root = mounted_images(image)
     tools = [f"/{d}/{t}" for d in BIN_DIRS for t in COMPILERS if (root / d / t).exists()]
-    assert not tools, f"build tools ship: {tools}"
+    assert not set(tools) - RUNTIME_TOOLS.get(image, set()), f"build tools ship: {tools}"
     leftovers = [
         p
         for p in ("src", "root/.cache", "etc/pip.conf", "etc/ssl/certs/harmeval-build-ca.pem")

@@ -20,7 +20,15 @@ import pytest
 import yaml
 
 from harmeval import settings as settings_module
-from tests.deploy.conftest import SERVICES, default_deny, find, one, render_report
+from tests.deploy.conftest import (
+    APPS,
+    SERVICES,
+    WORKLOADS,
+    default_deny,
+    find,
+    one,
+    render_report,
+)
 
 KUSTOMIZATIONS = (*render_report.KUSTOMIZATIONS, *render_report.COMBINATIONS)
 
@@ -55,7 +63,15 @@ CRD_SCHEMAS = {
     ("cert-manager.io/v1", "Issuer"): SCHEMAS / "issuer-cert-manager-v1.json",
 }
 GRPC_PORTS = {"generator": 50051, "judge": 50052, "metrics": 50053, "runner": 50054}
-METRICS_PORTS = {"generator": 9451, "judge": 9452, "metrics": 9453, "runner": 9454}
+METRICS_PORTS = {
+    "generator": 9451,
+    "judge": 9452,
+    "metrics": 9453,
+    "runner": 9454,
+    "annotator": 9455,
+}
+# The annotation app's HTTP port (people's browsers, through an Ingress).
+HTTP_PORTS = {"annotator": 8470}
 # The plaintext grpc.health.v1-only port (HARMEVAL_HEALTH_ADDRESS) the probes use: kubelet's
 # gRPC probes cannot do TLS. The same in every pod.
 HEALTH_PORT = 8081
@@ -66,9 +82,14 @@ SETTINGS_CLASSES = {
     "judge": ("harmeval_judge.settings", "JudgeSettings"),
     "metrics": ("harmeval_metrics.settings", "MetricsSettings"),
     "runner": ("harmeval_runner.settings", "RunnerSettings"),
+    "annotator": ("harmeval_annotator.settings", "AnnotatorSettings"),
 }
 # The services each one calls over gRPC (HARMEVAL_<CALLER>_<CALLEE>_TARGET).
-CALLS = {"metrics": {"generator", "judge"}, "runner": {"generator", "judge", "metrics"}}
+CALLS = {
+    "metrics": {"generator", "judge"},
+    "runner": {"generator", "judge", "metrics"},
+    "annotator": {"metrics"},
+}
 # Secrets the cluster must already hold (created from a secret manager, never committed), by
 # the overlay a rendering is built on; the others are generated (local) or made by
 # cert-manager (components/tls). tests/deploy/test_security.py checks the list both ways.
@@ -90,6 +111,8 @@ PLANNED_SETTINGS: dict[str, str] = {}
 # The longest RPC each service may be handling when SIGTERM comes. Generator: a full batch on
 # CPU (256 prompts x 64 tokens at ~60 tokens/s is ~270 s). Judge: computed from its settings.
 LONGEST_GENERATION_SECONDS = 300
+# The annotation app's longest request: PlanLabelling's deadline (harmeval_annotator.app).
+LONGEST_ANNOTATOR_REQUEST_SECONDS = 60
 # The openai client honours a server's Retry-After up to this long between attempts.
 OPENAI_MAX_RETRY_WAIT_SECONDS = 60
 
@@ -329,6 +352,52 @@ def test_service_shape_and_probes(
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 120
 
 
+@pytest.mark.parametrize("app", APPS)
+@pytest.mark.parametrize("name", KUSTOMIZATIONS, ids=k8s_id)
+def test_app_shape_and_probes(
+    rendered: dict[str, list[dict[str, Any]]], name: str, app: str
+) -> None:
+    """The annotation app: Deployment, Service and ServiceAccount as the services have, but
+    HTTP: ports `http` and `metrics` (no health-only port), a Service with a virtual IP (HTTP
+    clients need no client-side balancing), and httpGet probes: start-up and readiness on
+    /healthz (which asks the database), liveness on a page that does not (a database outage
+    takes pods out of rotation, it does not restart them)."""
+    objects = rendered[name]
+    deployment = one(objects, "Deployment", app)
+    svc = one(objects, "Service", app)
+    one(objects, "ServiceAccount", app)
+    pod = deployment["spec"]["template"]
+    assert deployment["spec"]["selector"]["matchLabels"] == {"app": app}
+    assert pod["metadata"]["labels"]["app"] == app
+    assert svc["spec"]["selector"] == {"app": app}
+    assert svc["spec"].get("clusterIP") != "None"
+    assert pod["spec"]["serviceAccountName"] == app
+
+    container = server(deployment)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": HTTP_PORTS[app], "metrics": METRICS_PORTS[app]}
+    svc_ports = {p["name"]: p for p in svc["spec"]["ports"]}
+    assert set(svc_ports) == {"http", "metrics"}
+    for port in ("http", "metrics"):
+        assert svc_ports[port]["targetPort"] == port
+        assert svc_ports[port]["appProtocol"] == "http"
+
+    env = effective_env(objects, container)
+    assert env[f"HARMEVAL_{app.upper()}_ADDRESS"] == f"0.0.0.0:{ports['http']}"
+    assert int(env[f"HARMEVAL_{app.upper()}_PROMETHEUS_PORT"]) == ports["metrics"]
+    assert re.fullmatch(
+        r"<secret harmeval-database(-[a-z0-9]{10})?/url>", env["HARMEVAL_DATABASE_URL"]
+    )
+    for probe, path in (
+        ("startupProbe", "/healthz"),
+        ("readinessProbe", "/healthz"),
+        ("livenessProbe", "/livez"),
+    ):
+        assert container[probe]["httpGet"] == {"path": path, "port": "http"}, probe
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 120
+
+
 @pytest.mark.parametrize("name", KUSTOMIZATIONS, ids=k8s_id)
 def test_pods_are_locked_down(rendered: dict[str, list[dict[str, Any]]], name: str) -> None:
     """runAsNonRoot, read-only root, no capabilities, requests and limits: every container."""
@@ -360,7 +429,7 @@ def test_grace_periods_outlast_the_longest_request(
     rendered: dict[str, list[dict[str, Any]]], name: str
 ) -> None:
     objects = rendered[name]
-    for service in SERVICES:
+    for service in WORKLOADS:
         deployment = one(objects, "Deployment", service)
         env = effective_env(objects, server(deployment))
         grace = float(env["HARMEVAL_GRACE_SECONDS"])
@@ -377,6 +446,9 @@ def test_grace_periods_outlast_the_longest_request(
         if service == "runner":
             # A generate job waits on the generator as long as its longest generation.
             assert grace >= LONGEST_GENERATION_SECONDS
+        if service == "annotator":
+            # Its longest request: opening a drawn queue waits on PlanLabelling.
+            assert grace >= LONGEST_ANNOTATOR_REQUEST_SECONDS
 
 
 @pytest.mark.parametrize("name", KUSTOMIZATIONS, ids=k8s_id)
@@ -386,7 +458,7 @@ def test_settings_are_real_and_load(
     """Every HARMEVAL_ variable is a setting the services read (or a planned one), each
     service's settings load from the rendered environment without error, and every target
     setting a service has is set (a default of 127.0.0.1 never reaches a pod)."""
-    classes = {service: settings_class(service) for service in SERVICES}
+    classes = {service: settings_class(service) for service in WORKLOADS}
     known = {
         settings_module.env_name(f.name)
         for cls in classes.values()
@@ -394,7 +466,7 @@ def test_settings_are_real_and_load(
     }
     objects = rendered[name]
     planned_in: dict[str, list[str]] = {}
-    for service in SERVICES:
+    for service in WORKLOADS:
         env = effective_env(objects, server(one(objects, "Deployment", service)))
         names = {k for k in env if k.startswith(settings_module.PREFIX)}
         unknown = names - known - set(PLANNED_SETTINGS)
@@ -424,7 +496,7 @@ def test_internal_targets_are_headless_services(
     on it; each caller reaches exactly the services it calls; every gRPC server closes
     connections after HARMEVAL_GRPC_MAX_CONNECTION_AGE_S, so clients re-resolve."""
     objects = rendered[name]
-    for caller in SERVICES:
+    for caller in WORKLOADS:
         deployment = one(objects, "Deployment", caller)
         env = effective_env(objects, server(deployment))
         assert float(env["HARMEVAL_GRPC_MAX_CONNECTION_AGE_S"]) > 0, caller
@@ -591,7 +663,8 @@ def test_production_scales_and_survives_disruptions(
     for service in ("generator", "judge"):
         hpa = one(objects, "HorizontalPodAutoscaler", service)
         assert hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"] >= 1
-    assert one(objects, "Deployment", "metrics")["spec"]["replicas"] >= 2
+    for service in ("metrics", "annotator"):
+        assert one(objects, "Deployment", service)["spec"]["replicas"] >= 2, service
     # The runner scales on its queue, and on CPU; it also serves the API, so never below two.
     (runner,) = autoscalers(objects, "runner")
     if runner["kind"] == "HorizontalPodAutoscaler":
@@ -612,7 +685,7 @@ def test_production_scales_and_survives_disruptions(
         _queue_query(triggers["prometheus"]["metadata"]["query"])
         assert float(triggers["prometheus"]["metadata"]["threshold"]) > 0
         assert triggers["cpu"]["metricType"] == "Utilization"
-    for service in SERVICES:
+    for service in WORKLOADS:
         (pdb,) = [
             p
             for p in find(objects, "PodDisruptionBudget")
@@ -635,8 +708,10 @@ CLIENT_PEERS = [
     {"podSelector": {"matchLabels": {"harmeval.io/client": "true"}}},
     {"namespaceSelector": {"matchLabels": {"harmeval.io/client": "true"}}},
 ]
-METRICS_PEER = {"podSelector": {"matchLabels": {"app": "metrics"}}}
-RUNNER_PEER = {"podSelector": {"matchLabels": {"app": "runner"}}}
+# The Ingress controller in front of the annotation app (ingress-nginx's own namespace).
+INGRESS_CONTROLLER_PEER = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
+}
 PROMETHEUS_PEER = [
     {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
@@ -655,7 +730,7 @@ def test_network_policies_allow_only_the_designed_traffic(
     assert deny, "no default-deny policy"
     # The declared backends: the judge's LLM APIs, the GPU generator's model downloads.
     egress_443 = {"judge"} | ({"generator"} if overlay_of(name) == "gpu" else set())
-    for service in SERVICES:
+    for service in WORKLOADS:
         labels = pod_labels(objects, service)
         ingress = _rules(policies, labels, "ingress")
         # No `from`: any source.
@@ -664,16 +739,25 @@ def test_network_policies_allow_only_the_designed_traffic(
             for rule in ingress
             for port in rule["ports"]
         }
-        expected_in = {
-            ("grpc", json.dumps(CLIENT_PEERS, sort_keys=True)),
-            ("metrics", json.dumps(PROMETHEUS_PEER, sort_keys=True)),
-            # grpc.health.v1 alone, for the kubelet (whose source address CNIs see differently).
-            ("health", json.dumps("any")),
-        }
-        if service in CALLS["metrics"]:  # imports arrive from the metrics service
-            expected_in.add(("grpc", json.dumps([METRICS_PEER], sort_keys=True)))
-        if service in CALLS["runner"]:  # a run's jobs
-            expected_in.add(("grpc", json.dumps([RUNNER_PEER], sort_keys=True)))
+        if service in APPS:
+            # People's browsers and the CLI through the Ingress controller alone; the kubelet's
+            # HTTP probes come from the pod's own node.
+            expected_in = {
+                ("http", json.dumps([INGRESS_CONTROLLER_PEER], sort_keys=True)),
+                ("metrics", json.dumps(PROMETHEUS_PEER, sort_keys=True)),
+            }
+        else:
+            expected_in = {
+                ("grpc", json.dumps(CLIENT_PEERS, sort_keys=True)),
+                ("metrics", json.dumps(PROMETHEUS_PEER, sort_keys=True)),
+                # grpc.health.v1 alone, for the kubelet (whose source address CNIs see
+                # differently).
+                ("health", json.dumps("any")),
+            }
+        for caller, callees in CALLS.items():
+            if service in callees:  # imports from metrics, a run's jobs, people's labels
+                peer = {"podSelector": {"matchLabels": {"app": caller}}}
+                expected_in.add(("grpc", json.dumps([peer], sort_keys=True)))
         assert allowed_in == expected_in, service
         egress = _rules(policies, labels, "egress")
         allowed_out = {
@@ -707,14 +791,14 @@ def test_service_monitor_scrapes_every_service(
         for s in find(objects, "Service")
         if selector_matches(monitor["spec"]["selector"], s["metadata"].get("labels", {}))
     ]
-    assert sorted(selected) == sorted(SERVICES)
+    assert sorted(selected) == sorted(WORKLOADS)
     for endpoint in monitor["spec"]["endpoints"]:
-        for service in SERVICES:
+        for service in WORKLOADS:
             ports = {p["name"] for p in one(objects, "Service", service)["spec"]["ports"]}
             assert endpoint["port"] in ports
     # job="harmeval", as the rules and the dashboard expect.
     label = monitor["spec"]["jobLabel"]
-    assert {one(objects, "Service", s)["metadata"]["labels"][label] for s in SERVICES} == {
+    assert {one(objects, "Service", s)["metadata"]["labels"][label] for s in WORKLOADS} == {
         "harmeval"
     }
     dashboards = [

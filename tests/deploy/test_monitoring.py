@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY
 
 from harmeval.auth import raw_text_reads
 from harmeval.observability import rpc_metrics
-from tests.deploy.conftest import DEPLOY, SERVICES, render_report, tool
+from tests.deploy.conftest import APPS, DEPLOY, SERVICES, WORKLOADS, render_report, tool
 from tests.deploy.promql import (
     HISTOGRAM_SUFFIXES,
     grafana_queries,
@@ -117,9 +117,6 @@ def allowed_names() -> dict[str, str]:
     return names
 
 
-# Processes `harmeval up` runs and Prometheus can scrape, with no Kubernetes manifests yet.
-NOT_DEPLOYED = ("annotator",)
-
 # --- the list of metrics ---------------------------------------------------------------------
 
 
@@ -129,7 +126,7 @@ def test_metrics_list_is_well_formed() -> None:
     assert len(names) == len(set(names)), "duplicate names"
     for m in listed:
         assert set(m) == {"name", "service", "type", "labels", "status", "help"}, m["name"]
-        assert m["service"] in (*SERVICES, *NOT_DEPLOYED, "all"), m["name"]
+        assert m["service"] in (*WORKLOADS, "all"), m["name"]
         assert m["type"] in ("counter", "gauge", "histogram", "summary"), m["name"]
         assert m["status"] in ("exported", "planned"), m["name"]
         assert ":" not in m["name"], "colons are for recording rules"
@@ -147,7 +144,7 @@ def registered_metrics() -> dict[str, tuple[str, tuple[str, ...]]]:
         # What the server skeleton creates at start-up.
         rpc_metrics(service)
         raw_text_reads(service)
-    for app in NOT_DEPLOYED:  # HTTP, not the gRPC skeleton: only its own metrics
+    for app in APPS:  # HTTP, not the gRPC skeleton: only its own metrics
         package = importlib.import_module(f"harmeval_{app}")
         for module in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
             importlib.import_module(module.name)
@@ -283,8 +280,8 @@ def test_promtool_check_scrape_config(tmp_path: Path) -> None:
         assert label.startswith(
             ("__meta_kubernetes_service_label_", "__meta_kubernetes_endpoint_port_name")
         )
-    # Every service's metrics port, and nothing else.
-    assert keep["regex"] == f"harmeval;({'|'.join(SERVICES)});metrics"
+    # Every service's and app's metrics port, and nothing else.
+    assert keep["regex"] == f"harmeval;({'|'.join(WORKLOADS)});metrics"
     assert {r["target_label"] for r in job["relabel_configs"][1:]} == {
         "namespace",
         "service",

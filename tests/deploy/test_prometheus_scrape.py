@@ -1,7 +1,8 @@
-"""A real Prometheus server scrapes the four services and evaluates the rules.
+"""A real Prometheus server scrapes the four services and the annotation app and evaluates the
+rules.
 
-The services run as they do in a pod (`python -m harmeval_<service>`, one process each, so
-each /metrics is its own registry) on free loopback ports against a real PostgreSQL; the
+The services and the app run as they do in a pod (`python -m harmeval_<service>`, one process
+each, so each /metrics is its own registry) on free loopback ports against a real PostgreSQL; the
 Debian `prometheus` binary scrapes them every second with the same labels the ServiceMonitor
 gives (job="harmeval", namespace, service) and loads the exported rule file. The test asserts
 every target is up, the RPCs it made are counted exactly, every rule evaluates healthily, and
@@ -37,7 +38,7 @@ from harmeval.metrics.v1 import metrics_pb2, metrics_pb2_grpc
 from harmeval.runner.v1 import runner_pb2, runner_pb2_grpc
 from tests.conftest import free_ports
 from tests.credentials import OPERATOR_TOKEN, TOKENS_FILE
-from tests.deploy.conftest import SERVICES, render_report, tool
+from tests.deploy.conftest import APPS, WORKLOADS, render_report, tool
 from tests.deploy.promql import grafana_queries
 from tests.deploy.test_monitoring import dashboard, keda_queries, rule_groups
 
@@ -50,10 +51,20 @@ AUTH = (("authorization", f"Bearer {OPERATOR_TOKEN}"),)
 @dataclass
 class Service:
     name: str
-    grpc_port: int
+    # gRPC, or HTTP for the annotation app (APPS).
+    port: int
     metrics_port: int
     process: subprocess.Popen[bytes]
     log: Path
+
+    def healthy(self) -> bool:
+        if self.name in APPS:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1):
+                    return True  # 200; a 503 raises
+            except OSError:
+                return False
+        return _healthy(self.port)
 
 
 def _healthy(port: int) -> bool:
@@ -79,7 +90,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture
 def services(database_url: str, model_path: Path, tmp_path: Path) -> Iterator[dict[str, Service]]:
-    ports = free_ports(2 * len(SERVICES))
+    ports = free_ports(2 * len(WORKLOADS))
     env = {k: v for k, v in os.environ.items() if not k.startswith("HARMEVAL_")}
     env.update(
         HARMEVAL_DATABASE_URL=database_url,
@@ -95,14 +106,14 @@ def services(database_url: str, model_path: Path, tmp_path: Path) -> Iterator[di
     )
     running: dict[str, Service] = {}
     try:
-        for i, name in enumerate(SERVICES):
-            grpc_port, metrics_port = ports[2 * i], ports[2 * i + 1]
-            env[f"HARMEVAL_{name.upper()}_ADDRESS"] = f"127.0.0.1:{grpc_port}"
+        for i, name in enumerate(WORKLOADS):
+            port, metrics_port = ports[2 * i], ports[2 * i + 1]
+            env[f"HARMEVAL_{name.upper()}_ADDRESS"] = f"127.0.0.1:{port}"
             env[f"HARMEVAL_{name.upper()}_PROMETHEUS_PORT"] = str(metrics_port)
-            # Callers reach the services started before them (SERVICES lists callees first).
+            # Callers reach the services started before them (WORKLOADS lists callees first).
             for callee in running:
                 env[f"HARMEVAL_{name.upper()}_{callee.upper()}_TARGET"] = (
-                    f"127.0.0.1:{running[callee].grpc_port}"
+                    f"127.0.0.1:{running[callee].port}"
                 )
             log = tmp_path / f"{name}.log"
             with log.open("wb") as out:
@@ -112,10 +123,10 @@ def services(database_url: str, model_path: Path, tmp_path: Path) -> Iterator[di
                     stdout=out,
                     stderr=subprocess.STDOUT,
                 )
-            running[name] = Service(name, grpc_port, metrics_port, process, log)
+            running[name] = Service(name, port, metrics_port, process, log)
         deadline = time.monotonic() + 120
         for svc in running.values():
-            while not _healthy(svc.grpc_port):
+            while not svc.healthy():
                 if svc.process.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(
                         f"{svc.name} did not become healthy:\n{svc.log.read_text()[-3000:]}"
@@ -215,21 +226,21 @@ def prometheus(services: dict[str, Service], tmp_path: Path) -> Iterator[Prometh
 def _make_calls(services: dict[str, Service]) -> None:
     """One RPC of each kind the assertions count: OK on generator, judge and runner,
     NOT_FOUND on metrics (an error by status, not a server fault)."""
-    with grpc.insecure_channel(f"127.0.0.1:{services['generator'].grpc_port}") as ch:
+    with grpc.insecure_channel(f"127.0.0.1:{services['generator'].port}") as ch:
         generator_pb2_grpc.GeneratorServiceStub(ch).ListModels(
             generator_pb2.ListModelsRequest(), timeout=10, metadata=AUTH
         )
-    with grpc.insecure_channel(f"127.0.0.1:{services['judge'].grpc_port}") as ch:
+    with grpc.insecure_channel(f"127.0.0.1:{services['judge'].port}") as ch:
         judge_pb2_grpc.JudgeServiceStub(ch).ListJudges(
             judge_pb2.ListJudgesRequest(), timeout=10, metadata=AUTH
         )
-    with grpc.insecure_channel(f"127.0.0.1:{services['metrics'].grpc_port}") as ch:
+    with grpc.insecure_channel(f"127.0.0.1:{services['metrics'].port}") as ch:
         with pytest.raises(grpc.RpcError) as err:
             metrics_pb2_grpc.MetricsServiceStub(ch).GetAgreement(
                 metrics_pb2.GetAgreementRequest(study="no-such-study"), timeout=10, metadata=AUTH
             )
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
-    with grpc.insecure_channel(f"127.0.0.1:{services['runner'].grpc_port}") as ch:
+    with grpc.insecure_channel(f"127.0.0.1:{services['runner'].port}") as ch:
         runner_pb2_grpc.RunnerServiceStub(ch).ListRuns(
             runner_pb2.ListRunsRequest(), timeout=10, metadata=AUTH
         )
@@ -265,12 +276,12 @@ def test_prometheus_scrapes_every_service_and_evaluates_the_rules(
     up = prometheus.wait_for(
         "every target up",
         lambda: (
-            (r := prometheus.query('up{job="harmeval"} == 1')) and len(r) == len(SERVICES) and r
+            (r := prometheus.query('up{job="harmeval"} == 1')) and len(r) == len(WORKLOADS) and r
         ),
     )
-    assert {s["metric"]["service"] for s in up} == set(SERVICES)
+    assert {s["metric"]["service"] for s in up} == set(WORKLOADS)
     targets = prometheus.get("/api/v1/targets")["activeTargets"]
-    assert sorted(t["labels"]["service"] for t in targets) == sorted(SERVICES)
+    assert sorted(t["labels"]["service"] for t in targets) == sorted(WORKLOADS)
     assert all(t["health"] == "up" for t in targets), targets
 
     # Exact counts of what this test did, read back through Prometheus. Two rounds: a

@@ -18,7 +18,15 @@ import pytest
 import yaml
 
 from harmeval.common.v1 import access_pb2
-from tests.deploy.conftest import SERVICES, default_deny, find, one, render_report
+from tests.deploy.conftest import (
+    APPS,
+    SERVICES,
+    WORKLOADS,
+    default_deny,
+    find,
+    one,
+    render_report,
+)
 from tests.deploy.test_manifests import (
     CALLS,
     DNS_TARGET,
@@ -401,7 +409,7 @@ def test_every_service_reads_the_tokens_file(
     """HARMEVAL_AUTH_TOKENS_FILE is the `tokens.json` key of Secret harmeval-tokens (hashes
     only, made by `harmeval token create`), mounted so that updates reach the servers."""
     objects = rendered[name]
-    for service in SERVICES:
+    for service in WORKLOADS:
         deployment = one(objects, "Deployment", service)
         env = effective_env(objects, server(deployment))
         secret, key = secret_file(deployment, env["HARMEVAL_AUTH_TOKENS_FILE"])
@@ -412,9 +420,9 @@ def test_every_service_reads_the_tokens_file(
 def test_local_development_tokens_authenticate(
     rendered: dict[str, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
-    """The local overlay's generated tokens file accepts the runner's and the metrics service's
-    development tokens (Secret harmeval-service-tokens) as operators, read by the servers' own
-    token store."""
+    """The local overlay's generated tokens file accepts the callers' (runner, metrics service,
+    annotation app) development tokens (Secret harmeval-service-tokens) as operators, read by
+    the servers' own token store."""
     from harmeval.tokens import TokenStore
 
     objects = rendered["local"]
@@ -444,7 +452,9 @@ def test_transport_is_tls_except_in_the_local_overlay(
 ) -> None:
     """Every real deployment (production, gpu, and anything with components/tls) serves mutual
     TLS on every gRPC port and never allows plaintext; the local overlay alone allows
-    plaintext; the base alone does neither, so its servers refuse to start (fail closed)."""
+    plaintext; the base alone does neither, so its servers refuse to start (fail closed). The
+    annotation app serves no gRPC: as a client it uses TLS wherever the services serve it,
+    and may send its token in plaintext only where they listen in plaintext."""
     objects = rendered[name]
     for service in SERVICES:
         env = effective_env(objects, server(one(objects, "Deployment", service)))
@@ -454,6 +464,11 @@ def test_transport_is_tls_except_in_the_local_overlay(
         else:
             assert not tls_enabled(env), service
             assert plaintext_allowed(env) == (name in PLAINTEXT), service
+    for app in APPS:
+        env = effective_env(objects, server(one(objects, "Deployment", app)))
+        assert not tls_enabled(env), app  # its HTTP port: TLS ends at the Ingress
+        assert bool(env.get("HARMEVAL_TLS_CA_FILE")) == (name in TLS), app
+        assert plaintext_allowed(env) == (name in PLAINTEXT), app
     assert bool(find(objects, "Certificate")) == (name in TLS)
 
 
@@ -506,6 +521,22 @@ def test_tls_certificates_are_mounted_and_used(
         for var, key in files.items():
             assert secret_file(deployment, env[var]) == (spec["secretName"], key), var
 
+    # The annotation app calls with a certificate of its own and serves no TLS: client auth
+    # only, from the same CA.
+    for app in APPS:
+        (cert,) = [c for c in certificates if c["spec"].get("commonName") == app]
+        spec = cert["spec"]
+        assert "client auth" in spec["usages"] and "server auth" not in spec["usages"], app
+        assert issuers[spec["issuerRef"]["name"]]["spec"].get("ca"), app
+        deployment = one(objects, "Deployment", app)
+        env = effective_env(objects, server(deployment))
+        for var, key in {
+            "HARMEVAL_TLS_CA_FILE": "ca.crt",
+            "HARMEVAL_TLS_CLIENT_CERT_FILE": "tls.crt",
+            "HARMEVAL_TLS_CLIENT_KEY_FILE": "tls.key",
+        }.items():
+            assert secret_file(deployment, env[var]) == (spec["secretName"], key), var
+
     # No pod mounts the CA's key.
     ca_secrets = {i["spec"]["ca"]["secretName"] for i in issuers.values() if "ca" in i["spec"]}
     assert not ca_secrets & referenced_secrets(objects)
@@ -542,16 +573,20 @@ def test_services_know_each_other_by_certificate(
         assert set(roles) == CALLERS[service], service
         assert set(roles.values()) <= ROLES, service
         mapped |= set(roles)
-        if service in CALLS:
-            assert "HARMEVAL_TOKEN_FILE" not in env and "HARMEVAL_TOKEN" not in env, service
-            assert not any(
-                s.startswith("harmeval-service-tokens") for s in referenced_secrets([deployment])
-            ), service
+    for caller in CALLS:
+        deployment = one(objects, "Deployment", caller)
+        env = effective_env(objects, server(deployment))
+        assert "HARMEVAL_TOKEN_FILE" not in env and "HARMEVAL_TOKEN" not in env, caller
+        assert not any(
+            s.startswith("harmeval-service-tokens") for s in referenced_secrets([deployment])
+        ), caller
     service_cns = {c["spec"].get("commonName") for c in find(objects, "Certificate")}
     (client,) = [
         c
         for c in find(objects, "Certificate")
-        if "server auth" not in c["spec"].get("usages", []) and not c["spec"].get("isCA")
+        if "server auth" not in c["spec"].get("usages", [])
+        and not c["spec"].get("isCA")
+        and c["spec"].get("commonName") not in WORKLOADS
     ]
     assert client["spec"]["usages"] and "client auth" in client["spec"]["usages"]
     assert client["spec"]["commonName"] not in mapped
@@ -562,8 +597,9 @@ def test_services_know_each_other_by_certificate(
 def test_without_tls_callers_send_their_own_token(
     rendered: dict[str, list[dict[str, Any]]], name: str
 ) -> None:
-    """Without certificates, the runner and the metrics service authenticate with a bearer
-    token of their own: a file of Secret harmeval-service-tokens, the key named after them."""
+    """Without certificates, the runner, the metrics service and the annotation app
+    authenticate with a bearer token of their own: a file of Secret harmeval-service-tokens,
+    the key named after them."""
     objects = rendered[name]
     for caller in CALLS:
         deployment = one(objects, "Deployment", caller)
@@ -572,6 +608,38 @@ def test_without_tls_callers_send_their_own_token(
         secret, key = secret_file(deployment, env["HARMEVAL_TOKEN_FILE"])
         assert re.fullmatch(r"harmeval-service-tokens(-[a-z0-9]{10})?", secret), secret
         assert key == caller
+
+
+# --- the annotation app's browsers ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", KUSTOMIZATIONS, ids=k8s_id)
+def test_people_reach_the_annotation_app_over_https(
+    rendered: dict[str, list[dict[str, Any]]], name: str
+) -> None:
+    """Its session cookie is `Secure` everywhere but the local overlay (reached with kubectl
+    port-forward over plain HTTP); production-like renderings expose it through an Ingress
+    that terminates TLS for its host, at the root path, to the Service's `http` port."""
+    objects = rendered[name]
+    for app in APPS:
+        env = effective_env(objects, server(one(objects, "Deployment", app)))
+        secure = env["HARMEVAL_ANNOTATOR_SECURE_COOKIES"].strip().lower() in ("1", "true", "yes")
+        assert secure == (overlay_of(name) != "local"), app
+        ingresses = [
+            i
+            for i in find(objects, "Ingress")
+            for rule in i["spec"]["rules"]
+            for path in rule["http"]["paths"]
+            if path["backend"]["service"]["name"] == app
+        ]
+        assert bool(ingresses) == (name in PRODUCTION_LIKE), app
+        for ingress in ingresses:
+            tls_hosts = {h for t in ingress["spec"]["tls"] for h in t["hosts"]}
+            for rule in ingress["spec"]["rules"]:
+                assert rule["host"] in tls_hosts, rule["host"]
+                [path] = rule["http"]["paths"]
+                assert (path["path"], path["pathType"]) == ("/", "Prefix")
+                assert path["backend"]["service"]["port"] == {"name": "http"}
 
 
 # --- the judge's declared backends ------------------------------------------------------------
@@ -706,7 +774,7 @@ def test_egress_allows_only_dns_postgres_harmeval_and_backends(
             assert kind is not None, f"{pname}: egress rule not allowed: {rule}"
             selected = {
                 s
-                for s in SERVICES
+                for s in WORKLOADS
                 if selector_matches(policy["spec"]["podSelector"], pod_labels(objects, s))
             }
             if kind == "backends":

@@ -6,6 +6,7 @@ import dataclasses
 import re
 import subprocess
 import sys
+import traceback
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from harmeval_generator.backends.registry import (
     register_backend,
     unregister_backend,
 )
-from harmeval_generator.backends.tgi import TgiEngine
+from harmeval_generator.backends.tgi import MISSING_CLIENT, TgiEngine
 from harmeval_generator.engines import ModelsFileError, _build, _entries, open_engines
 from harmeval_generator.settings import GeneratorSettings
 from tests.conftest import ROOT
@@ -173,6 +174,30 @@ def test_configs_keep_the_defaults_the_engines_had(
     assert plain.prompt_format == "completion" and plain.context_length == 4096
     assert plain._client.api_key == "sk-no-key-needed" and plain._client.timeout == 120.0
     assert keyed._client.api_key == "sk-from-env" and keyed.context_length == 8192
+
+
+async def test_a_tgi_model_without_the_tgi_extra_fails_at_start_up_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The GPU image installs [vllm] without [tgi] (text-generation cannot be installed beside
+    vLLM): a models file naming a tgi model there fails the start-up with what to do, not
+    with an ImportError from the engine."""
+    monkeypatch.setitem(sys.modules, "text_generation", None)  # `import` raises ImportError
+    path = write(
+        tmp_path,
+        f"{{name: a, backend: {SCRIPTED}, reply: ok}}",
+        "{name: mistral, backend: tgi, base_url: 'http://tgi:8080'}",
+    )
+    assert [e["name"] for e in _entries(path)] == ["a", "mistral"]  # the file itself is right
+    settings = GeneratorSettings(data_dir=tmp_path, generator_models_file=path)
+    with pytest.raises(ModelsFileError) as err:
+        async with AsyncExitStack() as stack:
+            await open_engines(settings, stack)
+    assert str(err.value) == f"model 'mistral': {MISSING_CLIENT}"
+    assert "text-generation package (harmeval-generator[tgi])" in MISSING_CLIENT
+    assert "GPU image serves vllm" in MISSING_CLIENT
+    shown = "".join(traceback.format_exception(err.value))  # what the log shows at start-up
+    assert "ImportError" not in shown and "ModuleNotFoundError" not in shown
 
 
 def test_the_readme_table_lists_every_backend_with_its_module_and_fields() -> None:

@@ -28,7 +28,10 @@ What the wire gives us, and what it does not:
 
 `text_generation` (and aiohttp, pydantic) are imported where they are used, so that looking the
 backends up (which imports this module) does not load them for a generator that serves no TGI
-model.
+model. It is the generator's `tgi` extra, not a core dependency: the CPU image and the
+development install have it, the GPU image does not (text-generation 0.7.0 requires
+huggingface-hub<1.0, vLLM >=1.31). Without it an engine of this backend is not built: the
+models-file entry fails with `MISSING_CLIENT`, naming the model.
 """
 
 from __future__ import annotations
@@ -96,6 +99,21 @@ def _unavailable() -> tuple[type[BaseException], ...]:
 
 
 _REDIRECTS = (301, 302, 303, 307, 308)
+
+MISSING_CLIENT = (
+    "the tgi backend needs the text-generation package (harmeval-generator[tgi]), which this"
+    " installation does not have (the GPU image serves vllm: reach a TGI server from it with"
+    " backend openai and TGI's messages API, or serve the model from the CPU image)"
+)
+
+
+def _require_client() -> None:
+    """A ValueError when text_generation cannot be imported: the models file names a backend
+    this installation cannot serve (engines.py names the model), not an ImportError."""
+    try:
+        import text_generation  # noqa: F401
+    except ImportError:
+        raise ValueError(MISSING_CLIENT) from None
 
 
 @functools.cache
@@ -167,7 +185,9 @@ class TgiEngine(Engine):
     ) -> None:
         """`timeout_s` bounds a whole request, streamed ones included.
 
-        `context_length` overrides what `start()` learns from `/info` (max_total_tokens)."""
+        `context_length` overrides what `start()` learns from `/info` (max_total_tokens).
+        A ValueError (`MISSING_CLIENT`) where text_generation is not installed."""
+        _require_client()
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
