@@ -512,6 +512,15 @@ async def test_the_cli_opens_a_queue(
         # Refusals are said, with the app's reason: a budget past the study's prompts.
         assert await asyncio.to_thread(main, [*argv[:-6], "--budget", "50"]) == 2
         assert "budget" in capsys.readouterr().err
+        # A stopping rule, and where the queue stands against it.
+        assert await asyncio.to_thread(main, [*argv, "--stop-at", "0.2"]) == 0
+        capsys.readouterr()
+        monkeypatch.setenv("HARMEVAL_METRICS_ADDRESS", f"127.0.0.1:{stack.servers['metrics'].port}")
+        progress = ["--token", OPERATOR_TOKEN, "annotate", "progress", name]
+        assert await asyncio.to_thread(main, progress) == 0
+        out = capsys.readouterr().out
+        assert "people's labels alone" in out and "target ±0.200: not yet" in out
+        assert all(m in out for m in MODELS) and "0 / 3" in out
     [(version, text)] = rows(
         stack.database_url,
         "SELECT version, text FROM annotator.guidelines WHERE study = %s",
