@@ -47,6 +47,7 @@ from harmeval_metrics.responses import (
     agreement_response,
     disagreements_response,
     ranking_response,
+    to_proto,
 )
 from harmeval_metrics.settings import MetricsSettings
 from harmeval_metrics.store import PUBLISHED_VIEWS, SCHEMA, MetricsStore, StudyBusy
@@ -651,19 +652,7 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
         except labelling_progress.NotUniform as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         return metrics_pb2.GetLabellingProgressResponse(
-            models=[
-                metrics_pb2.ModelLabellingProgress(
-                    model=m.model,
-                    n_units=m.n_units,
-                    n_labelled=m.n_labelled,
-                    judge_only=m.judge_only,
-                    estimate=m.estimate,
-                    ci_low=m.ci_low,
-                    ci_high=m.ci_high,
-                    enough=m.enough,
-                )
-                for m in models
-            ],
+            models=[to_proto(m, metrics_pb2.ModelLabellingProgress()) for m in models],
             enough=bool(models) and all(m.enough for m in models),
             half_width=half_width,
             confidence=study.options.confidence,
