@@ -20,7 +20,7 @@ for the judge, a fixed guess that keeps the sequence valid.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -95,18 +95,7 @@ def labelling_progress(
         if census and y.size == len(inclusion):
             # Every prompt of an all-prompt queue labelled: the rate is known exactly.
             rate = float(y.mean())
-            out.append(
-                ModelProgress(
-                    model=model,
-                    n_units=base.n_units,
-                    n_labelled=base.n_labelled,
-                    judge_only=judge_mean,
-                    estimate=rate,
-                    ci_low=rate,
-                    ci_high=rate,
-                    enough=True,
-                )
-            )
+            out.append(replace(base, estimate=rate, ci_low=rate, ci_high=rate, enough=True))
             continue
         confidence = study.options.confidence
         if judge_mean is not None:
@@ -124,11 +113,8 @@ def labelling_progress(
             cs = bounded_confidence_sequence(y, confidence=confidence, half_width=half_width)
         low, high = max(float(cs.ci_low[-1]), 0.0), min(float(cs.ci_high[-1]), 1.0)
         out.append(
-            ModelProgress(
-                model=model,
-                n_units=base.n_units,
-                n_labelled=base.n_labelled,
-                judge_only=judge_mean,
+            replace(
+                base,
                 estimate=float(cs.estimate[-1]),
                 ci_low=low,
                 ci_high=high,
