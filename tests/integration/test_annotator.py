@@ -558,7 +558,7 @@ async def test_a_likert_queue_stops_once_every_rate_is_known_closely_enough(
     for bad, code, says in [
         ({"study": "no-such-study"}, grpc.StatusCode.NOT_FOUND, "unknown study"),
         ({"study": name, "half_width": 0.7}, grpc.StatusCode.INVALID_ARGUMENT, "half_width"),
-        ({"study": name, "judge": "nobody"}, grpc.StatusCode.NOT_FOUND, "judge 'nobody'"),
+        ({"study": name, "judge": "nobody"}, grpc.StatusCode.NOT_FOUND, "'nobody' is not a judge"),
     ]:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await progress(metrics_pb2.GetLabellingProgressRequest(**bad))
@@ -570,7 +570,7 @@ async def test_a_likert_queue_stops_once_every_rate_is_known_closely_enough(
             ({"stop_half_width": True}, 400, "stop_half_width"),
             ({"stop_judge": "j1"}, 400, "only with stop_half_width"),
             ({"design": "active", "budget": 5, "stop_half_width": 0.1}, 400, "uniform design"),
-            ({"stop_half_width": 0.15, "stop_judge": "nobody"}, 404, "judge 'nobody'"),
+            ({"stop_half_width": 0.15, "stop_judge": "nobody"}, 404, "'nobody' is not a judge"),
             ({"stop_half_width": 0.15, "stop_judge": 7}, 400, "stop_judge"),
         ]:
             status, reply = await open_queue(
@@ -619,9 +619,8 @@ async def test_a_likert_queue_stops_once_every_rate_is_known_closely_enough(
                 assert (reply29.half_width, reply29.judge) == (0.2, "")
                 assert not reply29.enough and [m.n_labelled for m in reply29.models] == [29] * 3
             if n == 10:
-                # Reopened to change the guidelines, the queue keeps its rule; its judge
-                # cannot change once people labelled (that would pick a sequence after
-                # seeing it).
+                # Reopened to change the guidelines, the queue keeps its rule; the rule cannot
+                # change once people labelled (that would pick a sequence after seeing it).
                 status, reply = await open_queue(
                     operator, study=name, design="all", scale="likert", overlap=1, guidelines="v2"
                 )
@@ -636,7 +635,7 @@ async def test_a_likert_queue_stops_once_every_rate_is_known_closely_enough(
                     stop_half_width=0.2,
                     stop_judge="j1",
                 )
-                assert status == 409 and "stopping judge stays" in reply["error"], reply
+                assert status == 409 and "fixed once people labelled" in reply["error"], reply
         status, page = await web.get(f"/studies/{name}")
         assert status == 200 and "Enough labels" in page, page[:1500]
         status, page = await web.get(f"/studies/{name}/progress")
@@ -673,3 +672,53 @@ async def test_a_likert_queue_stops_once_every_rate_is_known_closely_enough(
         )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "target_half_width" in (err.value.details() or "")
+
+
+async def test_a_skipped_prompt_holds_the_stopping_sequence_until_someone_labels_it(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Skips may depend on what a prompt holds: the sequence runs over the queue's random
+    order without gaps, so labels behind a skipped prompt wait until someone labels it."""
+    monkeypatch.setattr("harmeval_annotator.app.PROGRESS_TTL_S", 0.0)
+    name = "skip-study"
+    await stack.clients.metrics.ImportStudy(study_request(name, n_prompts=6))
+    progress = stack.clients.metrics.GetLabellingProgress
+    async with annotator_app(stack) as base:
+        status, reply = await open_queue(
+            Http(base), study=name, design="all", overlap=1, stop_half_width=0.3
+        )
+        assert status == 200, reply
+        webs = []
+        for _ in range(2):
+            _, token = person()
+            web = Http(base)
+            await web.sign_in(token)
+            await web.form(f"/studies/{name}/warning", {})
+            webs.append(web)
+        ann, bo = webs
+        for action in ("labelled", "skipped", "labelled"):
+            prompt_id, _ = await unit_of(ann, name)
+            body: dict[str, Any] = {"action": action}
+            if action == "labelled":
+                body["labels"] = {"A": 0, "B": 0, "C": 1}
+            assert (await ann.json(f"/studies/{name}/units/{prompt_id}", body))[0] == 200
+        held = await progress(metrics_pb2.GetLabellingProgressRequest(study=name))
+        assert held.n_waiting == 1 and [m.n_labelled for m in held.models] == [1, 1, 1]
+        # bo is offered the prompt ann skipped (the first unlabelled one) and labels it.
+        prompt_id, _ = await unit_of(bo, name)
+        status, _ = await bo.json(
+            f"/studies/{name}/units/{prompt_id}",
+            {"action": "labelled", "labels": {"A": 0, "B": 0, "C": 0}},
+        )
+        assert status == 200
+    moved = await progress(metrics_pb2.GetLabellingProgressRequest(study=name))
+    assert moved.n_waiting == 0 and [m.n_labelled for m in moved.models] == [3, 3, 3]
+    # A judge-assisted rule needs the judge's verdict on every answer first: a verdict coming
+    # later would rewrite the sequence's past.
+    partial = "partial-judge-study"
+    await stack.clients.metrics.ImportStudy(study_request(partial, n_prompts=40, judges=True))
+    async with annotator_app(stack) as base:
+        status, reply = await open_queue(
+            Http(base), study=partial, design="all", stop_half_width=0.1, stop_judge="j1"
+        )
+    assert status == 409 and "no verdict on 30 of the study's 120 answers" in reply["error"]

@@ -185,3 +185,8 @@ async def print_progress(
     )
     verdict = "enough labels: stop" if reply.enough else "not yet: keep labelling"
     console.print(f"target ±{reply.half_width:.3f}: {verdict}")
+    if reply.n_waiting:
+        console.print(
+            f"{reply.n_waiting} labelled prompts wait behind one nobody has labelled yet "
+            "(skipped, or in progress): they count once it is labelled"
+        )

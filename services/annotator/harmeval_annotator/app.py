@@ -71,9 +71,9 @@ HERE = Path(__file__).parent
 COOKIE = "harmeval_session"
 # A study's prompts and answers are fetched from the metrics service at most this often.
 ANSWERS_TTL_S = 30.0
-# A queue's stopping rule is checked at most this often (a failed check too): the confidence
-# sequence may be looked at any time, so a late look costs only a few extra labels, and a page
-# never waits on more than one check at a time per study.
+# A queue's stopping rule is checked at most this often per app process (a failed check too):
+# the confidence sequence may be looked at any time, so a late look costs only a few extra
+# labels, and pages do not ask the metrics service on every load.
 PROGRESS_TTL_S = 10.0
 PROGRESS_TIMEOUT_S = 3.0
 # People per prompt a queue may ask for.
@@ -482,8 +482,9 @@ async def open_queue(request: Request) -> Response:
     overlap = body.get("overlap", state.settings.annotator_overlap)
     guidelines = str(body.get("guidelines", ""))
     seed = body.get("seed", 0)
-    # A reopened queue keeps its stopping rule unless one is given (null: none).
-    new_stop = "stop_half_width" in body or "stop_judge" in body
+    # A reopened queue keeps its stopping rule unless one is given (null: none); an active
+    # draw has none.
+    new_stop = "stop_half_width" in body or "stop_judge" in body or design == "active"
     stop_half_width = body.get("stop_half_width")
     stop_judge: Any = body.get("stop_judge")
     stop_judge = "" if stop_judge is None else stop_judge
@@ -582,14 +583,15 @@ async def open_queue(request: Request) -> Response:
 
 
 async def _check_judge(state: State, study: str, judge: str) -> None:
-    """NOT_FOUND when `judge` has no verdicts in the study (asked before the queue exists, so
-    its missing queue is the expected answer otherwise)."""
+    """Refused (NOT_FOUND, FAILED_PRECONDITION) unless `judge` is one of the study's and has
+    judged every answer. Asked before the queue exists, whose absence is then the answer."""
     try:
         await state.metrics.GetLabellingProgress(
             metrics_pb2.GetLabellingProgressRequest(study=study, judge=judge), timeout=30
         )
     except grpc.aio.AioRpcError as exc:
-        if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+        no_queue = "has no annotation queue" in (exc.details() or "")
+        if exc.code() != grpc.StatusCode.FAILED_PRECONDITION or not no_queue:
             raise
 
 

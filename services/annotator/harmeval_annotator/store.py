@@ -101,22 +101,22 @@ class AnnotationStore:
     ) -> int:
         """Creates the study's queue, or draws it again while nobody has worked on it; new
         guidelines text becomes the next version. With `new_stop` the queue's stopping rule
-        becomes `queue`'s (its half-width may change any time: a confidence sequence allows
-        it; its judge not once people labelled, which would choose between sequences after
-        seeing them); without, a reopened queue keeps its rule. Returns the guidelines'
-        current version."""
+        becomes `queue`'s: set or changed only before the first label (a rule chosen after
+        seeing labels would pick among sequences after the fact), removed any time; without,
+        a reopened queue keeps its rule. Returns the guidelines' current version."""
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtext('annotator.queue'), hashtext(%s))",
                 (queue.study,),
             )
             cur = await conn.execute(
-                "SELECT design, scale, overlap, budget, seed, stop_judge FROM annotator.queues"
-                " WHERE study = %s",
+                "SELECT design, scale, overlap, budget, seed, stop_half_width, stop_judge"
+                " FROM annotator.queues WHERE study = %s",
                 (queue.study,),
             )
             found = await cur.fetchone()
-            row, old_judge = (None, "") if found is None else (tuple(found[:5]), str(found[5]))
+            row = None if found is None else tuple(found[:5])
+            old_rule = (None, "") if found is None else (found[5], str(found[6]))
             same = row is not None and row == (
                 queue.design,
                 queue.scale,
@@ -167,8 +167,9 @@ class AnnotationStore:
                             for u in units
                         ],
                     )
-            if new_stop:
-                if row is not None and queue.stop_judge != old_judge:
+            rule = (queue.stop_half_width, queue.stop_judge)
+            if new_stop and rule != old_rule:
+                if queue.stop_half_width is not None and row is not None:
                     cur = await conn.execute(
                         "SELECT count(*) FROM annotator.assignments WHERE study = %s"
                         " AND outcome = 'labelled'",
@@ -176,9 +177,11 @@ class AnnotationStore:
                     )
                     done = await cur.fetchone()
                     if done is not None and done[0]:
+                        width, judge = old_rule
+                        now = "none" if width is None else f"±{width:g}, judge {judge or 'none'}"
                         raise QueueHasLabels(
                             f"the queue of {queue.study!r} has {done[0]} labels: its stopping "
-                            f"judge stays {old_judge or '(none: people alone)'!s}"
+                            f"rule ({now}) is fixed once people labelled; it can only be removed"
                         )
                 await conn.execute(
                     "UPDATE annotator.queues SET stop_half_width = %s, stop_judge = %s"

@@ -613,43 +613,50 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"half_width: {request.half_width} is not in (0, 0.5]",
             )
-        labels = await self._labels(request.study, context)
-        repo = await require_ready(self.repo, context, "metrics database")
+        repo = await self._study(request.study, context)
+        labels = await repo.study_labels(request.study)
         study = Study(
             labels=labels,
             options=self._options(0, request.confidence, 0),
             models=await repo.study_model_names(request.study),
         )
         # The judge first: the annotation app checks a stopping rule's judge before its queue.
-        if request.judge and (request.judge in study.humans or request.judge not in study.by_coder):
+        judges = {lb.coder for lb in labels if lb.coder_kind != "human"}
+        if request.judge and request.judge not in judges:
             await context.abort(
                 grpc.StatusCode.NOT_FOUND,
-                f"judge {request.judge!r} has no scorable verdicts in study {request.study!r}",
+                f"{request.judge!r} is not a judge of study {request.study!r}",
             )
         queue = await repo.labelling_queue(request.study)
+        answers = {(a.prompt_id, a.model) for a in await repo.study_answers(request.study)}
         if queue is None:
+            if request.judge:
+                # No queue yet: the judge must have judged every answer the queue may hold.
+                await self._check_judge_coverage(context, study, request.judge, answers)
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"study {request.study!r} has no annotation queue (harmeval annotate open)",
             )
-        # Unset: the queue's own stopping rule (what the app stops on), else 0.05 and people.
+        # Unset: the queue's own rule (what the app stops on), else 0.05 and people alone. The
+        # bets are tuned for the queue's rule whatever threshold is asked.
         half_width = (
             request.half_width or queue.stop_half_width or labelling_progress.DEFAULT_HALF_WIDTH
         )
         judge = request.judge or (queue.stop_judge if not request.half_width else "")
-        if judge and judge not in study.by_coder:
-            judge = ""  # the queue's judge has no scorable verdict (yet): people alone
+        run, waiting = labelling_progress.labelled_run(queue.order)
         try:
             models = await asyncio.to_thread(
                 labelling_progress.labelling_progress,
                 study,
-                queue.order,
+                run,
                 inclusion=queue.queued,
+                answers={u for u in answers if u[0] in queue.queued},
                 judge=judge,
                 half_width=half_width,
+                tune_width=queue.stop_half_width,
                 design=queue.design,
             )
-        except labelling_progress.NotUniform as exc:
+        except (labelling_progress.NotUniform, labelling_progress.JudgeIncomplete) as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         return metrics_pb2.GetLabellingProgressResponse(
             models=[to_proto(m, metrics_pb2.ModelLabellingProgress()) for m in models],
@@ -657,7 +664,20 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
             half_width=half_width,
             confidence=study.options.confidence,
             judge=judge,
+            n_waiting=waiting,
         )
+
+    async def _check_judge_coverage(
+        self, context: Context, study: Study, judge: str, answers: set[tuple[int, str]]
+    ) -> None:
+        judged = {(lb.prompt_id, lb.model) for lb in study.labels if lb.coder == judge}
+        missing = len(answers - judged)
+        if missing:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"judge {judge!r} has no verdict on {missing} of the study's {len(answers)} "
+                "answers: a judge-assisted stopping rule needs all of them (finish its run first)",
+            )
 
     async def GetDisagreements(
         self, request: metrics_pb2.GetDisagreementsRequest, context: Context

@@ -48,8 +48,9 @@ class LabellingQueue:
     stop_judge: str
     # prompt id -> the probability it had of being queued
     queued: dict[int, float]
-    # (prompt id, who labelled it first), first labelled first
-    order: list[tuple[int, str]]
+    # Every queued prompt in the queue's order (the random order people are offered them in),
+    # with who labelled it first in the app (None: nobody yet).
+    order: list[tuple[int, str | None]]
 
 
 class StudyBusy(RuntimeError):
@@ -310,8 +311,8 @@ class MetricsStore:
 
     async def labelling_queue(self, name: str) -> LabellingQueue | None:
         """The study's annotation queue (None without one, or without the app): its prompts
-        with their inclusion probabilities, its design and stopping rule, and the prompts
-        labelled in the app, first labelled first, each with who labelled it first."""
+        with their inclusion probabilities in the queue's order, who labelled each first, and
+        its design and stopping rule."""
         if await missing_views(self.pool, (*ANNOTATION_VIEWS, "annotator.queues_v1")):
             return None
         async with self.pool.connection() as conn:
@@ -324,24 +325,21 @@ class MetricsStore:
             if rule is None:
                 return None
             cur = await conn.execute(
-                "SELECT prompt_id, inclusion_probability FROM annotator.queued_v1 WHERE study = %s",
+                "SELECT q.prompt_id, q.inclusion_probability, f.annotator"
+                " FROM annotator.queued_v1 q LEFT JOIN LATERAL ("
+                "   SELECT l.annotator FROM annotator.labelled_v1 l"
+                "   WHERE l.study = q.study AND l.prompt_id = q.prompt_id"
+                "   ORDER BY coalesce(l.labelled_at, l.created_at), l.annotator LIMIT 1) f ON true"
+                " WHERE q.study = %s ORDER BY q.position, q.prompt_id",
                 (name,),
             )
-            queued = {int(p): float(pi) for p, pi in await cur.fetchall()}
-            cur = await conn.execute(
-                "SELECT DISTINCT ON (prompt_id) prompt_id, annotator,"
-                " coalesce(labelled_at, created_at) AS at"
-                " FROM annotator.labelled_v1 WHERE study = %s"
-                " ORDER BY prompt_id, at, annotator",
-                (name,),
-            )
-            first = sorted(await cur.fetchall(), key=lambda r: (r[2], r[0]))
+            rows = await cur.fetchall()
         return LabellingQueue(
             design=str(rule[0]),
             stop_half_width=None if rule[1] is None else float(rule[1]),
             stop_judge=str(rule[2]),
-            queued=queued,
-            order=[(int(p), str(a)) for p, a, _ in first if int(p) in queued],
+            queued={int(p): float(pi) for p, pi, _ in rows},
+            order=[(int(p), None if a is None else str(a)) for p, _, a in rows],
         )
 
     async def count_rows(self, table: str) -> int:

@@ -564,11 +564,12 @@ class GetLabellingProgressRequest(_message.Message):
     def __init__(self, study: _Optional[str] = ..., half_width: _Optional[float] = ..., confidence: _Optional[float] = ..., judge: _Optional[str] = ...) -> None: ...
 
 class ModelLabellingProgress(_message.Message):
-    __slots__ = ("model", "n_units", "n_labelled", "judge_only", "estimate", "ci_low", "ci_high", "enough")
+    __slots__ = ("model", "n_units", "n_labelled", "judge_only", "judge_unscored", "estimate", "ci_low", "ci_high", "enough")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     N_UNITS_FIELD_NUMBER: _ClassVar[int]
     N_LABELLED_FIELD_NUMBER: _ClassVar[int]
     JUDGE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_UNSCORED_FIELD_NUMBER: _ClassVar[int]
     ESTIMATE_FIELD_NUMBER: _ClassVar[int]
     CI_LOW_FIELD_NUMBER: _ClassVar[int]
     CI_HIGH_FIELD_NUMBER: _ClassVar[int]
@@ -577,22 +578,25 @@ class ModelLabellingProgress(_message.Message):
     n_units: int
     n_labelled: int
     judge_only: float
+    judge_unscored: int
     estimate: float
     ci_low: float
     ci_high: float
     enough: bool
-    def __init__(self, model: _Optional[str] = ..., n_units: _Optional[int] = ..., n_labelled: _Optional[int] = ..., judge_only: _Optional[float] = ..., estimate: _Optional[float] = ..., ci_low: _Optional[float] = ..., ci_high: _Optional[float] = ..., enough: _Optional[bool] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., n_units: _Optional[int] = ..., n_labelled: _Optional[int] = ..., judge_only: _Optional[float] = ..., judge_unscored: _Optional[int] = ..., estimate: _Optional[float] = ..., ci_low: _Optional[float] = ..., ci_high: _Optional[float] = ..., enough: _Optional[bool] = ...) -> None: ...
 
 class GetLabellingProgressResponse(_message.Message):
-    __slots__ = ("models", "enough", "half_width", "confidence", "judge")
+    __slots__ = ("models", "enough", "half_width", "confidence", "judge", "n_waiting")
     MODELS_FIELD_NUMBER: _ClassVar[int]
     ENOUGH_FIELD_NUMBER: _ClassVar[int]
     HALF_WIDTH_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     JUDGE_FIELD_NUMBER: _ClassVar[int]
+    N_WAITING_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[ModelLabellingProgress]
     enough: bool
     half_width: float
     confidence: float
     judge: str
-    def __init__(self, models: _Optional[_Iterable[_Union[ModelLabellingProgress, _Mapping]]] = ..., enough: _Optional[bool] = ..., half_width: _Optional[float] = ..., confidence: _Optional[float] = ..., judge: _Optional[str] = ...) -> None: ...
+    n_waiting: int
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelLabellingProgress, _Mapping]]] = ..., enough: _Optional[bool] = ..., half_width: _Optional[float] = ..., confidence: _Optional[float] = ..., judge: _Optional[str] = ..., n_waiting: _Optional[int] = ...) -> None: ...

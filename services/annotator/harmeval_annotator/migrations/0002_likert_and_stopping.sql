@@ -13,14 +13,19 @@ ALTER TABLE annotator.queues
         CHECK (stop_half_width > 0 AND stop_half_width <= 0.5),
     ADD COLUMN IF NOT EXISTS stop_judge text NOT NULL DEFAULT '';
 
--- When a person first labelled a prompt, kept when they label it again or skip after: the
--- stopping rule's sequence runs over prompts in the order they were first labelled, and that
--- order must never change after the fact (created_at moves with every resubmission).
+-- When a person first labelled a prompt, kept when they label it again (created_at moves with
+-- every resubmission): the stopping rule counts each prompt with its first labeller's label.
 ALTER TABLE annotator.assignments ADD COLUMN IF NOT EXISTS labelled_at timestamptz;
 UPDATE annotator.assignments SET labelled_at = created_at
     WHERE outcome = 'labelled' AND labelled_at IS NULL;
 
--- Appended columns only: readers of labelled_v1's earlier columns are unaffected.
+-- Appended columns only: readers of the views' earlier columns are unaffected. A queue's
+-- positions are the random order people are offered its prompts in: the stopping rule's
+-- sequence runs over them in that order.
+CREATE OR REPLACE VIEW annotator.queued_v1 AS
+SELECT u.study, u.prompt_id, u.inclusion_probability, u.position
+FROM annotator.units u;
+
 CREATE OR REPLACE VIEW annotator.labelled_v1 AS
 SELECT a.study, a.prompt_id, a.annotator, a.guideline_version, a.inclusion_probability,
        a.created_at, a.labelled_at
@@ -32,4 +37,4 @@ CREATE VIEW annotator.queues_v1 AS
 SELECT q.study, q.design, q.scale, q.stop_half_width, q.stop_judge
 FROM annotator.queues q;
 
-GRANT SELECT ON annotator.labelled_v1, annotator.queues_v1 TO PUBLIC;
+GRANT SELECT ON annotator.queued_v1, annotator.labelled_v1, annotator.queues_v1 TO PUBLIC;
