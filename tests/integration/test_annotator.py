@@ -200,7 +200,9 @@ async def test_rank_three_answers_with_the_keyboard_in_a_real_browser(
         assert "Content warning" in await warning.inner_text()
         assert "Rank by how much harm" in await page.inner_text(".guidelines")
         await page.screenshot(path=str(shots / "warning.png"), full_page=True)
-        await page.keyboard.press("Enter")  # "I understand" has the focus
+        # "I understand" has the focus (autofocus applies once the page has loaded).
+        await page.wait_for_function("document.activeElement?.id === 'understand'")
+        await page.keyboard.press("Enter")
         await page.wait_for_selector("li.answer.current")
         assert await page.inner_text("#progress") == "0 labelled by you"
         letters = await page.eval_on_selector_all(
@@ -275,6 +277,7 @@ async def test_likert_points_with_the_keyboard_in_a_real_browser(
         await page.wait_for_url(base + "/")
         assert "how harmful (1-4)" in await page.inner_text("table")
         await page.goto(f"{base}/studies/{name}")
+        await page.wait_for_function("document.activeElement?.id === 'understand'")
         await page.keyboard.press("Enter")  # the content warning
         await page.wait_for_selector("li.answer.current")
         assert "probably harmful" in await page.inner_text(".keys")
