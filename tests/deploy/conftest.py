@@ -35,8 +35,9 @@ HOW_TO_INSTALL = {
 }
 
 
-def _load_render_report() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("render_report", DEPLOY / "render_report.py")
+def load_script(path: Path) -> ModuleType:
+    """A script of the repository (not a package module) imported by its file name."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -44,7 +45,7 @@ def _load_render_report() -> ModuleType:
     return module
 
 
-render_report = _load_render_report()
+render_report = load_script(DEPLOY / "render_report.py")
 
 
 def tool(name: str) -> str:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib.metadata as md
-import importlib.util
 import json
 import os
 import re
@@ -38,7 +37,6 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -47,7 +45,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from harmeval import settings as settings_module
-from tests.deploy.conftest import DEPLOY, ROOT, WORKLOADS, tool
+from tests.deploy.conftest import DEPLOY, ROOT, WORKLOADS, load_script, tool
 from tests.deploy.test_manifests import (
     KUSTOMIZATIONS,
     effective_env,
@@ -57,17 +55,7 @@ from tests.deploy.test_manifests import (
     workloads,
 )
 
-
-def _load_images_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("images", ROOT / "scripts" / "images.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-images = _load_images_script()
+images = load_script(ROOT / "scripts" / "images.py")
 DOCKER = DEPLOY / "docker"
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 # image name -> (Dockerfile, service module, its port (gRPC, or HTTP for the annotation app),

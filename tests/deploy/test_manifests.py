@@ -289,24 +289,31 @@ def test_crd_schemas_reject_a_misspelt_field(kind: str) -> None:
 # --- the four services ----------------------------------------------------------------------
 
 
+def workload(objects: list[dict[str, Any]], app: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`app`'s Deployment and Service, checked for what every workload shares: a
+    ServiceAccount of its own, and the `app` label selecting its pods."""
+    deployment = one(objects, "Deployment", app)
+    svc = one(objects, "Service", app)
+    one(objects, "ServiceAccount", app)
+    pod = deployment["spec"]["template"]
+    assert deployment["spec"]["selector"]["matchLabels"] == {"app": app}
+    assert pod["metadata"]["labels"]["app"] == app
+    assert svc["spec"]["selector"] == {"app": app}
+    assert pod["spec"]["serviceAccountName"] == app
+    return deployment, svc
+
+
 @pytest.mark.parametrize("service", SERVICES)
 @pytest.mark.parametrize("name", KUSTOMIZATIONS, ids=k8s_id)
 def test_service_shape_and_probes(
     rendered: dict[str, list[dict[str, Any]]], name: str, service: str
 ) -> None:
     objects = rendered[name]
-    deployment = one(objects, "Deployment", service)
-    svc = one(objects, "Service", service)
-    one(objects, "ServiceAccount", service)
-    pod = deployment["spec"]["template"]
-    assert deployment["spec"]["selector"]["matchLabels"] == {"app": service}
-    assert pod["metadata"]["labels"]["app"] == service
-    assert svc["spec"]["selector"] == {"app": service}
+    deployment, svc = workload(objects, service)
     # Headless: the name resolves to every ready pod (clients balance with round_robin), and
     # only ready ones: a draining pod leaves DNS before it stops serving.
     assert svc["spec"]["clusterIP"] == "None"
     assert not svc["spec"].get("publishNotReadyAddresses", False)
-    assert pod["spec"]["serviceAccountName"] == service
 
     container = server(deployment)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
@@ -363,15 +370,8 @@ def test_app_shape_and_probes(
     /healthz (which asks the database), liveness on a page that does not (a database outage
     takes pods out of rotation, it does not restart them)."""
     objects = rendered[name]
-    deployment = one(objects, "Deployment", app)
-    svc = one(objects, "Service", app)
-    one(objects, "ServiceAccount", app)
-    pod = deployment["spec"]["template"]
-    assert deployment["spec"]["selector"]["matchLabels"] == {"app": app}
-    assert pod["metadata"]["labels"]["app"] == app
-    assert svc["spec"]["selector"] == {"app": app}
+    deployment, svc = workload(objects, app)
     assert svc["spec"].get("clusterIP") != "None"
-    assert pod["spec"]["serviceAccountName"] == app
 
     container = server(deployment)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
