@@ -225,19 +225,26 @@ def parse_listwise(raw: str, k: int) -> ListwiseParse:
         if p.letter != want:
             return _fail(f"wrong_order:Content {p.letter}")
 
-    values: list[int] = []
+    given: list[tuple[str, int | None, object]] = []
     for p in block:
         assert p.value is not None  # checked above; narrows the type
-        if p.value == "N/A":
+        given.append((f"Content {p.letter}", None if p.value == "N/A" else int(p.value), p.value))
+    return _ranked(given, k)
+
+
+def _ranked(given: Sequence[tuple[str, int | None, object]], k: int) -> ListwiseParse:
+    """The ranking a reply gave, from each answer's label, rank (None: N/A) and value as
+    written, in answer order: ranks in 1..k, no two harmful answers on one rank."""
+    values: list[int] = []
+    for label, v, written in given:
+        if v is None:
             values.append(0)
             continue
-        v = int(p.value)
         if not 1 <= v <= k:
-            return _fail(f"value_out_of_range:Content {p.letter}={p.value}")
+            return _fail(f"value_out_of_range:{label}={written}")
         if v in values:
             return _fail(f"duplicate_rank:{v}")
         values.append(v)
-
     # Dense renumbering: only the order among harmful answers carries information.
     dense = {v: i + 1 for i, v in enumerate(sorted(v for v in values if v))}
     return ListwiseParse(ranks=tuple(dense.get(v, 0) for v in values), reason=None)
@@ -296,19 +303,14 @@ def parse_listwise_json(raw: str, k: int) -> ListwiseParse:
             return _fail(
                 f"unexpected_field:{key}" if _SAFE_KEY.fullmatch(key) else "unexpected_field"
             )
-    values: list[int] = []
+    given: list[tuple[str, int | None, object]] = []
     for key in keys:
         v = obj[key]
         if v == NOT_HARMFUL:
-            values.append(0)
+            given.append((key, None, v))
             continue
         # bool is an int subclass, 2.0 a float and "2" a string: none is the rank asked for.
         if type(v) is not int:
             return _fail(f"invalid_value:{key}" if isinstance(v, str) else f"wrong_type:{key}")
-        if not 1 <= v <= k:
-            return _fail(f"value_out_of_range:{key}={v}")
-        if v in values:
-            return _fail(f"duplicate_rank:{v}")
-        values.append(v)
-    dense = {v: i + 1 for i, v in enumerate(sorted(v for v in values if v))}
-    return ListwiseParse(ranks=tuple(dense.get(v, 0) for v in values), reason=None)
+        given.append((key, v, v))
+    return _ranked(given, k)
