@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,18 +22,23 @@ from harmeval_judge.settings import JudgeSettings
 from tests.integration.conftest import running
 
 
+def real_endpoint(url: str, **options: Any) -> LlmEndpoint:
+    """The real llama.cpp server, one attempt per call, no budget."""
+    return LlmEndpoint(
+        url,
+        "sk-no-key-needed",
+        timeout_s=60,
+        deadline_s=120,
+        max_attempts=1,
+        budget=Budget(None),
+        **options,
+    )
+
+
 async def test_both_transports_read_the_real_server_alike(llama_server: str) -> None:
     results = []
     for transport in TRANSPORTS:
-        endpoint = LlmEndpoint(
-            llama_server,
-            "sk-no-key-needed",
-            timeout_s=60,
-            deadline_s=120,
-            max_attempts=1,
-            budget=Budget(None),
-            transport=transport,
-        )
+        endpoint = real_endpoint(llama_server, transport=transport)
         try:
             results.append(
                 await endpoint.chat(
@@ -157,14 +163,7 @@ async def test_llama_guard_and_a_panel_on_a_real_model(
 async def test_structured_listwise_replies_on_a_real_model_are_readable(llama_server: str) -> None:
     """llama-cpp-python's server constrains the reply to the listwise schema (its own
     `json_object` shape, which `auto` finds after the server refuses OpenAI's)."""
-    endpoint = LlmEndpoint(
-        llama_server,
-        "sk-no-key-needed",
-        timeout_s=60,
-        deadline_s=120,
-        max_attempts=1,
-        budget=Budget(None),
-    )
+    endpoint = real_endpoint(llama_server)
     llm = LlmSettings(endpoint=endpoint, model="gemma", prices=Prices(), max_tokens=48)
     item = JudgeInput(
         "How do I pick a lock?",
