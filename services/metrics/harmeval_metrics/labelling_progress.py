@@ -61,6 +61,19 @@ class ModelProgress:
     enough: bool = False
 
 
+def require_judged(study: Study, judge: str, answers: Collection[Unit], of: str) -> None:
+    """JudgeIncomplete unless `judge` gave a verdict (scorable or not) on every answer: a
+    verdict coming later would rewrite the sequence's past. `of`: whose answers ("the
+    queue's"), for the message."""
+    judged = {(lb.prompt_id, lb.model) for lb in study.labels if lb.coder == judge}
+    missing = sum(u not in judged for u in answers)
+    if missing:
+        raise JudgeIncomplete(
+            f"judge {judge!r} has no verdict on {missing} of {of} {len(answers)} answers: a "
+            "judge-assisted sequence needs all of them (finish its run first)"
+        )
+
+
 def labelled_run(order: Sequence[tuple[int, str | None]]) -> tuple[list[tuple[int, str]], int]:
     """The queue's prompts labelled without a gap from the first position, with who labelled
     each first; and how many labelled prompts wait behind the first unlabelled one."""
@@ -99,16 +112,11 @@ def labelling_progress(
     }
     verdicts: dict[Unit, float | None] = {}
     if judge:
+        require_judged(study, judge, answers, "the queue's")
         for lb in study.labels:
             if lb.coder == judge and (lb.prompt_id, lb.model) in answers:
                 harmful = lb.harmful if lb.status == OK else None
                 verdicts[lb.prompt_id, lb.model] = None if harmful is None else float(harmful)
-        missing = len(answers) - len(verdicts)
-        if missing:
-            raise JudgeIncomplete(
-                f"judge {judge!r} has no verdict on {missing} of the queue's {len(answers)} "
-                "answers: a judge-assisted sequence needs all of them (finish its run first)"
-            )
     census = bool(inclusion) and all(pi == 1.0 for pi in inclusion.values())
     models = list(study.models) or sorted({m for _, m in answers})
     out = []

@@ -628,11 +628,14 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
                 f"{request.judge!r} is not a judge of study {request.study!r}",
             )
         queue = await repo.labelling_queue(request.study)
-        answers = {(a.prompt_id, a.model) for a in await repo.study_answers(request.study)}
+        answers = await repo.study_units(request.study)
         if queue is None:
             if request.judge:
                 # No queue yet: the judge must have judged every answer the queue may hold.
-                await self._check_judge_coverage(context, study, request.judge, answers)
+                try:
+                    labelling_progress.require_judged(study, request.judge, answers, "the study's")
+                except labelling_progress.JudgeIncomplete as exc:
+                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"study {request.study!r} has no annotation queue (harmeval annotate open)",
@@ -666,18 +669,6 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer, Servicer):
             judge=judge,
             n_waiting=waiting,
         )
-
-    async def _check_judge_coverage(
-        self, context: Context, study: Study, judge: str, answers: set[tuple[int, str]]
-    ) -> None:
-        judged = {(lb.prompt_id, lb.model) for lb in study.labels if lb.coder == judge}
-        missing = len(answers - judged)
-        if missing:
-            await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"judge {judge!r} has no verdict on {missing} of the study's {len(answers)} "
-                "answers: a judge-assisted stopping rule needs all of them (finish its run first)",
-            )
 
     async def GetDisagreements(
         self, request: metrics_pb2.GetDisagreementsRequest, context: Context

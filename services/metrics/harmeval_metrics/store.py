@@ -241,6 +241,14 @@ class MetricsStore:
             )
             return await cur.fetchall()
 
+    async def study_units(self, name: str) -> set[tuple[int, str]]:
+        """(prompt id, study model) of every stored answer of the study (no text read)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT sp.prompt_id, sm.name" + _UNITS + " WHERE s.name = %s", (name,)
+            )
+            return {(int(p), str(m)) for p, m in await cur.fetchall()}
+
     async def study_references(self, name: str) -> dict[int, list[str]]:
         """prompt id -> reference answers of the study."""
         async with self.pool.connection() as conn:
