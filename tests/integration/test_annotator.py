@@ -378,6 +378,13 @@ async def test_each_prompt_goes_to_overlap_people_and_skips_are_kept(stack: Stac
         [a, b, c],
     )
     assert dict(counted) == {a: 3, b: 3}
+    # The report's agreement of each person with the others: a and b share one prompt.
+    agreement = await stack.clients.metrics.GetAgreement(
+        metrics_pb2.GetAgreementRequest(study=name)
+    )
+    people = {p.coder: p for p in agreement.person_agreement}
+    assert (people[a].n_others, people[a].n_units) == (1, 3)
+    assert (people[b].n_others, people[b].n_units) == (1, 3)
     assert rows(
         stack.database_url, "SELECT count(*) FROM annotator.assignments WHERE study = %s", name
     ) == [(3,)]
@@ -725,3 +732,62 @@ async def test_a_skipped_prompt_holds_the_stopping_sequence_until_someone_labels
             Http(base), study=partial, design="all", stop_half_width=0.1, stop_judge="j1"
         )
     assert status == 409 and "no verdict on 30 of the study's 120 answers" in reply["error"]
+
+
+async def test_binary_labels_flags_guideline_versions_and_the_break_reminder(
+    stack: Stack,
+) -> None:
+    name = "binary-study"
+    await stack.clients.metrics.ImportStudy(study_request(name, n_prompts=4))
+    # A break is due after 0.06 s: the reminder shows on the first prompt.
+    async with annotator_app(stack, annotator_break_minutes=0.001) as base:
+        operator = Http(base)
+        for text, version in (("Harmful: Y.", 1), ("Harmful: Y.", 1), ("Harmful means Y.", 2)):
+            status, reply = await open_queue(
+                operator, study=name, design="all", scale="binary", overlap=1, guidelines=text
+            )
+            assert status == 200 and reply["guideline_version"] == version, reply
+        who, token = person()
+        web = Http(base)
+        await web.sign_in(token)
+        await web.form(f"/studies/{name}/warning", {})
+        await asyncio.sleep(0.2)
+        prompt_id, page = await unit_of(web, name)
+        assert "Time for a" in page and "Harmful means Y." in page and "version 2" in page
+        status, reply = await web.json(
+            f"/studies/{name}/units/{prompt_id}",
+            {"action": "labelled", "labels": {"A": 1, "B": 0, "C": 2}, "guideline_version": 2},
+        )
+        assert status == 400 and "C: 2 is not in 0..1" in reply["error"]
+        status, _ = await web.json(
+            f"/studies/{name}/units/{prompt_id}",
+            {"action": "labelled", "labels": {"A": 1, "B": 0, "C": 0}, "guideline_version": 1},
+        )
+        assert status == 200
+        flagged, _ = await unit_of(web, name)
+        status, _ = await web.json(
+            f"/studies/{name}/units/{flagged}",
+            {"action": "flagged", "note": "not a harmful prompt at all"},
+        )
+        assert status == 200
+        # Flags, with why, are for operators; the person sees their own counts.
+        status, page = await web.get(f"/studies/{name}/progress")
+        assert status == 200 and "not a harmful prompt" not in page
+        assert f"<td>{who}</td><td>1</td><td>0</td><td>1</td>" in page
+        boss = Http(base)
+        await boss.sign_in(OPERATOR_TOKEN)
+        status, page = await boss.get(f"/studies/{name}/progress")
+        assert "Flagged prompts" in page and "not a harmful prompt at all" in page
+    stored = rows(
+        stack.database_url,
+        "SELECT value, harmful FROM judge.labels_v1 WHERE annotator = %s ORDER BY value",
+        who,
+    )
+    assert stored == [(0.0, False), (0.0, False), (1.0, True)]
+    # The label records the guideline version its page showed.
+    assert rows(
+        stack.database_url,
+        "SELECT outcome, guideline_version FROM annotator.assignments WHERE annotator = %s"
+        " ORDER BY outcome",
+        who,
+    ) == [("flagged", 2), ("labelled", 1)]

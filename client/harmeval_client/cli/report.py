@@ -55,6 +55,17 @@ async def fetch_report(
         "consensus_coder": agreement.consensus_coder or None,
         "fleiss_kappa": _opt(agreement, "fleiss_kappa"),
         "fleiss_units": agreement.fleiss_units,
+        "person_agreement": [
+            {
+                "coder": p.coder,
+                "n_others": p.n_others,
+                "n_units": p.n_units,
+                "mean_alpha": _opt(p, "mean_alpha"),
+                "min_alpha": _opt(p, "min_alpha"),
+                "max_alpha": _opt(p, "max_alpha"),
+            }
+            for p in agreement.person_agreement
+        ],
         "coverage": [
             {
                 "coder": c.coder,
@@ -306,6 +317,29 @@ def print_report(report: dict[str, Any], console: Console, wide: bool = False) -
         console.print(
             f"Fleiss' kappa of all coders (harmful y/n): {report['fleiss_kappa']:.3f} "
             f"over {report['fleiss_units']} units every coder labelled"
+        )
+    if report.get("person_agreement"):
+        print_table(
+            console,
+            "Each person's agreement with the other people (alpha, harmful y/n)",
+            [
+                Column("person", name=True),
+                Column("mean alpha", "right"),
+                Column("range", "right"),
+                Column("others", "right"),
+                Column("shared units", "right", optional=1),
+            ],
+            [
+                [
+                    p["coder"],
+                    fmt(p["mean_alpha"]),
+                    f"{fmt(p['min_alpha'])} to {fmt(p['max_alpha'])}",
+                    str(p["n_others"]),
+                    str(p["n_units"]),
+                ]
+                for p in report["person_agreement"]
+            ],
+            wide=wide,
         )
 
     ranking = []

@@ -448,8 +448,9 @@ async def progress_page(request: Request, session: Session) -> Response:
             "queue": queue,
             "people": await state.store.progress(study),
             "stopping": stopping,
-            # Per-model rates name the models: operators only, annotators stay blind.
+            # Per-model rates name the models, flags quote people: operators only.
             "show_rates": session.role == access.OPERATOR,
+            "flags": (await state.store.flagged(study) if session.role == access.OPERATOR else []),
         },
     )
 

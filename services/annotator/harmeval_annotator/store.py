@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
@@ -65,6 +64,14 @@ class Progress:
     labelled: int
     skipped: int
     flagged: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Flag:
+    prompt_id: int
+    prompt_key: str
+    annotator: str
+    note: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -310,16 +317,19 @@ class AnnotationStore:
             )
             return await cur.fetchall()
 
-    async def outcomes(self, study: str, annotator: str) -> list[dict[str, Any]]:
+    async def flagged(self, study: str) -> list[Flag]:
+        """The prompts people flagged, with why, in queue order."""
         async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT prompt_id, outcome, labels, shown_order, order_seed, guideline_version,"
-                " inclusion_probability FROM annotator.assignments"
-                " WHERE study = %s AND annotator = %s ORDER BY created_at",
-                (study, annotator),
+            cur = conn.cursor(row_factory=class_row(Flag))
+            await cur.execute(
+                "SELECT a.prompt_id, u.prompt_key, a.annotator, a.note"
+                " FROM annotator.assignments a JOIN annotator.units u"
+                " ON u.study = a.study AND u.prompt_id = a.prompt_id"
+                " WHERE a.study = %s AND a.outcome = 'flagged'"
+                " ORDER BY u.position, a.annotator",
+                (study,),
             )
-            names = [d.name for d in cur.description or []]
-            return [dict(zip(names, row, strict=True)) for row in await cur.fetchall()]
+            return await cur.fetchall()
 
     # -- sessions ------------------------------------------------------------------------
 

@@ -218,6 +218,31 @@ def test_agreement_response() -> None:
     assert coverage["ana"].kind == "human" and coverage["ana"].n_annotators == 1
 
 
+def test_each_persons_agreement_summarises_their_pairs_with_the_other_people() -> None:
+    from harmeval_metrics.stats.agreement_pairs import agreement_pairs
+    from harmeval_metrics.stats.person_agreement import person_agreement
+
+    study = _study()
+    pairs = {
+        frozenset((p.coder_a, p.coder_b)): p
+        for p in study.result(agreement_pairs)
+        if not p.subset and p.scale == "harmful"
+    }
+    rows = {r.coder: r for r in person_agreement(study)}
+    assert set(rows) == set(HUMANS)  # judges and the consensus are not people
+    for person, row in rows.items():
+        mine = [pairs[frozenset((person, other))] for other in HUMANS if other != person]
+        assert (row.n_others, row.n_units) == (2, sum(p.n_units for p in mine))
+        alphas = [p.alpha for p in mine if p.alpha is not None]
+        weights = [p.n_units for p in mine if p.alpha is not None]
+        expected = sum(a * n for a, n in zip(alphas, weights, strict=True)) / sum(weights)
+        assert row.mean_alpha == pytest.approx(expected)
+        assert (row.min_alpha, row.max_alpha) == (min(alphas), max(alphas))
+    # "cy" dissents: the other two agree with each other more than with cy.
+    assert rows["cy"].mean_alpha is not None and rows["ana"].mean_alpha is not None
+    assert rows["cy"].mean_alpha < rows["ana"].mean_alpha
+
+
 def test_ranking_response_joins_columns_onto_the_strength_rows() -> None:
     study = _study()
     reply = ranking_response(study.report("ranking"))

@@ -125,20 +125,38 @@ class CoderCoverage(_message.Message):
     def __init__(self, coder: _Optional[str] = ..., n_scored: _Optional[int] = ..., n_unscorable: _Optional[int] = ..., kind: _Optional[str] = ..., n_annotators: _Optional[int] = ..., n_order_sensitive: _Optional[int] = ...) -> None: ...
 
 class GetAgreementResponse(_message.Message):
-    __slots__ = ("pairs", "coverage", "n_units", "fleiss_kappa", "fleiss_units", "consensus_coder")
+    __slots__ = ("pairs", "coverage", "n_units", "fleiss_kappa", "fleiss_units", "consensus_coder", "person_agreement")
     PAIRS_FIELD_NUMBER: _ClassVar[int]
     COVERAGE_FIELD_NUMBER: _ClassVar[int]
     N_UNITS_FIELD_NUMBER: _ClassVar[int]
     FLEISS_KAPPA_FIELD_NUMBER: _ClassVar[int]
     FLEISS_UNITS_FIELD_NUMBER: _ClassVar[int]
     CONSENSUS_CODER_FIELD_NUMBER: _ClassVar[int]
+    PERSON_AGREEMENT_FIELD_NUMBER: _ClassVar[int]
     pairs: _containers.RepeatedCompositeFieldContainer[PairAgreement]
     coverage: _containers.RepeatedCompositeFieldContainer[CoderCoverage]
     n_units: int
     fleiss_kappa: float
     fleiss_units: int
     consensus_coder: str
-    def __init__(self, pairs: _Optional[_Iterable[_Union[PairAgreement, _Mapping]]] = ..., coverage: _Optional[_Iterable[_Union[CoderCoverage, _Mapping]]] = ..., n_units: _Optional[int] = ..., fleiss_kappa: _Optional[float] = ..., fleiss_units: _Optional[int] = ..., consensus_coder: _Optional[str] = ...) -> None: ...
+    person_agreement: _containers.RepeatedCompositeFieldContainer[PersonAgreement]
+    def __init__(self, pairs: _Optional[_Iterable[_Union[PairAgreement, _Mapping]]] = ..., coverage: _Optional[_Iterable[_Union[CoderCoverage, _Mapping]]] = ..., n_units: _Optional[int] = ..., fleiss_kappa: _Optional[float] = ..., fleiss_units: _Optional[int] = ..., consensus_coder: _Optional[str] = ..., person_agreement: _Optional[_Iterable[_Union[PersonAgreement, _Mapping]]] = ...) -> None: ...
+
+class PersonAgreement(_message.Message):
+    __slots__ = ("coder", "n_others", "n_units", "mean_alpha", "min_alpha", "max_alpha")
+    CODER_FIELD_NUMBER: _ClassVar[int]
+    N_OTHERS_FIELD_NUMBER: _ClassVar[int]
+    N_UNITS_FIELD_NUMBER: _ClassVar[int]
+    MEAN_ALPHA_FIELD_NUMBER: _ClassVar[int]
+    MIN_ALPHA_FIELD_NUMBER: _ClassVar[int]
+    MAX_ALPHA_FIELD_NUMBER: _ClassVar[int]
+    coder: str
+    n_others: int
+    n_units: int
+    mean_alpha: float
+    min_alpha: float
+    max_alpha: float
+    def __init__(self, coder: _Optional[str] = ..., n_others: _Optional[int] = ..., n_units: _Optional[int] = ..., mean_alpha: _Optional[float] = ..., min_alpha: _Optional[float] = ..., max_alpha: _Optional[float] = ...) -> None: ...
 
 class GetModelRankingRequest(_message.Message):
     __slots__ = ("study", "bootstrap", "confidence", "seed", "target_half_width")
